@@ -1,0 +1,91 @@
+"""A content-addressed store of trained models as safetensors files (never pickles).
+
+Each entry is ``<root>/<kind>/<hash>.safetensors`` holding the state dict, with a JSON ``meta`` string in the
+safetensors metadata (e.g. a pruned architecture's structure), and optional JSON side files for metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import config_hash
+from .errors import SplitbenchError
+from .records import atomic_write_text
+
+
+class ModelCache:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def key(self, spec: Any) -> str:
+        return config_hash(spec, 20)
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / f"{key}.safetensors"
+
+    def exists(self, kind: str, key: str) -> bool:
+        return self.path(kind, key).is_file()
+
+    def save(self, kind: str, key: str, module: nn.Module, meta: dict[str, Any] | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        path = self.path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+        # tied or shared tensors must be stored once each under their own names
+        state = {k: v.clone() for k, v in state.items()}
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(state, str(tmp), metadata={"meta": json.dumps(meta or {}, sort_keys=True)})
+        os.replace(tmp, path)
+        return path
+
+    def load_meta(self, kind: str, key: str) -> dict[str, Any]:
+        from safetensors import safe_open
+
+        path = self.path(kind, key)
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                return json.loads((fh.metadata() or {}).get("meta", "{}"))
+        except Exception as exc:
+            raise SplitbenchError(f"{path}: corrupt cache entry ({exc}); delete it to retrain") from exc
+
+    def load_into(self, kind: str, key: str, module: nn.Module) -> None:
+        from safetensors.torch import load_file
+
+        path = self.path(kind, key)
+        try:
+            state = load_file(str(path))
+        except Exception as exc:
+            raise SplitbenchError(f"{path}: corrupt cache entry ({exc}); delete it to retrain") from exc
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise SplitbenchError(f"{path}: cache entry does not match the model (missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]}); delete it to retrain")
+
+    def read_json(self, kind: str, name: str) -> dict[str, Any] | None:
+        p = self.root / kind / name
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def write_json(self, kind: str, name: str, data: dict[str, Any]) -> None:
+        atomic_write_text(self.root / kind / name, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def get_or_fit(self, kind: str, spec: Any, module: nn.Module, fit: Any, device: torch.device) -> nn.Module:
+        """Load ``module``'s weights for ``spec`` if cached, else call ``fit(module)`` and cache the result."""
+        key = self.key(spec)
+        if self.exists(kind, key):
+            self.load_into(kind, key, module)
+            return module.to(device)
+        fit(module)
+        self.save(kind, key, module, {"spec": spec})
+        return module

@@ -1,0 +1,187 @@
+"""The ``splitbench`` command: ``list``, ``run``, ``leaderboard``.
+
+Errors a user can cause exit with status 2 and one line on stderr (``--traceback`` for the full stack); a run
+in which some cells failed exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import SplitbenchError
+
+EPILOG = "Docs: README.md. Exit codes: 0 success, 1 some cells failed, 2 bad input."
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="splitbench", description="Benchmark privacy defenses of released "
+                                "representations in split inference.", epilog=EPILOG)
+    p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    ls = sub.add_parser("list", help="list defenses, attacks, scenarios, suites or backbones",
+                        description="List registered defenses, attacks, scenarios, suites, or timm backbones.")
+    ls.add_argument("what", nargs="?", default="all",
+                    choices=["all", "defenses", "attacks", "scenarios", "suites", "backbones"])
+    ls.add_argument("pattern", nargs="?", default="*", help="fnmatch filter, e.g. 'resnet*'")
+    ls.add_argument("-v", "--verbose", action="store_true", help="show each method's config fields")
+    ls.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                    help="a Python file that registers extra defenses or attacks (repeatable)")
+
+    run = sub.add_parser("run", help="run a suite and write one record per cell",
+                         description="Run a suite: train each defended model once (cached), run every attack "
+                                     "on it, and write one JSON record per cell to OUT/records/. Rerunning "
+                                     "skips finished cells. Prints the leaderboard at the end.")
+    run.add_argument("--suite", default="quick", help="a built-in suite name or a suite YAML file (default: quick)")
+    run.add_argument("--out", default=None, help="output directory (default: runs/<suite>)")
+    run.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    run.add_argument("--scenario", action="append", metavar="NAME", help="run only / also these scenarios")
+    run.add_argument("--scenario-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="set a scenario config field, e.g. task=gender (repeatable)")
+    run.add_argument("--backbone", action="append", metavar="NAME[@SPLIT]",
+                     help="run only / also these timm backbones, e.g. resnet18@layer2")
+    run.add_argument("--defense", action="append", metavar="NAME", help="run only / also these defenses")
+    run.add_argument("--attack", action="append", metavar="NAME", help="run only / also these attacks")
+    run.add_argument("--seed", action="append", type=int, metavar="N", help="seeds (replace the suite's)")
+    run.add_argument("--data-root", default=None, help="folder with local copies of datasets")
+    run.add_argument("--download", action="store_true", help="allow downloading datasets")
+    run.add_argument("--cache-dir", default=None, help="trained-model cache (default: OUT/cache)")
+    run.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                     help="a Python file that registers extra defenses or attacks (repeatable)")
+    run.add_argument("--no-retry-failed", action="store_true", help="keep cells recorded as failed")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or per-cell log lines")
+    run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
+
+    lb = sub.add_parser("leaderboard", help="render the leaderboard of a run directory",
+                        description="Render one table per track (scenario, backbone, split) from a run "
+                                    "directory's records; write leaderboard.md and leaderboard.csv into it.")
+    lb.add_argument("run_dir", help="the --out directory of `splitbench run`")
+    lb.add_argument("--format", choices=["md", "csv"], default="md", help="what to print (both are written)")
+    lb.add_argument("--budget", type=float, default=None, help="utility budget (default: the suite's)")
+    lb.add_argument("--no-write", action="store_true", help="print only; do not write files")
+    return p
+
+
+def _kv(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SplitbenchError(f"--scenario-arg {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import registry
+    from .backbones import TESTED_BACKBONES, list_backbones
+    from .config import describe
+
+    for f in args.plugin:
+        registry.load_plugin(f)
+    what = args.what
+    if what in ("all", "defenses"):
+        print("defenses:")
+        for name, cls in registry.DEFENSES.items():
+            if registry.fnmatch.fnmatch(name, args.pattern):
+                print(f"  {name:<26} knob={cls.knob:<14} {cls.card.paper} ({cls.card.year})")
+                if args.verbose:
+                    _print_fields(describe(cls.Config))
+    if what in ("all", "attacks"):
+        print("attacks:")
+        for name, cls in registry.ATTACKS.items():
+            if registry.fnmatch.fnmatch(name, args.pattern):
+                needs = ",".join(sorted(a.value for a in cls.requires)) or "releases only"
+                print(f"  {name:<26} kind={cls.kind.value:<15} needs={needs}")
+                if args.verbose:
+                    _print_fields(describe(cls.Config))
+    if what in ("all", "scenarios"):
+        print("scenarios:")
+        for name, cls in registry.SCENARIOS.items():
+            if registry.fnmatch.fnmatch(name, args.pattern):
+                print(f"  {name:<26} {cls.description}")
+                if args.verbose:
+                    _print_fields(describe(cls.Config))
+    if what in ("all", "suites"):
+        from .suite import load_suite
+
+        print("suites:")
+        for name, _ in registry.SUITES.items():
+            if registry.fnmatch.fnmatch(name, args.pattern):
+                print(f"  {name:<26} {load_suite(name).description}")
+    if what == "backbones":
+        names = list_backbones(args.pattern)
+        print(f"backbones (any of {len(names)} timm models matching {args.pattern!r}; tested on every commit: "
+              f"{', '.join(TESTED_BACKBONES)}):")
+        for n in names:
+            print(f"  {n}")
+    elif what == "all":
+        print(f"backbones: any timm model (`splitbench list backbones PATTERN`); tested: {', '.join(TESTED_BACKBONES)}")
+    return 0
+
+
+def _print_fields(fields) -> None:
+    for name, tp, default, help_ in fields:
+        print(f"      {name} ({tp}, default {default!r}): {help_}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import registry
+    from .runner import run
+
+    for f in args.plugin:
+        registry.load_plugin(f)
+    if args.quiet:
+        os.environ["SPLITBENCH_PROGRESS"] = "0"
+    out = Path(args.out) if args.out else Path("runs") / Path(args.suite).stem
+    summary = run(args.suite, out=out, device=args.device, scenarios=args.scenario, backbones=args.backbone,
+                  defenses=args.defense, attacks=args.attack, seeds=args.seed,
+                  scenario_args=_kv(args.scenario_arg), data_root=args.data_root, download=args.download,
+                  cache_dir=args.cache_dir, progress=False if args.quiet else None,
+                  retry_failed=not args.no_retry_failed)
+    print(f"splitbench: {summary.line()}", file=sys.stderr)
+    for f in summary.failures[:20]:
+        print(f"  failed: {f}", file=sys.stderr)
+    if not args.no_leaderboard:
+        from leaderboard import render_run
+
+        print(render_run(out, fmt="md", write=True))
+        print(f"records in {out}/records; leaderboard in {out}/leaderboard.md and .csv", file=sys.stderr)
+    return summary.exit_code
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from leaderboard import render_run
+
+    print(render_run(Path(args.run_dir), fmt=args.format, budget=args.budget, write=not args.no_write))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        handler = {"list": _cmd_list, "run": _cmd_run, "leaderboard": _cmd_leaderboard}[args.command]
+        return handler(args)
+    except SplitbenchError as exc:
+        if args.traceback:
+            raise
+        print(f"splitbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("splitbench: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""The two extension points: :class:`Defense` and :class:`Attack`, and the :class:`Target` an attack sees.
+
+A defense is an ``nn.Module`` holding everything it trains; the runner caches its ``state_dict`` (plus
+:meth:`Defense.structure` for defenses that change the architecture) by content hash. An attack never gets the
+defense object: it gets a :class:`Target`, which hands out only what the attack's declared ``requires`` allow,
+and it returns *predictions* (attributes, images, or unintended models' labels) that the harness scores against
+ground truth the attack never sees.
+
+Writing a defense::
+
+    @register_defense("my_defense")
+    class MyDefense(Defense):
+        Config = MyConfig            # frozen dataclass with help text; must have the knob field
+        knob = "strength"
+        card = MethodCard(...)
+        def fit(self, data, trainer): ...          # train self.client / self.server / own parts
+        def release(self, x): ...                  # what leaves the client
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .backbones import BackboneSpec, SplitModel, build_split, fresh_model, fresh_server
+from .cards import MethodCard
+from .data import ScenarioData, ScenarioInfo, Split, TensorSplit
+from .errors import AccessError
+from .trainer import ParamGroup, TrainConfig, Trainer
+
+
+class ReleaseKind(str, enum.Enum):
+    ACTIVATION = "activation"  # intermediate activations consumed by a server tail
+    IMAGE = "image"            # an image-shaped tensor consumed by a whole classifier
+
+
+class Access(str, enum.Enum):
+    """What an attack may use. The eval releases and the architecture are always available."""
+
+    AUX_PAIRS = "aux_pairs"              # (x, release(x), labels) on the attacker's aux split
+    WHITE_BOX = "white_box_client"       # a differentiable release function: client weights + defense
+    CLEAN_DATA = "clean_data"            # clean labelled images (train + aux) to train its own models
+
+
+class Defense(nn.Module, ABC):
+    """Base class of every defense (and baseline).
+
+    Class attributes:
+        Config: frozen dataclass of hyperparameters. Must contain a ``train`` field of type
+            :class:`~benchmark.trainer.TrainConfig` or inherit :class:`DefenseConfig`.
+        knob: the Config field that trades privacy for utility.
+        card: the :class:`~benchmark.cards.MethodCard`.
+        version: bump to invalidate cached trained models after a behaviour change.
+        release_kind: activation or image.
+        white_box_client: whether the threat model gives attackers the client weights.
+        stochastic_release: whether releasing the same input twice gives different results (random masks);
+            learning-based attackers then query the client afresh for every training batch, as the server did.
+
+    Instance attributes set by the base constructor: ``config``, ``backbone``, ``info``, ``seed`` and, unless
+    :meth:`build` is overridden, ``split`` (a :class:`~benchmark.backbones.SplitModel`).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    knob: ClassVar[str]
+    card: ClassVar[MethodCard]
+    version: ClassVar[str] = "1"
+    release_kind: ClassVar[ReleaseKind] = ReleaseKind.ACTIVATION
+    white_box_client: ClassVar[bool] = True
+    stochastic_release: ClassVar[bool] = False
+    #: config overrides that make fit() take seconds on the tiny test data (used by the contract tests)
+    smoke_config: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Any, backbone: BackboneSpec, info: ScenarioInfo, seed: int = 0):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.info = info
+        self.seed = seed
+        self.build()
+
+    # -- construction ------------------------------------------------------------------------------------
+    def build(self) -> None:
+        """Create the modules (deterministically from ``self.seed``). Default: the split backbone."""
+        self.split = build_split(self.backbone, self.info.num_task_classes, self.info.image_size, self.seed)
+
+    @property
+    def client(self) -> nn.Module:
+        return self.split.client
+
+    @property
+    def server(self) -> nn.Module:
+        return self.split.server
+
+    @property
+    def knob_value(self) -> float:
+        return float(getattr(self.config, self.knob))
+
+    # -- the method --------------------------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, data: ScenarioData, trainer: Trainer) -> None:
+        """Train on ``data.train`` only (never ``aux`` or ``eval``)."""
+
+    def release(self, x: Tensor) -> Tensor:
+        """What leaves the client for a batch of normalized images."""
+        return self.client(x)
+
+    def predict(self, released: Tensor) -> Tensor:
+        """The designated model's task logits on a release."""
+        return self.server(released)
+
+    def white_box_release(self, x: Tensor, observed: Tensor) -> Tensor:
+        """A differentiable release of ``x`` for white-box attackers, who also see the ``observed`` release
+        (e.g. which channels were sent). Default: :meth:`release`."""
+        return self.release(x)
+
+    def payload_bytes(self, released: Tensor) -> Tensor:
+        """Bytes sent per sample for a batch of releases. Default: the dense tensor as it is."""
+        per = released[0].numel() * released.element_size()
+        return torch.full((released.shape[0],), float(per))
+
+    # -- what consumes the release ------------------------------------------------------------------------
+    def tail_spec(self) -> BackboneSpec:
+        """The backbone and split whose server part consumes this defense's release."""
+        return self.backbone
+
+    def fresh_tail(self, num_classes: int, seed: int) -> nn.Module:
+        """A newly initialised network of the designated architecture that reads a release into
+        ``num_classes`` logits (what a learning-based attacker would train)."""
+        if self.release_kind == ReleaseKind.IMAGE:
+            return fresh_model(self.backbone.name, num_classes, self.info.image_size, seed)
+        return fresh_server(self.tail_spec(), num_classes, self.info.image_size, seed)
+
+    def designated_model(self) -> nn.Module:
+        """The model the release is meant for (a server tail, or a frozen classifier for image releases)."""
+        return self.server
+
+    # -- architecture changes (pruning) ----------------------------------------------------------------------
+    def structure(self) -> dict[str, Any]:
+        """JSON-able description of architecture changes made by :meth:`fit` (e.g. kept channels)."""
+        return {}
+
+    def restore_structure(self, structure: dict[str, Any]) -> None:
+        """Re-apply :meth:`structure` to a freshly built defense before its weights are loaded."""
+        if structure:
+            raise NotImplementedError(f"{type(self).__name__} recorded a structure but cannot restore it")
+
+    # -- helpers for subclasses ----------------------------------------------------------------------------
+    def train_config(self) -> TrainConfig:
+        return getattr(self.config, "train", TrainConfig())
+
+    def task_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(logits.float(), y)
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenseConfig:
+    """Base for defense configs: the shared training settings (a suite's ``train`` block fills them)."""
+
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig,
+                                           metadata={"help": "shared optimisation settings"})
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Attacks
+# ------------------------------------------------------------------------------------------------------------
+class AttackKind(str, enum.Enum):
+    ATTRIBUTE = "attribute"            # predicts the sensitive attribute of each eval sample
+    RECONSTRUCTION = "reconstruction"  # reconstructs each eval image
+    TRANSFER = "transfer"              # unintended models predict the task from the release
+
+
+@dataclasses.dataclass
+class AttackOutput:
+    """What an attack returns; the harness scores it.
+
+    Attributes:
+        index: which eval samples (positions in the eval split) the predictions are for.
+        attributes: ATTRIBUTE attacks: predicted sensitive class per sample.
+        images: RECONSTRUCTION attacks: reconstructions in [0, 1], [N, C, H, W].
+        task_predictions: TRANSFER attacks: {unintended model name: predicted task class per sample}.
+        extra_task_predictions: TRANSFER attacks: a second set (e.g. adaptive, fine-tuned models), reported
+            separately under ``adaptive_``.
+        budget: what the attack spent (steps, epochs, aux size, ...), recorded with the result.
+        metrics: extra attack-side numbers (losses), recorded as they are.
+    """
+
+    index: Tensor
+    attributes: Tensor | None = None
+    images: Tensor | None = None
+    task_predictions: dict[str, Tensor] | None = None
+    extra_task_predictions: dict[str, Tensor] | None = None
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+class NotApplicable(Exception):
+    """Raised by an attack whose target lacks what it needs (e.g. no sensitive attribute)."""
+
+
+class Attack(ABC):
+    """Base class of every attack. Subclasses set ``Config``, ``card``, ``kind``, ``requires`` and ``run``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    card: ClassVar[MethodCard]
+    kind: ClassVar[AttackKind]
+    requires: ClassVar[frozenset[Access]] = frozenset()
+    version: ClassVar[str] = "1"
+    #: config overrides that make run() take seconds on the tiny test data (used by the contract tests)
+    smoke_config: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Any, seed: int = 0):
+        self.config = config
+        self.seed = seed
+
+    def applicable(self, target: Target) -> str | None:
+        """Return a reason if the attack cannot apply to ``target`` (checked before :meth:`run`)."""
+        if self.kind == AttackKind.ATTRIBUTE and not target.info.has_sensitive:
+            return f"scenario {target.info.name!r} has no sensitive attribute"
+        return None
+
+    @abstractmethod
+    def run(self, target: Target, trainer: Trainer) -> AttackOutput:
+        """Attack the frozen defended model."""
+
+
+@dataclasses.dataclass
+class AuxSet:
+    """The attacker's auxiliary data: clean inputs, their releases, and their labels."""
+
+    x: Tensor          # normalized inputs
+    images: Tensor     # the same inputs in [0, 1]
+    released: Tensor
+    task: Tensor
+    sensitive: Tensor | None
+
+
+class WhiteBox:
+    """Differentiable access to the client and the defense's release function."""
+
+    def __init__(self, defense: Defense):
+        self._defense = defense
+
+    def release(self, x: Tensor, observed: Tensor) -> Tensor:
+        return self._defense.white_box_release(x, observed)
+
+
+class Target:
+    """The frozen defended model as an attack may see it.
+
+    Always available: ``info``, ``release_kind``, ``utility``, :meth:`eval_releases`, :meth:`fresh_tail`.
+    Behind :class:`Access` flags: :meth:`aux` (AUX_PAIRS), :meth:`white_box` (WHITE_BOX), :meth:`clean_data`
+    (CLEAN_DATA). Asking for more than the attack declared raises :class:`~benchmark.errors.AccessError`.
+    """
+
+    def __init__(self, defense: Defense, data: ScenarioData, access: frozenset[Access], trainer: Trainer,
+                 utility: float, backbone: BackboneSpec, cache: Any = None, seed: int = 0):
+        self._defense = defense
+        self._data = data
+        self._access = access
+        self._trainer = trainer
+        self.info = data.info
+        self.release_kind = defense.release_kind
+        self.stochastic = defense.stochastic_release
+        self.utility = utility
+        self.backbone = backbone
+        self.cache = cache
+        self.seed = seed
+        self._eval_cache: Tensor | None = None
+        self._aux_cache: AuxSet | None = None
+
+    def _need(self, what: Access) -> None:
+        if what not in self._access:
+            raise AccessError(f"attack asked for {what.value!r} but did not declare it in `requires`")
+
+    def _release_split(self, split: Split, limit: int | None = None) -> Tensor:
+        d = self._defense
+        return self._trainer.map(lambda b: d.release(b.x), split, limit)
+
+    @property
+    def num_eval(self) -> int:
+        return len(self._data.eval)
+
+    def eval_releases(self, limit: int | None = None) -> Tensor:
+        """The releases of the first ``limit`` eval images (all by default): what the server receives."""
+        if self._eval_cache is None or (limit is None and len(self._eval_cache) < self.num_eval) or (
+                limit is not None and len(self._eval_cache) < min(limit, self.num_eval)):
+            self._eval_cache = self._release_split(self._data.eval, limit)
+        return self._eval_cache if limit is None else self._eval_cache[:limit]
+
+    def aux(self) -> AuxSet:
+        self._need(Access.AUX_PAIRS)
+        if self._aux_cache is None:
+            sp = self._data.aux
+            x = self.info.normalize(sp.images)
+            self._aux_cache = AuxSet(x, sp.images.float() / 255.0, self._release_split(sp), sp.task, sp.sensitive)
+        return self._aux_cache
+
+    def aux_split(self) -> Split:
+        self._need(Access.AUX_PAIRS)
+        return self._data.aux
+
+    def white_box(self) -> WhiteBox:
+        self._need(Access.WHITE_BOX)
+        if not self._defense.white_box_client:
+            raise AccessError(f"defense {self._defense.name!r} does not give attackers its client weights")
+        return WhiteBox(self._defense)
+
+    def clean_data(self) -> tuple[Split, Split]:
+        """(train, aux) clean labelled splits, for attackers who train their own models."""
+        self._need(Access.CLEAN_DATA)
+        return self._data.train, self._data.aux
+
+    def aux_training_set(self, labels: Tensor, max_aux: int | None = None) -> tuple[TensorSplit, Any]:
+        """A training set of (input, label) on aux plus a function turning a batch's ``x`` into releases.
+
+        For deterministic defenses the releases are computed once; for stochastic ones every batch is released
+        afresh (a new random mask each time, as the defense's own server saw during training).
+        """
+        aux = self.aux()
+        if self.stochastic:
+            return TensorSplit(aux.x, labels).subset(max_aux), self.release_of
+        return TensorSplit(aux.released, labels).subset(max_aux), (lambda z: z)
+
+    def release_of(self, x: Tensor) -> Tensor:
+        """The defense's release of attacker-chosen inputs (the query access that AUX_PAIRS implies)."""
+        self._need(Access.AUX_PAIRS)
+        with torch.no_grad(), self._trainer.autocast():
+            return self._defense.release(x).float()
+
+    def fresh_tail(self, num_classes: int, seed: int | None = None) -> nn.Module:
+        """A new network of the architecture that consumes the release (architecture knowledge is public)."""
+        seed = self.seed if seed is None else seed
+        return self._defense.fresh_tail(num_classes, seed).to(self._trainer.device)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.info.channels, self.info.image_size, self.info.image_size)
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def train_task(defense: Defense, data: ScenarioData, trainer: Trainer, release, modules: list[nn.Module],
+               desc: str) -> list[dict[str, float]]:
+    """Train ``modules`` end to end on the task loss of ``defense.predict(release(x))``.
+
+    The common case of a defense whose client and server simply learn the task through its release.
+    """
+    tc = defense.train_config()
+    params = [p for m in modules for p in m.parameters()]
+    group = {"model": ParamGroup(params, tc.lr, tc.weight_decay, tc.optimizer)}
+
+    def step(batch):
+        logits = defense.predict(release(batch.x))
+        return {"model": defense.task_loss(logits, batch.y)}
+
+    return trainer.fit(group, step, data.train, tc.epochs, tc.batch_size, modules=modules, desc=desc)

@@ -1,0 +1,216 @@
+"""Every metric splitbench reports, defined once.
+
+- utility: top-1 accuracy of the designated model on eval; Δ against the reference defense.
+- attribute leakage: top-1 accuracy of the attacker on eval, beside the chance rate (majority class on eval);
+  normalized leakage = (acc - chance) / (acc_reference - chance).
+- reconstruction leakage: PSNR (images in [0, 1], MAX = 1) and SSIM (Gaussian window 11, sigma 1.5, K1 = 0.01,
+  K2 = 0.03, valid filtering, mean over channels), per image then averaged, on un-normalized images; beside
+  the same numbers for the attacker's best constant guess (the aux mean image), which is the "chance" level.
+- cross-model transfer: accuracy of each unintended model on the release; suppression ratio = utility / max
+  (and / mean) unintended accuracy.
+- cost: client and server latency (p50, p90 over repeats, after warm-up, synchronised), payload bytes per sample
+  as sent, client parameters and multiply-accumulates of everything that runs on the client.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+# name -> higher_is_better; every metric a record may carry is listed here (tests check this).
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "utility": True,
+    "leakage": False,
+    "leakage_chance": False,
+    "attribute_accuracy": False,
+    "attribute_chance": False,
+    "psnr": False,
+    "ssim": False,
+    "psnr_baseline": False,
+    "ssim_baseline": False,
+    "unintended_acc_max": False,
+    "unintended_acc_mean": False,
+    "unintended_chance": False,
+    "suppression_ratio_max": True,
+    "suppression_ratio_mean": True,
+    "adaptive_unintended_acc_max": False,
+    "adaptive_unintended_acc_mean": False,
+    "adaptive_suppression_ratio_max": True,
+    "adaptive_suppression_ratio_mean": True,
+    "payload_bytes": False,
+    "client_params": False,
+    "client_macs": False,
+    "client_ms_b1_p50": False,
+    "client_ms_b1_p90": False,
+    "client_ms_bB_p50": False,
+    "client_ms_bB_p90": False,
+    "server_ms_b1_p50": False,
+    "server_ms_b1_p90": False,
+    "latency_batch": True,
+    "eval_samples": True,
+    "fit_seconds": False,
+    "attack_seconds": False,
+}
+
+
+def higher_is_better(name: str) -> bool:
+    """Direction of a metric; per-model metrics named ``unintended_acc/<model>`` are lower-is-better."""
+    if name in HIGHER_IS_BETTER:
+        return HIGHER_IS_BETTER[name]
+    base = name.split("/")[0]
+    if base in ("unintended_acc", "adaptive_unintended_acc"):
+        return False
+    return HIGHER_IS_BETTER.get(base, False)
+
+
+# -- classification -----------------------------------------------------------------------------------------
+def accuracy(pred: Tensor, target: Tensor) -> float:
+    """Top-1 accuracy; ``pred`` is class ids or logits."""
+    if pred.ndim == 2:
+        pred = pred.argmax(1)
+    if len(target) == 0:
+        raise ValueError("accuracy of an empty set")
+    return float((pred.to(target.device) == target).float().mean())
+
+
+def chance_rate(target: Tensor, num_classes: int | None = None) -> float:
+    """Accuracy of always predicting the majority class of ``target``."""
+    counts = torch.bincount(target.long().cpu(), minlength=num_classes or 0)
+    return float(counts.max()) / float(len(target))
+
+
+def normalized_leakage(value: float, chance: float, reference: float, reference_chance: float | None = None
+                       ) -> float:
+    """(value - chance) / (reference - chance): 1 = leaks as much as no defense, 0 = chance level.
+
+    NaN when the reference itself is at chance (no leak to normalize by).
+    """
+    rc = chance if reference_chance is None else reference_chance
+    denom = reference - rc
+    if abs(denom) < 1e-9:
+        return float("nan")
+    return (value - chance) / denom
+
+
+def suppression_ratio(utility: float, unintended_acc: float) -> float:
+    """utility / unintended accuracy (seed 000's suppression ratio); inf when unintended accuracy is 0."""
+    if unintended_acc <= 0:
+        return float("inf")
+    return utility / unintended_acc
+
+
+# -- reconstruction -----------------------------------------------------------------------------------------
+def psnr(x: Tensor, y: Tensor, max_val: float = 1.0) -> Tensor:
+    """Per-image PSNR in dB of images in [0, 1] (``x`` is clamped to [0, 1]); capped at 100 dB."""
+    x = x.float().clamp(0, 1)
+    y = y.float()
+    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * torch.log10(max_val ** 2 / mse)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> Tensor:
+    coords = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2.0
+    g = torch.exp(-(coords ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g.float()
+
+
+def ssim(x: Tensor, y: Tensor, max_val: float = 1.0, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """Per-image SSIM (Wang et al. 2004) with a Gaussian window, valid filtering, mean over channels.
+
+    Images smaller than the window use a window as large as the image.
+    """
+    x = x.float().clamp(0, 1)
+    y = y.float()
+    c = x.shape[1]
+    size = min(window, x.shape[-1], x.shape[-2])
+    g = _gaussian_window(size, sigma, x.device)
+    gh = g.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    gv = g.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(F.conv2d(t, gh, groups=c), gv, groups=c)
+
+    c1 = (0.01 * max_val) ** 2
+    c2 = (0.03 * max_val) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x ** 2
+    syy = blur(y * y) - mu_y ** 2
+    sxy = blur(x * y) - mu_x * mu_y
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    return s.flatten(1).mean(1)
+
+
+def reconstruction_scores(recon: Tensor, truth: Tensor, baseline: Tensor) -> dict[str, float]:
+    """PSNR / SSIM of reconstructions and of a constant baseline image against the truth, all in [0, 1]."""
+    base = baseline.to(truth.device).float().expand_as(truth)
+    return {
+        "psnr": float(psnr(recon, truth).mean()),
+        "ssim": float(ssim(recon, truth).mean()),
+        "psnr_baseline": float(psnr(base, truth).mean()),
+        "ssim_baseline": float(ssim(base, truth).mean()),
+    }
+
+
+# -- cost ---------------------------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def latency_ms(fn: Callable[[Tensor], Tensor], x: Tensor, warmup: int = 3, repeats: int = 20
+               ) -> tuple[float, float]:
+    """(p50, p90) wall time in milliseconds of ``fn(x)``, after warm-up, with device synchronisation."""
+    for _ in range(warmup):
+        fn(x)
+    _sync(x.device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        _sync(x.device)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    arr = np.asarray(times)
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 90))
+
+
+@torch.no_grad()
+def count_macs(fn: Callable[[Tensor], Tensor], x: Tensor) -> int:
+    """Multiply-accumulates of ``fn`` on one sample (FLOPs / 2 as counted by torch's FlopCounterMode)."""
+    with FlopCounterMode(display=False) as counter:
+        fn(x[:1])
+    return int(counter.get_total_flops() // 2)
+
+
+@torch.no_grad()
+def count_params_used(fn: Callable[[Tensor], Tensor], x: Tensor, root: nn.Module) -> int:
+    """Parameters of the modules under ``root`` that actually run inside ``fn`` (deduplicated)."""
+    ran: set[int] = set()
+    hooks = [m.register_forward_pre_hook(lambda mod, _inp: ran.add(id(mod))) for m in root.modules()]
+    try:
+        fn(x[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    seen: set[int] = set()
+    total = 0
+    for m in root.modules():
+        if id(m) not in ran:
+            continue
+        for p in m.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return total
+
+
+def finite_or_nan(v: float) -> float:
+    return v if math.isfinite(v) else float("nan")

@@ -1,0 +1,198 @@
+"""Result records: one JSON file per cell, written atomically, with a schema version and the environment.
+
+A record holds ``schema_version``, ``status`` (ok / failed / not_applicable), ``reason``, ``cell_id``, the
+fully resolved ``config`` and its ``config_hash``, ``model_hash``, ``metrics`` (numbers only),
+``higher_is_better`` per metric, ``budget``, ``samples``, ``versions`` and ``env``.
+:func:`load_frame` reads a run directory into one pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import SplitbenchError
+from .metrics import higher_is_better
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "not_applicable")
+REQUIRED_KEYS = ("schema_version", "status", "cell_id", "config", "config_hash", "metrics", "budget", "env")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
+    return v
+
+
+def clean_metrics(metrics: dict[str, Any]) -> dict[str, float | int | None]:
+    out = {}
+    for k, v in metrics.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"metric {k!r} must be a number, got {type(v).__name__}")
+        out[k] = _json_number(v)
+    return out
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    record = dict(record)
+    record["schema_version"] = SCHEMA_VERSION
+    record["metrics"] = clean_metrics(record.get("metrics", {}))
+    record["higher_is_better"] = {k: higher_is_better(k) for k in record["metrics"]}
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SplitbenchError(f"{path}: not a readable result record ({exc})") from exc
+    validate_record(rec, str(path))
+    return rec
+
+
+def validate_record(rec: Any, where: str) -> None:
+    if not isinstance(rec, dict):
+        raise SplitbenchError(f"{where}: a record must be a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        raise SplitbenchError(f"{where}: record is missing key(s) {missing}")
+    if rec["schema_version"] != SCHEMA_VERSION:
+        raise SplitbenchError(f"{where}: schema_version {rec['schema_version']!r} is not supported "
+                              f"(expected {SCHEMA_VERSION})")
+    if rec["status"] not in STATUSES:
+        raise SplitbenchError(f"{where}: status {rec['status']!r} is not one of {STATUSES}")
+    for k, v in rec["metrics"].items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise SplitbenchError(f"{where}: metric {k!r} must be a number, got {v!r}")
+
+
+def iter_records(run_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    run_dir = Path(run_dir)
+    rec_dir = run_dir / "records"
+    if not rec_dir.is_dir():
+        raise SplitbenchError(f"{run_dir}: not a run directory (no records/ folder; expected the --out of "
+                              "`splitbench run`)")
+    for path in sorted(rec_dir.glob("*.json")):
+        yield path, read_record(path)
+
+
+def load_frame(run_dir: str | Path):
+    """All records of a run directory as one pandas DataFrame, one row per cell.
+
+    Columns: scenario, backbone, split, defense, knob, knob_value, attack, seed, status, reason, and one column
+    per metric (prefixed ``m.``).
+    """
+    import pandas as pd
+
+    rows = []
+    for path, rec in iter_records(Path(run_dir)):
+        cfg = rec["config"]
+        row = {
+            "cell_id": rec["cell_id"],
+            "suite": cfg.get("suite"),
+            "scenario": cfg["scenario"]["name"],
+            "backbone": cfg["backbone"]["name"],
+            "split": cfg["backbone"]["split"],
+            "defense": cfg["defense"]["name"],
+            "knob": cfg["defense"]["knob"],
+            "knob_value": cfg["defense"]["knob_value"],
+            "attack": cfg["attack"]["name"],
+            "attack_kind": cfg["attack"].get("kind"),
+            "seed": cfg["seed"],
+            "reference": cfg.get("reference"),
+            "utility_budget": cfg.get("utility_budget"),
+            "status": rec["status"],
+            "reason": rec.get("reason"),
+            "device": rec["env"].get("device"),
+            "path": str(path),
+        }
+        for k, v in rec["metrics"].items():
+            row[f"m.{k}"] = float("nan") if v is None else v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@lru_cache(maxsize=1)
+def _git_info() -> tuple[str | None, bool | None]:
+    src = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5)
+        if commit.returncode != 0:
+            return None, None
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return commit.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("splitbench")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def environment(device: str) -> dict[str, Any]:
+    """The environment block of a record."""
+    import timm
+    import torch
+
+    commit, dirty = _git_info()
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name(),
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "package_version": package_version(),
+        "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return env

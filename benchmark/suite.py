@@ -1,0 +1,349 @@
+"""Suites: YAML files (shipped in ``benchmark/suites/``) that expand to cells.
+
+A suite names scenarios, backbones with split points, seeds, shared training settings, defenses with the knob
+values to sweep, and attacks. Every key is validated strictly: a misspelled key fails with the file, the path
+to the key, and the closest valid names.
+
+Schema::
+
+    name: quick                      # must match the file name
+    description: ...
+    reference: no_pruning            # the defense Δutility and normalized leakage are measured against
+    utility_budget: 0.02             # a row is ranked only if its utility drop is at most this
+    seeds: [0]
+    scenarios: [{name: digits, config: {...}}]      # or just [digits]
+    backbones: [{name: test_resnet, split: layer1, pretrained: false}]
+    train: {epochs: 10, batch_size: 64, lr: 0.001}  # TrainConfig, shared by every defense
+    defenses:
+      - {name: random_pruning, knob: [0.25, 0.5], config: {...}}
+    attacks:
+      - {name: attribute_inference, config: {...}}
+    paper: {citation: ..., numbers: [{defense: ..., attack: ..., metric: ..., value: ..., note: ...}]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .backbones import BackboneSpec
+from .config import build_config, config_hash, to_dict
+from .errors import SplitbenchError, did_you_mean
+from .registry import ATTACKS, DEFENSES, SCENARIOS, SUITES
+from .trainer import TrainConfig
+
+SUITE_KEYS = ("name", "description", "reference", "utility_budget", "seeds", "scenarios", "backbones", "train",
+              "defenses", "attacks", "paper")
+ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "pretrained"),
+              "defenses": ("name", "knob", "config"), "attacks": ("name", "config")}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenarioEntry:
+    name: str
+    config: Any
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "config": to_dict(self.config)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenseEntry:
+    name: str
+    config: Any  # resolved Config with the knob value set
+
+    @property
+    def knob(self) -> str:
+        return DEFENSES.get(self.name).knob
+
+    @property
+    def knob_value(self) -> float:
+        return float(getattr(self.config, self.knob))
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.knob_value:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackEntry:
+    name: str
+    config: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    reference: str
+    utility_budget: float
+    seeds: tuple[int, ...]
+    scenarios: tuple[ScenarioEntry, ...]
+    backbones: tuple[BackboneSpec, ...]
+    train: TrainConfig
+    defenses: tuple[DefenseEntry, ...]
+    attacks: tuple[AttackEntry, ...]
+    paper: dict[str, Any]
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything that determines a trained defended model (one per scenario, backbone, defense, seed)."""
+
+    suite: str
+    scenario: ScenarioEntry
+    backbone: BackboneSpec
+    defense: DefenseEntry
+    seed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        cls = DEFENSES.get(self.defense.name)
+        return {
+            "scenario": self.scenario.spec,
+            "backbone": to_dict(self.backbone),
+            "defense": {"name": self.defense.name, "version": cls.version, "knob": cls.knob,
+                        "knob_value": self.defense.knob_value, "config": to_dict(self.defense.config)},
+            "seed": self.seed,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    model: ModelSpec
+    attack: AttackEntry
+    reference: str
+    utility_budget: float
+
+    def config(self) -> dict[str, Any]:
+        cls = ATTACKS.get(self.attack.name)
+        d = self.model.as_dict()
+        d["attack"] = {"name": self.attack.name, "version": cls.version, "kind": cls.kind.value,
+                       "config": to_dict(self.attack.config)}
+        d["suite"] = self.model.suite
+        d["reference"] = self.reference
+        d["utility_budget"] = self.utility_budget
+        return d
+
+    def hash(self) -> str:
+        d = self.config()
+        d.pop("suite")  # the same cell in two suites is the same computation
+        return config_hash(d, 16)
+
+    @property
+    def file_name(self) -> str:
+        m = self.model
+        return (f"{m.scenario.name}__{m.backbone.name}@{m.backbone.split}__{m.defense.label}__"
+                f"{self.attack.name}__s{m.seed}__{self.hash()[:10]}.json").replace("/", "_")
+
+
+# -- loading ------------------------------------------------------------------------------------------------
+def suite_dir() -> Path:
+    return Path(str(resources.files("benchmark") / "suites"))
+
+
+def builtin_suite_names() -> list[str]:
+    return sorted(p.stem for p in suite_dir().glob("*.yaml"))
+
+
+def _register_builtin() -> None:
+    for name in builtin_suite_names():
+        if name not in SUITES._entries:
+            SUITES.register(name, suite_dir() / f"{name}.yaml")
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """Load a built-in suite by name, or a suite YAML file by path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise SplitbenchError(f"suite file {str(p)!r} does not exist")
+        path = p
+    else:
+        path = SUITES.get(str(name_or_path))
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise SplitbenchError(f"suite file {path}: not valid YAML ({exc})") from exc
+    return parse_suite(raw, str(path))
+
+
+def _check_keys(obj: Any, allowed: Sequence[str], where: str) -> None:
+    if not isinstance(obj, dict):
+        raise SplitbenchError(f"{where}: expected a mapping with keys {list(allowed)}, got {obj!r}")
+    for k in obj:
+        if k not in allowed:
+            raise SplitbenchError(f"{where}: unknown key {k!r}{did_you_mean(k, allowed)} "
+                                  f"(valid keys: {', '.join(allowed)})")
+
+
+def _entries(raw: dict, key: str, where: str) -> list[dict]:
+    items = raw.get(key)
+    if not isinstance(items, list) or not items:
+        raise SplitbenchError(f"{where}: {key!r} must be a non-empty list")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"name": item}
+        _check_keys(item, ENTRY_KEYS[key], f"{where}: {key}[{i}]")
+        if "name" not in item:
+            raise SplitbenchError(f"{where}: {key}[{i}] has no 'name'")
+        out.append(item)
+    return out
+
+
+def defense_entries(name: str, knob_values: Any, config: dict | None, train: TrainConfig, where: str
+                    ) -> list[DefenseEntry]:
+    cls = DEFENSES.get(name)
+    base = dict(config or {})
+    if cls.knob in base and knob_values is not None:
+        raise SplitbenchError(f"{where}: set the knob {cls.knob!r} with 'knob:', not in 'config:'")
+    base.setdefault("train", to_dict(train))
+    if isinstance(base["train"], dict):
+        merged = to_dict(train)
+        merged.update(base["train"])
+        base["train"] = merged
+    values = knob_values if isinstance(knob_values, list) else ([knob_values] if knob_values is not None else [None])
+    out = []
+    for v in values:
+        cfg_vals = dict(base)
+        if v is not None:
+            cfg_vals[cls.knob] = v
+        out.append(DefenseEntry(name, build_config(cls.Config, cfg_vals, f"{where}.config")))
+    return out
+
+
+def parse_suite(raw: Any, source: str) -> Suite:
+    where = f"suite {source}"
+    _check_keys(raw, SUITE_KEYS, where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise SplitbenchError(f"{where}: 'name' must be a non-empty string")
+    train = build_config(TrainConfig, raw.get("train", {}), f"{where}: train")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in seeds):
+        raise SplitbenchError(f"{where}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    scenarios = []
+    for i, e in enumerate(_entries(raw, "scenarios", where)):
+        cls = SCENARIOS.get(e["name"])
+        scenarios.append(ScenarioEntry(e["name"], build_config(cls.Config, e.get("config", {}),
+                                                               f"{where}: scenarios[{i}].config")))
+    backbones = [build_config(BackboneSpec, e, f"{where}: backbones[{i}]")
+                 for i, e in enumerate(_entries(raw, "backbones", where))]
+    defenses: list[DefenseEntry] = []
+    for i, e in enumerate(_entries(raw, "defenses", where)):
+        defenses += defense_entries(e["name"], e.get("knob"), e.get("config"), train, f"{where}: defenses[{i}]")
+    attacks = []
+    for i, e in enumerate(_entries(raw, "attacks", where)):
+        cls = ATTACKS.get(e["name"])
+        attacks.append(AttackEntry(e["name"], build_config(cls.Config, e.get("config", {}),
+                                                           f"{where}: attacks[{i}].config")))
+    reference = raw.get("reference", "no_pruning")
+    DEFENSES.get(reference)
+    budget = raw.get("utility_budget", 0.02)
+    if not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget < 0:
+        raise SplitbenchError(f"{where}: 'utility_budget' must be a non-negative number, got {budget!r}")
+    paper = raw.get("paper", {}) or {}
+    if not isinstance(paper, dict):
+        raise SplitbenchError(f"{where}: 'paper' must be a mapping")
+    labels = [d.label for d in defenses]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise SplitbenchError(f"{where}: defense settings listed twice: {sorted(dup)}")
+    return Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
+                 tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source)
+
+
+def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
+    """The suite's models, each with its attack cells, in a stable order (reference defense first)."""
+    plan = []
+    defenses = sorted(suite.defenses, key=lambda d: d.name != suite.reference)
+    for scenario in suite.scenarios:
+        for backbone in suite.backbones:
+            for seed in suite.seeds:
+                for d in defenses:
+                    m = ModelSpec(suite.name, scenario, backbone, d, seed)
+                    plan.append((m, [Cell(m, a, suite.reference, suite.utility_budget) for a in suite.attacks]))
+    return plan
+
+
+_register_builtin()
+
+
+def _split_names(values: Sequence[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = []
+    for v in values:
+        out += [p.strip() for p in str(v).split(",") if p.strip()]
+    return out or None
+
+
+def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Sequence[str] | None = None,
+             defenses: Sequence[str] | None = None, attacks: Sequence[str] | None = None,
+             seeds: Sequence[int] | None = None, scenario_args: dict[str, Any] | None = None) -> Suite:
+    """Narrow (or override) a suite from the command line.
+
+    - scenarios / defenses / attacks: keep the suite's entries with these names; a name the suite lacks is
+      added with its default config (defenses at their default knob value).
+    - backbones: ``NAME@SPLIT`` or ``NAME``; a bare name keeps the suite's entries of that name, or else uses
+      the model's split point matching the suite's first split, or its second feature stage.
+    - seeds: replace the suite's seeds.
+    - scenario_args: config fields applied to every selected scenario (``--scenario-arg key=value``).
+    """
+    changes: dict[str, Any] = {}
+    names = _split_names(scenarios)
+    if names or scenario_args:
+        chosen = []
+        for n in names or [s.name for s in suite.scenarios]:
+            existing = [s for s in suite.scenarios if s.name == n]
+            cls = SCENARIOS.get(n)
+            base = to_dict(existing[0].config) if existing else {}
+            base.update(scenario_args or {})
+            chosen.append(ScenarioEntry(n, build_config(cls.Config, base, f"scenario {n!r} (--scenario-arg)")))
+        changes["scenarios"] = tuple(chosen)
+    names = _split_names(backbones)
+    if names:
+        from .backbones import check_backbone_name, create_model, split_points
+
+        chosen_b: list[BackboneSpec] = []
+        for n in names:
+            name, _, split = n.partition("@")
+            check_backbone_name(name)
+            if split:
+                chosen_b.append(BackboneSpec(name, split))
+                continue
+            same = [b for b in suite.backbones if b.name == name]
+            if same:
+                chosen_b += same
+                continue
+            points = split_points(create_model(name, 2, 32))
+            pref = suite.backbones[0].split
+            chosen_b.append(BackboneSpec(name, pref if pref in points else points[min(1, len(points) - 1)]))
+        changes["backbones"] = tuple(chosen_b)
+    names = _split_names(defenses)
+    if names:
+        chosen_d: list[DefenseEntry] = []
+        for n in names:
+            DEFENSES.get(n)
+            same = [d for d in suite.defenses if d.name == n]
+            chosen_d += same or defense_entries(n, None, None, suite.train, f"--defense {n}")
+        changes["defenses"] = tuple(chosen_d)
+    names = _split_names(attacks)
+    if names:
+        chosen_a: list[AttackEntry] = []
+        for n in names:
+            cls = ATTACKS.get(n)
+            same = [a for a in suite.attacks if a.name == n]
+            chosen_a += same or [AttackEntry(n, build_config(cls.Config, {}, f"--attack {n}"))]
+        changes["attacks"] = tuple(chosen_a)
+    if seeds:
+        changes["seeds"] = tuple(int(s) for s in seeds)
+    return dataclasses.replace(suite, **changes)

@@ -1,0 +1,202 @@
+"""The one training loop every method uses.
+
+A method declares parameter groups and a step function that returns one loss per group; the trainer does the
+rest: seeded shuffling, device placement, bf16 autocast on CUDA, one optimizer per group, progress, and NaN
+checks. Each group's gradient is taken from *its own* loss only, which is how min-max methods route gradients
+(e.g. the client gets only the task gradient while a filter network gets task minus adversary) without
+detach tricks. Groups that return the very same loss tensor share one backward pass.
+
+Example:
+    >>> import torch
+    >>> from benchmark.trainer import ParamGroup, Trainer
+    >>> w = torch.nn.Parameter(torch.zeros(1))
+    >>> t = Trainer(progress=False)
+    >>> hist = t.optimize({"w": ParamGroup([w], lr=0.1)}, lambda step: {"w": (w - 1).pow(2).sum()}, steps=200)
+    >>> round(float(w), 2)
+    1.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .config import field
+from .data import Batch, Split, TensorSplit
+from .errors import SplitbenchError
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Shared optimisation settings (a suite sets them once; methods may override per field)."""
+
+    epochs: int = field(10, "passes over the training split")
+    batch_size: int = field(64, "training batch size")
+    lr: float = field(1e-3, "learning rate (Adam unless optimizer says otherwise)")
+    weight_decay: float = field(0.0, "weight decay")
+    optimizer: Literal["adam", "sgd"] = field("adam", "optimizer for every parameter group")
+
+    def validate(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"epochs >= 0, batch_size >= 1 and lr > 0 are required, got {self}")
+
+
+@dataclasses.dataclass
+class ParamGroup:
+    """Parameters updated together by one optimizer, from one loss."""
+
+    params: Sequence[Tensor]
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: Literal["adam", "sgd"] = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def make(self) -> torch.optim.Optimizer:
+        params = [p for p in self.params if p.requires_grad]
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+
+
+def default_progress() -> bool:
+    env = os.environ.get("SPLITBENCH_PROGRESS")
+    if env is not None:
+        return env != "0"
+    return sys.stderr.isatty()
+
+
+class Trainer:
+    """Device, precision, seeds and progress for every training and optimisation loop.
+
+    Args:
+        device: "cpu", "cuda" or a torch.device.
+        seed: base seed; shuffling of epoch ``e`` uses ``seed + e`` (plus a caller offset).
+        amp: bf16 autocast; defaults to on for CUDA, off on CPU.
+        progress: show progress bars (default: when stderr is a terminal, or $SPLITBENCH_PROGRESS).
+        eval_batch_size: batch size for inference passes.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", seed: int = 0, amp: bool | None = None,
+                 progress: bool | None = None, eval_batch_size: int = 256):
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SplitbenchError("--device cuda was asked for but no CUDA GPU is available")
+        self.seed = seed
+        self.amp = (self.device.type == "cuda") if amp is None else amp
+        self.progress = default_progress() if progress is None else progress
+        self.eval_batch_size = eval_batch_size
+
+    # -- precision ---------------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- loops -------------------------------------------------------------------------------------------
+    def fit(self, groups: Mapping[str, ParamGroup], step: Callable[[Batch], Mapping[str, Tensor]],
+            split: Split | TensorSplit,
+            epochs: int, batch_size: int, modules: Iterable[nn.Module] = (), desc: str = "train",
+            on_epoch_end: Callable[[int], None] | None = None, on_epoch_start: Callable[[int], None] | None = None,
+            seed_offset: int = 0, drop_last: bool = True) -> list[dict[str, float]]:
+        """Train for ``epochs`` over ``split``; ``step(batch)`` returns ``{group_name: loss}``.
+
+        ``step`` may also return extra scalar tensors under names that are not groups; they are logged only.
+        Returns one dict of mean logged values per epoch.
+        """
+        modules = list(modules)
+        opts = {name: g.make() for name, g in groups.items()}
+        history = []
+        bar = tqdm(range(epochs), desc=desc, disable=not self.progress, leave=False, file=sys.stderr)
+        for epoch in bar:
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
+            for m in modules:
+                m.train()
+            sums: dict[str, float] = {}
+            count = 0
+            for batch in split.batches(batch_size, shuffle=True, seed=self.seed * 100003 + seed_offset + epoch,
+                                       drop_last=drop_last and len(split) > batch_size):
+                with self.autocast():
+                    out = step(batch)
+                self._apply(groups, opts, out)
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                count += 1
+            for m in modules:
+                m.eval()
+            means = {k: v / max(count, 1) for k, v in sums.items()}
+            history.append(means)
+            if means:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:3]})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+        return history
+
+    def optimize(self, groups: Mapping[str, ParamGroup], step: Callable[[int], Mapping[str, Tensor]], steps: int,
+                 desc: str = "optimize", log_every: int = 0) -> list[dict[str, float]]:
+        """Step-based loop (for inversion attacks that optimise inputs or generators, not over a dataset)."""
+        opts = {name: g.make() for name, g in groups.items()}
+        history = []
+        bar = tqdm(range(steps), desc=desc, disable=not self.progress, leave=False, file=sys.stderr,
+                   mininterval=1.0)
+        for i in bar:
+            with self.autocast():
+                out = step(i)
+            self._apply(groups, opts, out)
+            if log_every and (i % log_every == 0 or i == steps - 1):
+                history.append({"step": float(i), **{k: float(v.detach()) for k, v in out.items()}})
+        return history
+
+    def _apply(self, groups: Mapping[str, ParamGroup], opts: Mapping[str, torch.optim.Optimizer],
+               out: Mapping[str, Tensor]) -> None:
+        missing = [g for g in groups if g not in out]
+        if missing:
+            raise RuntimeError(f"step returned no loss for parameter group(s) {missing}")
+        by_loss: dict[int, tuple[Tensor, list[Tensor]]] = {}
+        for name, group in groups.items():
+            loss = out[name]
+            if not torch.isfinite(loss.detach()).all():
+                raise TrainingDiverged(f"loss for group {name!r} is {float(loss.detach())}")
+            entry = by_loss.setdefault(id(loss), (loss, []))
+            entry[1].extend(p for p in group.params if p.requires_grad)
+        entries = list(by_loss.values())
+        for i, (loss, params) in enumerate(entries):
+            if not params:
+                continue
+            grads = torch.autograd.grad(loss, params, retain_graph=i < len(entries) - 1, allow_unused=True)
+            for p, g in zip(params, grads):
+                p.grad = None if g is None else g.detach()
+        for opt in opts.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    # -- inference ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def map(self, fn: Callable[[Batch], Tensor], split: Split | TensorSplit, limit: int | None = None) -> Tensor:
+        """Apply ``fn`` to every batch of ``split`` (in order, eval mode is the caller's job); concatenate."""
+        outs = []
+        part = split.subset(limit)
+        for batch in part.batches(self.eval_batch_size):
+            with self.autocast():
+                outs.append(fn(batch).float())
+        return torch.cat(outs)
+
+
+def check_finite(values: Mapping[str, Any], where: str) -> None:
+    """Raise TrainingDiverged if any float metric is NaN or infinite."""
+    for k, v in values.items():
+        if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+            raise TrainingDiverged(f"{where}: metric {k!r} is {v}")

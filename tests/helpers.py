@@ -1,0 +1,42 @@
+"""Helpers shared by tests: building methods with their smoke configs, forbidden data splits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from benchmark.config import build_config
+from benchmark.data import ScenarioData
+
+SMOKE_TRAIN = {"epochs": 1, "batch_size": 32}
+
+
+def smoke_defense(cls, backbone, info, seed=0, **overrides):
+    values = {"train": dict(SMOKE_TRAIN)}
+    for k, v in cls.smoke_config.items():
+        if k == "train":
+            values["train"].update(v)
+        else:
+            values[k] = v
+    values.update(overrides)
+    return cls(build_config(cls.Config, values, f"{cls.name} smoke config"), backbone, info, seed)
+
+
+def smoke_attack(cls, seed=0, **overrides):
+    return cls(build_config(cls.Config, {**cls.smoke_config, **overrides}, f"{cls.name} smoke config"), seed)
+
+
+class Forbidden:
+    """A stand-in for a split a method must not read: any use fails the test."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, item):
+        raise AssertionError(f"the method read the {self._name!r} split ({item!r}) during fit")
+
+    def __len__(self):
+        raise AssertionError(f"the method read the {self._name!r} split during fit")
+
+
+def train_only(data: ScenarioData) -> ScenarioData:
+    return dataclasses.replace(data, aux=Forbidden("aux"), eval=Forbidden("eval"))

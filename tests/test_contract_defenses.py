@@ -1,0 +1,123 @@
+"""Contract tests run over every registered defense (a new defense gets them for free)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+import torch
+
+from benchmark.cache import ModelCache
+from benchmark.cards import MethodCard
+from benchmark.interfaces import Defense, ReleaseKind
+from benchmark.registry import DEFENSES
+from tests.helpers import smoke_defense, train_only
+
+NAMES = DEFENSES.names()
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_data, tiny_backbone):
+    """Each defense fitted once on the tiny data (train split only), shared by the tests of this module."""
+    from benchmark.trainer import Trainer
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cls = DEFENSES.get(name)
+            torch.manual_seed(0)
+            d = smoke_defense(cls, tiny_backbone, tiny_data.info)
+            d.fit(train_only(tiny_data), Trainer("cpu", seed=0, progress=False))
+            d.eval()
+            cache[name] = d
+        return cache[name]
+
+    return get
+
+
+def test_registry_is_not_empty():
+    assert {"no_pruning", "random_pruning"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_is_complete(name):
+    cls = DEFENSES.get(name)
+    assert isinstance(cls.card, MethodCard)
+    assert cls.card.missing() == [], f"{name}: card is missing {cls.card.missing()}"
+    assert 1990 < cls.card.year < 2100
+    assert cls.card.url.startswith("http")
+    assert isinstance(cls.card.inferred, tuple)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_is_frozen_with_help_and_knob(name):
+    cls = DEFENSES.get(name)
+    assert issubclass(cls, Defense)
+    assert dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    assert cls.knob in fields, f"knob {cls.knob!r} is not a field of {cls.Config.__name__}"
+    assert "train" in fields
+    hints = typing.get_type_hints(cls.Config)
+    assert hints[cls.knob] in (float, int), "the knob must be a number"
+    for f in fields.values():
+        if f.name != "train":
+            assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
+    cls.Config()  # defaults are valid
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_reads_train_only_and_release_serves_the_task(name, fitted, tiny_data):
+    d = fitted(name)  # fit() ran on data whose aux and eval splits fail on any access
+    x = tiny_data.info.normalize(tiny_data.eval.images[:8])
+    with torch.no_grad():
+        z = d.release(x)
+        logits = d.predict(z)
+    assert z.shape[0] == 8 and torch.isfinite(z).all()
+    assert logits.shape == (8, tiny_data.info.num_task_classes)
+    if d.release_kind == ReleaseKind.IMAGE:
+        assert z.shape == x.shape
+    nbytes = d.payload_bytes(z)
+    assert nbytes.shape == (8,) and (nbytes > 0).all()
+    assert (nbytes <= z[0].numel() * z.element_size() + z.shape[1]).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_white_box_release_is_differentiable(name, fitted, tiny_data):
+    d = fitted(name)
+    x = tiny_data.info.normalize(tiny_data.eval.images[:4]).requires_grad_(True)
+    with torch.no_grad():
+        observed = d.release(x)
+    out = d.white_box_release(x, observed)
+    assert out.shape == observed.shape
+    out.float().pow(2).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cache_roundtrip_restores_the_same_model(name, fitted, tiny_data, tiny_backbone, tmp_path):
+    d = fitted(name)
+    cache = ModelCache(tmp_path)
+    cache.save("models", "k", d, {"structure": d.structure()})
+    fresh = smoke_defense(DEFENSES.get(name), tiny_backbone, tiny_data.info)
+    fresh.restore_structure(cache.load_meta("models", "k")["structure"])
+    cache.load_into("models", "k", fresh)
+    fresh.eval()
+    x = tiny_data.info.normalize(tiny_data.eval.images[:8])
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = d.predict(d.release(x))
+        torch.manual_seed(1)
+        b = fresh.predict(fresh.release(x))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fresh_tail_reads_the_release(name, fitted, tiny_data):
+    d = fitted(name)
+    x = tiny_data.info.normalize(tiny_data.eval.images[:4])
+    with torch.no_grad():
+        z = d.release(x)
+        tail = d.fresh_tail(7, seed=3).eval()
+        assert tail(z).shape == (4, 7)
