@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--defense", action="append", metavar="NAME", help="run only / also these defenses")
     run.add_argument("--attack", action="append", metavar="NAME", help="run only / also these attacks")
     run.add_argument("--seed", action="append", type=int, metavar="N", help="seeds (replace the suite's)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override a setting: train.KEY, defense.NAME.KEY or attack.NAME.KEY (repeatable), "
+                          "e.g. --set train.epochs=2 --set attack.attribute_inference.epochs=5")
     run.add_argument("--data-root", default=None, help="folder with local copies of datasets")
     run.add_argument("--download", action="store_true", help="allow downloading datasets")
     run.add_argument("--cache-dir", default=None, help="trained-model cache (default: OUT/cache)")
@@ -67,12 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _kv(items: Sequence[str]) -> dict[str, str]:
+def _kv(items: Sequence[str], flag: str = "--scenario-arg") -> dict[str, str]:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SplitbenchError(f"--scenario-arg {item!r}: expected KEY=VALUE")
+            raise SplitbenchError(f"{flag} {item!r}: expected KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
 
@@ -141,7 +144,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / Path(args.suite).stem
     summary = run(args.suite, out=out, device=args.device, scenarios=args.scenario, backbones=args.backbone,
                   defenses=args.defense, attacks=args.attack, seeds=args.seed,
-                  scenario_args=_kv(args.scenario_arg), data_root=args.data_root, download=args.download,
+                  scenario_args=_kv(args.scenario_arg), overrides=_kv(args.overrides, "--set"), data_root=args.data_root, download=args.download,
                   cache_dir=args.cache_dir, progress=False if args.quiet else None,
                   retry_failed=not args.no_retry_failed)
     print(f"splitbench: {summary.line()}", file=sys.stderr)

@@ -382,7 +382,7 @@ def score_attack(kind: AttackKind, out: AttackOutput, data: ScenarioData, utilit
 
 
 def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: str = "cpu",
-        scenarios=None, backbones=None, defenses=None, attacks=None, seeds=None, scenario_args=None,
+        scenarios=None, backbones=None, defenses=None, attacks=None, seeds=None, scenario_args=None, overrides=None,
         data_root: str | Path | None = None, download: bool = False, cache_dir: str | Path | None = None,
         progress: bool | None = None, retry_failed: bool = True) -> RunSummary:
     """Run a suite and return its summary (the Python API behind ``splitbench run``).
@@ -394,7 +394,7 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
     from .suite import restrict
 
     s = suite if isinstance(suite, Suite) else load_suite(suite)
-    s = restrict(s, scenarios, backbones, defenses, attacks, seeds, scenario_args)
+    s = restrict(s, scenarios, backbones, defenses, attacks, seeds, scenario_args, overrides)
     opts = RunOptions(out=Path(out), device=device,
                       data=DataOptions(Path(data_root) if data_root else None, download),
                       cache_dir=Path(cache_dir) if cache_dir else None, progress=progress,

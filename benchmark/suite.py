@@ -288,7 +288,8 @@ def _split_names(values: Sequence[str] | None) -> list[str] | None:
 
 def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Sequence[str] | None = None,
              defenses: Sequence[str] | None = None, attacks: Sequence[str] | None = None,
-             seeds: Sequence[int] | None = None, scenario_args: dict[str, Any] | None = None) -> Suite:
+             seeds: Sequence[int] | None = None, scenario_args: dict[str, Any] | None = None,
+             overrides: dict[str, Any] | None = None) -> Suite:
     """Narrow (or override) a suite from the command line.
 
     - scenarios / defenses / attacks: keep the suite's entries with these names; a name the suite lacks is
@@ -297,6 +298,8 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
       the model's split point matching the suite's first split, or its second feature stage.
     - seeds: replace the suite's seeds.
     - scenario_args: config fields applied to every selected scenario (``--scenario-arg key=value``).
+    - overrides: ``{"train.KEY": v, "defense.NAME.KEY": v, "attack.NAME.KEY": v}`` (``--set``), applied
+      after selection; ``train.KEY`` applies to every defense's shared training settings.
     """
     changes: dict[str, Any] = {}
     names = _split_names(scenarios)
@@ -346,4 +349,39 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
         changes["attacks"] = tuple(chosen_a)
     if seeds:
         changes["seeds"] = tuple(int(s) for s in seeds)
-    return dataclasses.replace(suite, **changes)
+    out = dataclasses.replace(suite, **changes)
+    return apply_overrides(out, overrides) if overrides else out
+
+
+def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
+    """Apply ``--set`` overrides (see :func:`restrict`); every key is validated."""
+    train_over: dict[str, Any] = {}
+    per_defense: dict[str, dict[str, Any]] = {}
+    per_attack: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] == "train" and len(parts) == 2:
+            train_over[parts[1]] = value
+        elif parts[0] in ("defense", "attack") and len(parts) == 3:
+            registry = DEFENSES if parts[0] == "defense" else ATTACKS
+            registry.get(parts[1])
+            (per_defense if parts[0] == "defense" else per_attack).setdefault(parts[1], {})[parts[2]] = value
+        else:
+            raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY or attack.NAME.KEY")
+    train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
+    defenses = []
+    for d in suite.defenses:
+        cls = DEFENSES.get(d.name)
+        vals = to_dict(d.config)
+        vals["train"] = {**vals["train"], **train_over}
+        vals.update(per_defense.get(d.name, {}))
+        defenses.append(DefenseEntry(d.name, build_config(cls.Config, vals, f"--set defense.{d.name}")))
+    attacks = []
+    for a in suite.attacks:
+        cls = ATTACKS.get(a.name)
+        attacks.append(AttackEntry(a.name, build_config(cls.Config, {**to_dict(a.config), **per_attack.get(a.name, {})},
+                                                        f"--set attack.{a.name}")))
+    unused = (set(per_defense) - {d.name for d in suite.defenses}) | (set(per_attack) - {a.name for a in suite.attacks})
+    if unused:
+        raise SplitbenchError(f"--set names {sorted(unused)}, which the selected suite does not run")
+    return dataclasses.replace(suite, train=train, defenses=tuple(defenses), attacks=tuple(attacks))
