@@ -88,7 +88,8 @@ class InversionDecoder(nn.Module):
             nxt = max(16, ch // 2)
             layers += [nn.ConvTranspose2d(ch, nxt, 4, stride=2, padding=1), nn.BatchNorm2d(nxt), nn.ReLU(True)]
             ch = nxt
-        layers += [nn.Conv2d(ch, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(True), nn.Conv2d(ch, c_out, 3, padding=1)]
+        layers += [nn.Conv2d(ch, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(True),
+                   nn.Conv2d(ch, c_out, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

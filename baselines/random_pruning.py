@@ -11,8 +11,13 @@ import dataclasses
 import torch
 
 from benchmark import MethodCard, register_defense
-from benchmark.channels import (apply_channel_mask, channel_payload_bytes, num_channels, observed_mask,
-                                random_channel_mask)
+from benchmark.channels import (
+    apply_channel_mask,
+    channel_payload_bytes,
+    num_channels,
+    observed_mask,
+    random_channel_mask,
+)
 from benchmark.config import field
 from benchmark.interfaces import Defense, DefenseConfig, train_task
 

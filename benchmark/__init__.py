@@ -13,11 +13,28 @@ from .cards import MethodCard
 from .config import build_config, config_hash
 from .data import DataOptions, ScenarioData, ScenarioInfo, Split
 from .errors import AccessError, SplitbenchError
-from .interfaces import (Access, Attack, AttackKind, AttackOutput, Defense, DefenseConfig, NotApplicable,
-                         ReleaseKind, Target)
+from .interfaces import (
+    Access,
+    Attack,
+    AttackKind,
+    AttackOutput,
+    Defense,
+    DefenseConfig,
+    NotApplicable,
+    ReleaseKind,
+    Target,
+)
 from .records import load_frame
-from .registry import (ATTACKS, DEFENSES, SCENARIOS, SUITES, load_plugin, register_attack, register_defense,
-                       register_scenario)
+from .registry import (
+    ATTACKS,
+    DEFENSES,
+    SCENARIOS,
+    SUITES,
+    load_plugin,
+    register_attack,
+    register_defense,
+    register_scenario,
+)
 from .runner import run
 from .trainer import ParamGroup, TrainConfig, Trainer
 

@@ -124,7 +124,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for n in names:
             print(f"  {n}")
     elif what == "all":
-        print(f"backbones: any timm model (`splitbench list backbones PATTERN`); tested: {', '.join(TESTED_BACKBONES)}")
+        print("backbones: any timm model (`splitbench list backbones PATTERN`); tested: "
+              + ", ".join(TESTED_BACKBONES))
     return 0
 
 
@@ -144,7 +145,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / Path(args.suite).stem
     summary = run(args.suite, out=out, device=args.device, scenarios=args.scenario, backbones=args.backbone,
                   defenses=args.defense, attacks=args.attack, seeds=args.seed,
-                  scenario_args=_kv(args.scenario_arg), overrides=_kv(args.overrides, "--set"), data_root=args.data_root, download=args.download,
+                  scenario_args=_kv(args.scenario_arg), overrides=_kv(args.overrides, "--set"),
+                  data_root=args.data_root, download=args.download,
                   cache_dir=args.cache_dir, progress=False if args.quiet else None,
                   retry_failed=not args.no_retry_failed)
     print(f"splitbench: {summary.line()}", file=sys.stderr)

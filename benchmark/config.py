@@ -49,7 +49,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise SplitbenchError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is typing.Literal:
         if value not in args:
-            raise SplitbenchError(f"{where}: expected one of {list(args)}, got {value!r}{did_you_mean(value, map(str, args))}")
+            raise SplitbenchError(f"{where}: expected one of {list(args)}, got {value!r}"
+                                  f"{did_you_mean(value, map(str, args))}")
         return value
     if origin in (tuple, list) or tp in (tuple, list):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):

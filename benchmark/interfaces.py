@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .backbones import BackboneSpec, SplitModel, build_split, fresh_model, fresh_server
+from .backbones import BackboneSpec, build_split, fresh_model, fresh_server
 from .cards import MethodCard
 from .data import ScenarioData, ScenarioInfo, Split, TensorSplit
 from .errors import AccessError

@@ -147,7 +147,8 @@ def _load_entry_point(kind: str, ep: metadata.EntryPoint) -> None:
     try:
         obj = ep.load()
     except Exception as exc:  # a broken third-party package must not hide the built-ins
-        raise SplitbenchError(f"entry point {ep.name!r} in group {ep.group!r} ({ep.value}) failed to load: {exc}")
+        raise SplitbenchError(
+            f"entry point {ep.name!r} in group {ep.group!r} ({ep.value}) failed to load: {exc}") from exc
     if isinstance(obj, type) and getattr(obj, "name", None) not in registry._entries:
         registry.register(ep.name, obj)
 

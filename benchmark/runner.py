@@ -23,8 +23,15 @@ from .config import config_hash
 from .data import DataOptions, ScenarioData
 from .errors import SplitbenchError
 from .interfaces import AttackKind, AttackOutput, Defense, NotApplicable, Target
-from .metrics import (accuracy, chance_rate, count_macs, count_params_used, latency_ms, reconstruction_scores,
-                      suppression_ratio)
+from .metrics import (
+    accuracy,
+    chance_rate,
+    count_macs,
+    count_params_used,
+    latency_ms,
+    reconstruction_scores,
+    suppression_ratio,
+)
 from .records import atomic_write_text, environment, read_record, write_record
 from .registry import ATTACKS, DEFENSES, SCENARIOS
 from .suite import Cell, ModelSpec, Suite, expand, load_suite

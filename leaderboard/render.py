@@ -1,11 +1,14 @@
 """Render leaderboard tables from a run directory's records.
 
 A track is (scenario, backbone, split). Each row is one defense at one knob value (metrics averaged over
-seeds). A row's rank is by its **worst-case normalized leakage** over all attacks, among the rows whose utility
-drop against the reference defense is within the utility budget (DESIGN.md section 9); rows over budget are
-listed unranked. Normalized leakage = (leakage - chance) / (reference leakage - reference chance), where an
-attack's leakage is its headline number (attribute accuracy, reconstruction SSIM, best unintended accuracy)
-and chance is the matching no-information level (majority class; the mean-image SSIM).
+seeds). A row's rank is by its **worst-case normalized leakage** over all attacks, among the rows whose
+utility drop against the reference defense is within the utility budget (DESIGN.md section 9). Rows over
+budget are listed unranked, and so are rows where an attack failed (their worst case is unknown); attacks
+that do not apply (no sensitive attribute) are left out of the worst case.
+
+Normalized leakage = (leakage - chance) / (reference leakage - reference chance), where an attack's leakage
+is its headline number (attribute accuracy, reconstruction SSIM, best unintended accuracy) and chance is the
+matching no-information level (majority class; the mean-image SSIM).
 """
 
 from __future__ import annotations
@@ -67,11 +70,13 @@ def build_tables(frame: pd.DataFrame, budget: float | None = None, reference: st
                 row[m] = _row_metric(per_attack, m)
             row["delta_utility"] = row["utility"] - ref_utility if ref_keys else float("nan")
             worst = -math.inf
+            incomplete = False  # a failed attack leaves the worst case unknown: the row is not ranked
             for a in attacks:
                 s = per_attack[a]
                 if s["status"] != "ok":
                     row[f"{a}"] = s["status"]
                     row[f"{a}:norm"] = float("nan")
+                    incomplete |= s["status"] == "failed"
                     continue
                 r = ref_sum.get(a, {})
                 norm = (normalized_leakage(s["leakage"], s["leakage_chance"], r["leakage"], r["leakage_chance"])
@@ -85,7 +90,7 @@ def build_tables(frame: pd.DataFrame, budget: float | None = None, reference: st
                         row[f"{a}:{extra}"] = s[extra]
                 if not math.isnan(norm):
                     worst = max(worst, norm)
-            row["worst_norm_leakage"] = worst if worst > -math.inf else float("nan")
+            row["worst_norm_leakage"] = worst if worst > -math.inf and not incomplete else float("nan")
             du = row["delta_utility"]
             row["within_budget"] = bool(not math.isnan(du) and du >= -bud - 1e-12)
             rows.append(row)

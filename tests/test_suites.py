@@ -1,0 +1,56 @@
+"""Every built-in suite parses and expands; suite files are validated strictly."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.errors import SplitbenchError
+from benchmark.registry import SUITES
+from benchmark.suite import expand, load_suite, parse_suite
+
+
+@pytest.mark.parametrize("name", SUITES.names())
+def test_builtin_suite_parses_and_expands(name):
+    suite = load_suite(name)
+    assert suite.name == name, "a suite's name must match its file name"
+    plan = expand(suite)
+    assert plan and all(cells for _, cells in plan)
+    assert plan[0][0].defense.name == suite.reference, "the reference defense runs first"
+    hashes = [c.hash() for _, cells in plan for c in cells]
+    assert len(hashes) == len(set(hashes))
+
+
+def test_quick_suite_runs_every_registered_method():
+    from benchmark.registry import ATTACKS, DEFENSES
+
+    quick = load_suite("quick")
+    assert {d.name for d in quick.defenses} == set(DEFENSES.names())
+    assert {a.name for a in quick.attacks} == set(ATTACKS.names())
+    assert [s.name for s in quick.scenarios] == ["digits"]
+
+
+def base():
+    return {"name": "t", "scenarios": ["digits"], "backbones": [{"name": "test_resnet", "split": "layer1"}],
+            "defenses": ["no_pruning"], "attacks": ["attribute_inference"]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seeds": "0"}, "'seeds' must be a non-empty list of integers"),
+    ({"defenses": []}, "'defenses' must be a non-empty list"),
+    ({"backbones": [{"name": "test_resnet", "splt": "layer1"}]}, "unknown key 'splt'; did you mean 'split'"),
+    ({"defenses": [{"name": "random_pruning", "knob": [2.0]}]}, r"prune_ratio must be in \[0, 1\)"),
+    ({"defenses": [{"name": "random_pruning", "knob": [0.5], "config": {"prune_ratio": 0.5}}]}, "set the knob"),
+    ({"defenses": [{"name": "random_pruning", "knob": [0.5, 0.5]}]}, "listed twice"),
+    ({"utility_budget": -1}, "non-negative"),
+    ({"reference": "none_pruning"}, "did you mean 'no_pruning'"),
+])
+def test_bad_suites_are_rejected_with_the_path(change, message):
+    raw = {**base(), **change}
+    with pytest.raises(SplitbenchError, match=message):
+        parse_suite(raw, "file.yaml")
+
+
+def test_knob_sweep_expands():
+    raw = {**base(), "defenses": ["no_pruning", {"name": "random_pruning", "knob": [0.25, 0.75]}]}
+    suite = parse_suite(raw, "x")
+    assert [d.label for d in suite.defenses] == ["no_pruning@0", "random_pruning@0.25", "random_pruning@0.75"]
