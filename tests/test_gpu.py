@@ -1,0 +1,55 @@
+"""CUDA paths (skipped, with a reason, when no GPU is present)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import benchmark
+from benchmark.records import iter_records
+from benchmark.trainer import ParamGroup, Trainer
+from tests.test_runner import TINY
+
+pytestmark = pytest.mark.gpu
+
+
+def test_trainer_uses_bf16_autocast_on_cuda():
+    t = Trainer("cuda", progress=False)
+    assert t.amp
+    lin = torch.nn.Linear(8, 8).cuda()
+    seen = {}
+
+    def step(i):
+        y = lin(torch.randn(4, 8, device="cuda"))
+        seen["dtype"] = y.dtype
+        return {"m": y.float().pow(2).mean()}
+
+    t.optimize({"m": ParamGroup(list(lin.parameters()))}, step, steps=2)
+    assert seen["dtype"] == torch.bfloat16
+    assert lin.weight.dtype == torch.float32  # master weights stay fp32
+
+
+def test_tiny_suite_end_to_end_on_cuda(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    summary = benchmark.run(str(suite), out=tmp_path / "out", device="cuda", progress=False)
+    assert summary.failed == 0 and summary.ok == summary.total
+    for _, rec in iter_records(tmp_path / "out"):
+        assert rec["env"]["device"] == "cuda" and rec["env"]["device_name"]
+        assert rec["metrics"]["client_ms_b1_p50"] > 0
+        assert 0.0 <= rec["metrics"]["utility"] <= 1.0
+
+
+def test_data_is_moved_to_the_gpu_once(tmp_path):
+    from benchmark.runner import RunOptions, Runner
+    from benchmark.suite import load_suite
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    runner = Runner(load_suite(str(suite)), RunOptions(out=tmp_path / "o", device="cuda", progress=False))
+    from benchmark.suite import expand
+
+    spec = expand(runner.suite)[0][0]
+    data = runner.data_for(spec)
+    assert data.train.images.is_cuda and data.eval.images.is_cuda
+    assert runner.data_for(spec) is data  # cached: loaded and moved once per run
