@@ -92,7 +92,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("defenses:")
         for name, cls in registry.DEFENSES.items():
             if registry.fnmatch.fnmatch(name, args.pattern):
-                print(f"  {name:<26} knob={cls.knob:<14} {cls.card.paper} ({cls.card.year})")
+                paper = cls.card.paper if len(cls.card.paper) <= 70 or args.verbose else cls.card.paper[:67] + "..."
+                print(f"  {name:<26} knob={cls.knob:<14} {paper} ({cls.card.year})")
                 if args.verbose:
                     _print_fields(describe(cls.Config))
     if what in ("all", "attacks"):
