@@ -120,6 +120,12 @@ class Defense(nn.Module, ABC):
         (e.g. which channels were sent). Default: :meth:`release`."""
         return self.release(x)
 
+    def undefended_release(self, x: Tensor) -> Tensor:
+        """What the client would send for ``x`` without the defense's release-time transformation (channel
+        masks, noise): the clean reference representation on which cross-model attackers train their
+        unintended models. Default: the client network's output."""
+        return self.client(x)
+
     def payload_bytes(self, released: Tensor) -> Tensor:
         """Bytes sent per sample for a batch of releases. Default: the dense tensor as it is."""
         per = released[0].numel() * released.element_size()
@@ -250,6 +256,10 @@ class WhiteBox:
 
     def release(self, x: Tensor, observed: Tensor) -> Tensor:
         return self._defense.white_box_release(x, observed)
+
+    def undefended_release(self, x: Tensor) -> Tensor:
+        """The client's output for ``x`` before the defense's release-time transformation."""
+        return self._defense.undefended_release(x)
 
 
 class Target:

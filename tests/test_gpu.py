@@ -41,7 +41,7 @@ def test_tiny_suite_end_to_end_on_cuda(tmp_path):
 
 
 def test_data_is_moved_to_the_gpu_once(tmp_path):
-    from benchmark.runner import RunOptions, Runner
+    from benchmark.runner import Runner, RunOptions
     from benchmark.suite import load_suite
 
     suite = tmp_path / "tiny.yaml"

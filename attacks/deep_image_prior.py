@@ -1,0 +1,242 @@
+"""``deep_image_prior``: invert a release by fitting a randomly initialised image generator (METHODS.md A8).
+
+Ulyanov et al.'s "natural pre-image" applied to split inference (SIMBA's "model optimisation attack"): the
+image is the output of a skip encoder-decoder G_theta fed a fixed random code eta, and the generator's weights
+(not the pixels) are optimised so that the white-box release of G_theta(eta) matches what the server received::
+
+    theta* = argmin_theta  mean_j (release(G_theta(eta))_j - z_j)^2
+
+The generator's structure is the prior. The **last iterate** is reported: SIMBA keeps the iterate with the best
+SSIM against the ground truth, an oracle no attacker has.
+
+Generator (DIP's ``skip``): per level, a skip branch (1x1 conv, BN, LeakyReLU) beside a deeper branch (conv
+then 2x2 average pooling, BN, LeakyReLU, conv, BN, LeakyReLU, the next level, nearest-neighbour x2
+upsampling); the two are concatenated, batch-normalised, then conv, BN, LeakyReLU and a 1x1 conv, BN,
+LeakyReLU; a final 1x1 conv and a sigmoid give the image. Zero padding, LeakyReLU(0.2), BN in training mode
+(statistics of the one image), as in DIP's feature-inversion notebook. Defaults are that notebook's:
+channels [16, 32, 64, 128, 128, 128] down and up, 4 skip channels, kernels [7, 7, 5, 5, 3, 3], a 32-channel
+code eta ~ U(0, 0.1), Adam lr 1e-3, 3100 iterations. The number of levels is capped so that the deepest map
+is at least 2x2 (DIP's six levels assume 256-px canvases), and the generator works on a canvas whose side is a
+multiple of 2^levels, cropped to the image (DIP crops the same way).
+
+Batched: one generator per image, all run together as a single network with **grouped convolutions** (group g
+is image g's generator, BN statistics are per channel, hence per generator). The loss is the sum of the
+per-image losses, so each generator's gradient is its own, and with Adam's elementwise update a batch gives
+the same images as generators fitted one at a time (``batch_size=1``); each image's code and weights are
+drawn from that image's own seed, so the two agree up to float rounding (tested in float64). In float32 the
+two drift apart after a few dozen steps: BN makes some weights (the scales before another BN) almost
+scale-invariant, their true gradients are near zero, and Adam's normalised step turns the last-bit differences
+of a grouped vs a single convolution into full-size updates; the images differ, their quality does not.
+
+Inferred choices (recorded in the card): the level cap and canvas; convolutions followed by BN have no bias
+(BN cancels it; under Adam it would only integrate rounding noise); plain Adam; the code and weights drawn per
+image from a seed derived from the attack seed and the eval index; no input-noise regularisation and no weight
+noise (the weight-noise line of DIP and its copies is a Python no-op).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attacks.optimization import chunks, full_precision, image_seed, release_mse, white_box_or_reason
+from benchmark import MethodCard, register_attack
+from benchmark.config import field
+from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.trainer import ParamGroup, Trainer
+
+
+def _conv(groups: int, cin: int, cout: int, k: int, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(groups * cin, groups * cout, k, padding=k // 2, groups=groups, bias=bias)
+
+
+def _bn_act(groups: int, c: int) -> list[nn.Module]:
+    return [nn.BatchNorm2d(groups * c, track_running_stats=False), nn.LeakyReLU(0.2)]
+
+
+def _cat_groups(groups: int, a: Tensor, b: Tensor) -> Tensor:
+    """Concatenate two grouped maps channel-wise within each group: [N, G*ca] + [N, G*cb] -> [N, G*(ca+cb)]."""
+    n, _, h, w = a.shape
+    out = torch.cat([a.view(n, groups, -1, h, w), b.view(n, groups, -1, h, w)], dim=2)
+    return out.view(n, -1, h, w)
+
+
+class _Level(nn.Module):
+    """One scale of the skip encoder-decoder, holding the deeper scales inside it."""
+
+    def __init__(self, groups: int, cin: int, down: int, up: int, skip: int, k: int, inner: _Level | None,
+                 inner_up: int):
+        super().__init__()
+        self.groups = groups
+        self.skip = nn.Sequential(_conv(groups, cin, skip, 1), *_bn_act(groups, skip)) if skip else None
+        self.down = nn.Sequential(_conv(groups, cin, down, k), nn.AvgPool2d(2), *_bn_act(groups, down),
+                                  _conv(groups, down, down, k), *_bn_act(groups, down))
+        self.inner = inner
+        deep = inner_up if inner is not None else down
+        self.merge = nn.BatchNorm2d(groups * (skip + deep), track_running_stats=False)
+        self.up = nn.Sequential(_conv(groups, skip + deep, up, k), *_bn_act(groups, up),
+                                _conv(groups, up, up, 1), *_bn_act(groups, up))
+
+    def forward(self, x: Tensor) -> Tensor:
+        d = self.down(x)
+        if self.inner is not None:
+            d = self.inner(d)
+        d = F.interpolate(d, scale_factor=2, mode="nearest")
+        y = d if self.skip is None else _cat_groups(self.groups, self.skip(x), d)
+        return self.up(self.merge(y))
+
+
+class SkipGenerators(nn.Module):
+    """``groups`` independent DIP skip generators evaluated as one grouped network: [1, G*C_in, S, S] codes
+    -> [G, out, S, S] images in [0, 1]."""
+
+    def __init__(self, groups: int, in_channels: int, channels: tuple[int, ...], skip: int,
+                 kernels: tuple[int, ...], out_channels: int = 3):
+        super().__init__()
+        self.groups, self.out_channels = groups, out_channels
+        depth = [in_channels, *channels[:-1]]
+        inner: _Level | None = None
+        for i in reversed(range(len(channels))):
+            inner_up = channels[i + 1] if i + 1 < len(channels) else 0
+            inner = _Level(groups, depth[i], channels[i], channels[i], skip, kernels[i], inner, inner_up)
+        self.body = inner
+        self.head = _conv(groups, channels[0], out_channels, 1, bias=True)
+
+    def forward(self, code: Tensor) -> Tensor:
+        y = torch.sigmoid(full_precision(self.head(self.body(code))))
+        return y.view(self.groups, self.out_channels, *y.shape[-2:])
+
+    @torch.no_grad()
+    def init_(self, generators: list[torch.Generator]) -> None:
+        """PyTorch's default conv init (U(+-1/sqrt(fan_in)) for weights and biases), drawn group by group from
+        each generator's own stream, so generator g is the same network whatever the batch it is part of."""
+        g_count = self.groups
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                bound = 1.0 / math.sqrt(m.weight[0].numel())
+                per = m.out_channels // g_count
+                for g, gen in enumerate(generators):
+                    rows = slice(g * per, (g + 1) * per)
+                    m.weight[rows].copy_(torch.rand(m.weight[rows].shape, generator=gen) * 2 * bound - bound)
+                    if m.bias is not None:
+                        m.bias[rows].copy_(torch.rand(per, generator=gen) * 2 * bound - bound)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepImagePriorConfig:
+    """Hyperparameters (defaults: DIP's feature-inversion notebook; see the module docstring)."""
+
+    max_images: int = field(64, "invert the first max_images eval samples")
+    steps: int = field(3100, "Adam iterations (DIP's AlexNet inversion: 3100)")
+    lr: float = field(1e-3, "Adam learning rate (DIP: 1e-3; SIMBA: 1e-2)")
+    channels: tuple[int, ...] = field((16, 32, 64, 128, 128, 128), "channels per level, down and up (DIP)")
+    kernels: tuple[int, ...] = field((7, 7, 5, 5, 3, 3), "kernel size per level (DIP)")
+    skip_channels: int = field(4, "channels of each skip branch (DIP: 4; 0 = no skips)")
+    code_channels: int = field(32, "channels of the fixed random code eta (DIP: 32; SIMBA: 3)")
+    code_scale: float = field(0.1, "eta ~ U(0, code_scale) (DIP: 0.1; SIMBA: 1)")
+    max_levels: int | None = field(None, "[inferred] use at most this many levels (None = all listed); always "
+                                         "capped so that the deepest map is at least 2x2")
+    batch_size: int = field(64, "generators fitted together as one grouped network; 1 fits image by image "
+                                "(same result, slower)")
+
+    def validate(self) -> None:
+        if not self.channels or len(self.kernels) < len(self.channels):
+            raise ValueError("channels must be non-empty and kernels must give a size for every level")
+        if any(k % 2 == 0 or k < 1 for k in self.kernels):
+            raise ValueError(f"kernel sizes must be odd, got {self.kernels}")
+        if self.max_images < 1 or self.steps < 0 or self.lr <= 0 or self.batch_size < 1 or self.code_channels < 1:
+            raise ValueError("max_images, batch_size, code_channels >= 1, steps >= 0 and lr > 0 are required")
+
+
+def levels_for(cfg: DeepImagePriorConfig, size: int) -> int:
+    """Levels used for images of side ``size``: as many as listed (or max_levels), deepest map >= 2x2."""
+    fit = max(1, int(math.floor(math.log2(max(size, 2)))) - 1)
+    return max(1, min(len(cfg.channels), cfg.max_levels or len(cfg.channels), fit))
+
+
+def fit_generators(target: Target, trainer: Trainer, cfg: DeepImagePriorConfig, seed: int,
+                   z: Tensor, first: int) -> tuple[Tensor, Tensor]:
+    """Fit one generator per release in ``z`` (eval images ``first ..``); return (images, final feature MSE)."""
+    wb = target.white_box()
+    c, h, w = target.image_shape
+    levels = levels_for(cfg, min(h, w))
+    side = 2 ** levels * math.ceil(max(h, w) / 2 ** levels)
+    g_count = len(z)
+    gens = [torch.Generator().manual_seed(image_seed(seed, first + g)) for g in range(g_count)]
+    code = torch.cat([torch.rand(1, cfg.code_channels, side, side, generator=gen) * cfg.code_scale for gen in gens],
+                     dim=1).to(z.device)
+    net = SkipGenerators(g_count, cfg.code_channels, cfg.channels[:levels], cfg.skip_channels,
+                         cfg.kernels[:levels], c)
+    net.init_(gens)
+    net = net.to(z.device).train()
+
+    def images() -> Tensor:
+        return net(code)[:, :, :h, :w]
+
+    def step(_i: int) -> dict[str, Tensor]:
+        return {"generator": release_mse(wb.release(target.info.normalize(images()), z), z).sum()}
+
+    trainer.optimize({"generator": ParamGroup(list(net.parameters()), cfg.lr)}, step, cfg.steps, desc="dip")
+    with torch.no_grad(), trainer.autocast():
+        out = full_precision(images())
+        loss = release_mse(wb.release(target.info.normalize(out), z), z)
+    return out.clamp(0, 1), loss
+
+
+@register_attack("deep_image_prior")
+class DeepImagePrior(Attack):
+    """White-box deep-image-prior inversion, one generator per image, all fitted together."""
+
+    Config = DeepImagePriorConfig
+    kind = AttackKind.RECONSTRUCTION
+    requires = frozenset({Access.WHITE_BOX})
+    smoke_config = {"max_images": 4, "steps": 10, "channels": (8, 16), "kernels": (3, 3)}
+    card = MethodCard(
+        paper="Ulyanov, Vedaldi, Lempitsky: Deep Image Prior (CVPR 2018), natural pre-image; as a split-inference "
+              "attack in SIMBA (Singh et al.) and GLASS",
+        year=2018,
+        url="https://arxiv.org/abs/1711.10925",
+        threat_model="white-box: the server knows the client's weights and the defense's release function "
+                     "(and the channel mask it observed) and fits a generator whose image matches the release",
+        knob="budget: steps x images (generator size: channels, kernels)",
+        inferred=("levels capped so that the deepest map is at least 2x2; the canvas is the image side rounded "
+                  "up to a multiple of 2^levels, cropped to the image",
+                  "convolutions followed by BN have no bias (BN cancels it); the final 1x1 conv keeps one",
+                  "plain Adam of the shared trainer; feature loss = per-image mean squared error of the release",
+                  "code and weights drawn per image from a seed of (attack seed, eval index)",
+                  "no input-noise or weight-noise regularisation (DIP's weight noise is a no-op)",
+                  "the last iterate is reported (SIMBA's best-SSIM-against-truth selection is an oracle)"),
+        code="https://github.com/DmitryUlyanov/deep-image-prior",
+    )
+
+    def applicable(self, target: Target) -> str | None:
+        return super().applicable(target) or white_box_or_reason(target)
+
+    def run(self, target: Target, trainer: Trainer) -> AttackOutput:
+        cfg = self.config
+        observed = target.eval_releases(cfg.max_images)
+        images, losses = [], []
+        for part in chunks(len(observed), cfg.batch_size):
+            im, loss = fit_generators(target, trainer, cfg, self.seed, observed[part], part.start)
+            images.append(im)
+            losses.append(loss)
+        out = torch.cat(images)
+        levels = levels_for(cfg, min(target.image_shape[1:]))
+        return AttackOutput(
+            index=torch.arange(len(out)), images=out,
+            budget={"steps": cfg.steps, "images": len(out), "lr": cfg.lr, "levels": levels,
+                    "channels": list(cfg.channels[:levels]), "batch_size": min(cfg.batch_size, len(out)),
+                    "generator_params_per_image": generator_params(cfg, levels, target.image_shape[0])},
+            metrics={"final_feature_mse": float(torch.cat(losses).mean())},
+        )
+
+
+def generator_params(cfg: DeepImagePriorConfig, levels: int, out_channels: int) -> int:
+    """Parameters of one image's generator."""
+    net = SkipGenerators(1, cfg.code_channels, cfg.channels[:levels], cfg.skip_channels, cfg.kernels[:levels],
+                         out_channels)
+    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,281 @@
+"""``latent_masking``: a masked variational bottleneck in front of a frozen designated classifier (METHODS.md D3).
+
+Seed 000 (Guo et al., "Variational Feature Compression for Model-Specific Representations", 2026). The client
+encodes an image into a latent Gaussian (mu, log sigma^2) of dimension d, keeps only k latent dimensions with a
+binary mask, and decodes the masked code into an image-shaped release that a **frozen** target classifier f_T
+(the designated model) reads. The bottleneck is trained with the task cross-entropy through f_T plus beta times
+the KL to N(0, I), with **no pixel reconstruction loss**, so the release only has to carry what f_T needs;
+unintended models trained on clean images should then fail on it (the suppression ratio of METHODS.md A9).
+
+``fit`` has two phases, both in the shared trainer:
+
+1. the target classifier (a whole timm classifier of the suite's backbone) is trained on clean train images
+   with the shared train settings, then frozen (eval mode, no gradients);
+2. the bottleneck is trained against it: a warm-up without a mask, then the mask is computed from per-dimension
+   KL and gradient saliency through f_T, and recomputed every ``mask_every`` epochs.
+
+At release the code is mu (no sampling): ``release(x) = D(m * mu(x))``, in f_T's normalized input space with
+the input's shape.
+
+Inferred choices (only the abstract was available; every one is a config field and listed in the card):
+
+- encoder/decoder: a small conv VAE (``depth`` stride-2 conv stages of ``width * 2^i`` channels, a linear
+  head to 2d; the decoder mirrors it with transposed convs); the release is the decoder's linear output;
+- placeholders of METHODS.md: d = 256, beta = 1e-2, warm-up 10 epochs, recompute every 5 epochs; the warm-up
+  is capped at ``epochs - 1`` so that at least one epoch trains with the mask;
+- mask score = (KL_j / max KL) * (S_j / max S), S_j = mean |dCE/du_j| at the decoder input u = m * mu
+  (``saliency="grad"``; ``"grad_x_input"`` uses |u_j dCE/du_j|), over at most ``mask_samples`` train images;
+  k = max(1, round(keep_ratio * d)) dimensions with the highest scores are kept;
+- the mask is one global mask over latent dimensions; whether the paper's "dynamic" mask is per input is
+  unresolved (here "dynamic" = recomputed during training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchmark import MethodCard, register_defense
+from benchmark.backbones import fresh_model
+from benchmark.config import field
+from benchmark.interfaces import Defense, DefenseConfig, ReleaseKind
+from benchmark.trainer import ParamGroup
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentMaskingConfig(DefenseConfig):
+    keep_ratio: float = field(0.25, "[inferred default] fraction of latent dimensions kept by the mask "
+                                    "(k = max(1, round(keep_ratio * latent_dim)))")
+    latent_dim: int = field(256, "[inferred] latent dimension d")
+    beta: float = field(1e-2, "[inferred] weight of the KL term (summed over dimensions, mean over the batch)")
+    warmup_epochs: int = field(10, "[inferred] bottleneck epochs without a mask before it is first computed "
+                                   "(capped at epochs - 1)")
+    mask_every: int = field(5, "[inferred] recompute the mask every this many epochs after the warm-up")
+    saliency: Literal["grad", "grad_x_input"] = field(
+        "grad", "[inferred] saliency of a latent dimension: mean |dCE/du_j| or mean |u_j dCE/du_j|")
+    mask_samples: int | None = field(4096, "[inferred] train images used to compute the mask (None = all)")
+    bottleneck_epochs: int | None = field(None, "epochs of the bottleneck phase (None = train.epochs)")
+    classifier_epochs: int | None = field(None, "epochs of the target classifier's clean training "
+                                                "(None = train.epochs)")
+    width: int = field(32, "[inferred] channels of the encoder's first conv stage (doubling per stage)")
+    depth: int = field(3, "[inferred] stride-2 conv stages of the encoder (and transposed ones of the decoder)")
+
+    def validate(self) -> None:
+        if not 0.0 < self.keep_ratio <= 1.0:
+            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}")
+        if self.latent_dim < 1 or self.width < 1 or self.depth < 1:
+            raise ValueError("latent_dim, width and depth must be positive")
+        if self.beta < 0 or self.warmup_epochs < 0 or self.mask_every < 1:
+            raise ValueError("beta >= 0, warmup_epochs >= 0 and mask_every >= 1 are required")
+
+
+class VariationalBottleneck(nn.Module):
+    """Image -> (mu, log sigma^2) in R^d -> masked code -> image-shaped release (what runs on the client).
+
+    The binary latent mask is a buffer, so it is saved and restored with the weights.
+    """
+
+    def __init__(self, channels: int, size: int, latent_dim: int, width: int, depth: int):
+        super().__init__()
+        self.size = size
+        self.grid = max(1, size // 2 ** depth)
+        enc: list[nn.Module] = []
+        ch = channels
+        for i in range(depth):
+            out = width * 2 ** i
+            enc += [nn.Conv2d(ch, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            ch = out
+        enc.append(nn.AdaptiveAvgPool2d(self.grid))
+        self.encoder = nn.Sequential(*enc)
+        self.to_stats = nn.Linear(ch * self.grid ** 2, 2 * latent_dim)
+        self.from_code = nn.Linear(latent_dim, ch * self.grid ** 2)
+        self.top = ch
+        dec: list[nn.Module] = []
+        for _ in range(depth):
+            out = max(width // 2, ch // 2)
+            dec += [nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            ch = out
+        dec.append(nn.Conv2d(ch, channels, 3, padding=1))
+        self.decoder = nn.Sequential(*dec)
+        self.register_buffer("mask", torch.ones(latent_dim))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        stats = self.to_stats(self.encoder(x).flatten(1)).float()
+        mu, logvar = stats.chunk(2, dim=1)
+        return mu, logvar.clamp(-10.0, 10.0)
+
+    def decode(self, u: Tensor) -> Tensor:
+        """The release for a (masked) code ``u``: ``[B, C, size, size]``."""
+        h = self.from_code(u).view(len(u), self.top, self.grid, self.grid)
+        out = self.decoder(h)
+        if out.shape[-1] != self.size or out.shape[-2] != self.size:
+            out = F.interpolate(out, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        mu, _ = self.encode(x)
+        return self.decode(mu * self.mask)
+
+
+def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) per sample and dimension."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
+
+
+@register_defense("latent_masking")
+class LatentMasking(Defense):
+    """A task-only variational bottleneck with a KL x saliency latent mask, for a frozen target classifier.
+
+    Example:
+        >>> from benchmark.backbones import BackboneSpec
+        >>> from benchmark.data import ScenarioInfo
+        >>> info = ScenarioInfo("toy", 32, 3, (0.5,) * 3, (0.5,) * 3, "t", ("a", "b"))
+        >>> d = LatentMasking(LatentMaskingConfig(latent_dim=64, keep_ratio=0.25),
+        ...                   BackboneSpec("test_resnet", "layer1"), info).eval()
+        >>> d.kept_dims, tuple(d.release(torch.zeros(2, 3, 32, 32)).shape)
+        (16, (2, 3, 32, 32))
+    """
+
+    Config = LatentMaskingConfig
+    knob = "keep_ratio"
+    version = "1"
+    release_kind = ReleaseKind.IMAGE
+    smoke_config = {"latent_dim": 16, "width": 8, "mask_samples": 64, "warmup_epochs": 0, "mask_every": 1}
+    card = MethodCard(
+        paper="Guo, Wang, Yan, Ma, Wan, Bai: Variational Feature Compression for Model-Specific "
+              "Representations (arXiv 2604.06644)",
+        year=2026,
+        url="https://arxiv.org/abs/2604.06644",
+        threat_model="the release is an image-shaped representation meant for one frozen designated classifier; "
+                     "unintended models (other architectures, tasks) and attackers reuse it",
+        knob="keep_ratio: fraction of latent dimensions kept; lower = less carried, less utility",
+        inferred=(
+            "small conv VAE encoder/decoder (depth=3 stride-2 stages, width=32); release = linear decoder "
+            "output in the classifier's normalized input space",
+            "placeholders: latent_dim=256, beta=1e-2 (KL summed over dims), warmup_epochs=10 (capped at "
+            "epochs-1), mask_every=5",
+            "mask score = KL_j/max(KL) * S_j/max(S), S_j = mean |dCE/du_j| at the masked decoder input "
+            "(saliency='grad'), over mask_samples=4096 train images; top-k kept, k = max(1, round(ratio*d))",
+            "one global mask over latent dimensions, recomputed during training (not a per-input mask)",
+            "target classifier: a whole classifier of the suite's backbone, trained on clean train images "
+            "with the shared train settings, then frozen",
+            "mu (no sampling) at release",
+        ),
+        code="",
+        notes="only the abstract was available; whether 'dynamic' means a per-input mask is unresolved",
+    )
+
+    # -- construction ---------------------------------------------------------------------------------------
+    def build(self) -> None:
+        info, cfg = self.info, self.config
+        self.classifier = fresh_model(self.backbone.name, info.num_task_classes, info.image_size, self.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 1)
+            self.bottleneck = VariationalBottleneck(info.channels, info.image_size, cfg.latent_dim, cfg.width,
+                                                    cfg.depth)
+        self.mask_epochs: list[int] = []
+
+    @property
+    def client(self) -> nn.Module:
+        return self.bottleneck
+
+    @property
+    def server(self) -> nn.Module:
+        return self.classifier
+
+    @property
+    def kept_dims(self) -> int:
+        return max(1, round(self.config.keep_ratio * self.config.latent_dim))
+
+    # -- the method -----------------------------------------------------------------------------------------
+    def release(self, x: Tensor) -> Tensor:
+        return self.bottleneck(x)
+
+    def predict(self, released: Tensor) -> Tensor:
+        return self.classifier(released)
+
+    def designated_model(self) -> nn.Module:
+        return self.classifier
+
+    def undefended_release(self, x: Tensor) -> Tensor:
+        """Without the defense the client would send the image itself."""
+        return x
+
+    def fit(self, data, trainer):
+        self.fit_classifier(data, trainer)
+        self.fit_bottleneck(data, trainer)
+
+    def fit_classifier(self, data, trainer) -> None:
+        """Phase 1: train the target classifier on clean train images, then freeze it."""
+        tc = self.train_config()
+        epochs = tc.epochs if self.config.classifier_epochs is None else self.config.classifier_epochs
+        group = {"classifier": ParamGroup(list(self.classifier.parameters()), tc.lr, tc.weight_decay, tc.optimizer)}
+        trainer.fit(group, lambda b: {"classifier": self.task_loss(self.classifier(b.x), b.y)}, data.train,
+                    epochs, tc.batch_size, modules=[self.classifier], desc="latent_masking/classifier")
+        self.classifier.eval()
+        for p in self.classifier.parameters():
+            p.requires_grad_(False)
+
+    def fit_bottleneck(self, data, trainer) -> None:
+        """Phase 2: train the bottleneck through the frozen classifier; compute the mask after the warm-up."""
+        tc, cfg = self.train_config(), self.config
+        epochs = tc.epochs if cfg.bottleneck_epochs is None else cfg.bottleneck_epochs
+        warmup = min(cfg.warmup_epochs, max(0, epochs - 1))
+        self.classifier.eval()
+        self.mask_epochs = []
+
+        def on_epoch_start(epoch: int) -> None:
+            if epoch >= warmup and (epoch - warmup) % cfg.mask_every == 0:
+                self.update_mask(data.train, trainer)
+                self.mask_epochs.append(epoch)
+
+        vae = self.bottleneck
+        group = {"bottleneck": ParamGroup(list(vae.parameters()), tc.lr, tc.weight_decay, tc.optimizer)}
+
+        def step(b):
+            mu, logvar = vae.encode(b.x)
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            ce = self.task_loss(self.classifier(vae.decode(z * vae.mask)), b.y)
+            kl = kl_per_dim(mu, logvar).sum(1).mean()
+            return {"bottleneck": ce + cfg.beta * kl, "ce": ce.detach(), "kl": kl.detach()}
+
+        trainer.fit(group, step, data.train, epochs, tc.batch_size, modules=[vae], desc="latent_masking",
+                    on_epoch_start=on_epoch_start, seed_offset=1)
+        if not self.mask_epochs:  # no bottleneck epoch ran: still release exactly k dimensions
+            self.update_mask(data.train, trainer)
+
+    def latent_scores(self, split, trainer) -> tuple[Tensor, Tensor]:
+        """Per-dimension mean KL and mean saliency through the frozen classifier, over ``mask_samples`` images."""
+        vae, cfg = self.bottleneck, self.config
+        was = vae.training
+        vae.eval()
+        kl_sum = torch.zeros(cfg.latent_dim, device=vae.mask.device)
+        sal_sum = torch.zeros_like(kl_sum)
+        count = 0
+        for b in split.subset(cfg.mask_samples).batches(trainer.eval_batch_size):
+            with torch.enable_grad(), trainer.autocast():
+                with torch.no_grad():
+                    mu, logvar = vae.encode(b.x)
+                u = (mu * vae.mask).requires_grad_(True)
+                ce = F.cross_entropy(self.classifier(vae.decode(u)).float(), b.y, reduction="sum")
+                (grad,) = torch.autograd.grad(ce, u)
+            sal = grad.abs() if cfg.saliency == "grad" else (grad * u.detach()).abs()
+            kl_sum += kl_per_dim(mu, logvar).sum(0)
+            sal_sum += sal.float().sum(0)
+            count += len(b.x)
+        vae.train(was)
+        return kl_sum / max(count, 1), sal_sum / max(count, 1)
+
+    @torch.no_grad()
+    def update_mask(self, split, trainer) -> None:
+        """Keep the k latent dimensions with the highest normalized KL x saliency score."""
+        kl, sal = self.latent_scores(split, trainer)
+        score = (kl / kl.max().clamp_min(1e-12)) * (sal / sal.max().clamp_min(1e-12))
+        keep = score.topk(self.kept_dims).indices
+        mask = torch.zeros_like(self.bottleneck.mask)
+        mask[keep] = 1.0
+        self.bottleneck.mask.copy_(mask)

@@ -1,0 +1,100 @@
+"""Throughput of batched vs image-by-image white-box inversion (rMLE and deep image prior), same device.
+
+Slow lane only (``pytest -m slow -s tests/benchmarks``). Prints images per second of one batched
+optimisation over ``SPLITBENCH_BENCH_IMAGES`` eval images against the per-image loop (``batch_size=1``) on the
+first ``SPLITBENCH_BENCH_SINGLE`` of them, each for ``SPLITBENCH_BENCH_STEPS`` steps, and the speed-up.
+
+Environment:
+    SPLITBENCH_BENCH_DEVICE: cpu (default) or cuda.
+    SPLITBENCH_BENCH_IMAGES: images in the batched run (default 256 on cuda, 32 on cpu).
+    SPLITBENCH_BENCH_SINGLE: images timed one by one (default 16 on cuda, 8 on cpu).
+    SPLITBENCH_BENCH_STEPS: optimisation steps per image (default 20).
+    SPLITBENCH_BENCH_DIP: generator size, ``quick`` (default: 3 levels of 8/16/32 channels, 3x3 kernels) or
+        ``paper`` (DIP's defaults, capped to 4 levels at 32 px).
+
+The client is the quick suite's (test_resnet cut after layer1, 32-px digits, randomly initialised: the cost
+of an inversion does not depend on how well the client was trained).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import pytest
+import torch
+
+from attacks.deep_image_prior import DeepImagePrior, DeepImagePriorConfig
+from attacks.optimization import RMLEConfig, RMLEInversion
+from benchmark.backbones import BackboneSpec
+from benchmark.interfaces import Access, Target
+from benchmark.registry import DEFENSES
+from benchmark.trainer import Trainer
+from tests.helpers import smoke_defense
+
+pytestmark = pytest.mark.slow
+
+DEVICE = os.environ.get("SPLITBENCH_BENCH_DEVICE", "cpu")
+CUDA = DEVICE.startswith("cuda")
+IMAGES = int(os.environ.get("SPLITBENCH_BENCH_IMAGES", 256 if CUDA else 32))
+SINGLE = int(os.environ.get("SPLITBENCH_BENCH_SINGLE", 16 if CUDA else 8))
+STEPS = int(os.environ.get("SPLITBENCH_BENCH_STEPS", 20))
+DIP_SIZE = os.environ.get("SPLITBENCH_BENCH_DIP", "quick")
+
+ATTACKS = {
+    "optimization": (RMLEInversion, RMLEConfig(steps=STEPS)),
+    "deep_image_prior": (DeepImagePrior, DeepImagePriorConfig(steps=STEPS, lr=0.01) if DIP_SIZE == "paper" else
+                         DeepImagePriorConfig(steps=STEPS, lr=0.01, channels=(8, 16, 32), kernels=(3, 3, 3),
+                                              code_channels=8)),
+}
+
+
+@pytest.fixture(scope="module")
+def target():
+    from benchmark.scenarios.digits import Digits, DigitsConfig
+
+    if CUDA and not torch.cuda.is_available():
+        pytest.skip("SPLITBENCH_BENCH_DEVICE asks for CUDA but no GPU is present")
+    data = Digits(DigitsConfig()).load().to(DEVICE)
+    if len(data.eval) < IMAGES:
+        pytest.skip(f"the eval split has {len(data.eval)} images, fewer than {IMAGES}")
+    backbone = BackboneSpec("test_resnet", "layer1")
+    torch.manual_seed(0)
+    defense = smoke_defense(DEFENSES.get("no_pruning"), backbone, data.info).to(DEVICE).eval()
+    for p in defense.parameters():
+        p.requires_grad_(False)
+    trainer = Trainer(DEVICE, seed=0, progress=False)
+    return Target(defense, data, frozenset({Access.WHITE_BOX}), trainer, 1.0, backbone), trainer
+
+
+def _sync() -> None:
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+def _images_per_second(cls, cfg, target, trainer, images: int, batch_size: int) -> float:
+    attack = cls(dataclasses.replace(cfg, max_images=images, batch_size=batch_size), seed=0)
+    _sync()
+    t0 = time.perf_counter()
+    out = attack.run(target, trainer)
+    _sync()
+    assert len(out.images) == images
+    return images / (time.perf_counter() - t0)
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_batched_vs_per_image_throughput(name, target, benchmark):
+    tgt, trainer = target
+    cls, cfg = ATTACKS[name]
+    _images_per_second(cls, dataclasses.replace(cfg, steps=2), tgt, trainer, min(IMAGES, 8), 8)  # warm-up
+    single = _images_per_second(cls, cfg, tgt, trainer, SINGLE, 1)
+    batched = benchmark.pedantic(_images_per_second, args=(cls, cfg, tgt, trainer, IMAGES, IMAGES),
+                                 rounds=1, iterations=1)
+    speedup = batched / single
+    benchmark.extra_info.update(device=DEVICE, images=IMAGES, steps=STEPS, batched_images_per_second=batched,
+                                per_image_images_per_second=single, speedup=speedup)
+    print(f"\n{name} on {DEVICE} ({torch.cuda.get_device_name() if CUDA else 'cpu'}), {STEPS} steps per image: "
+          f"batched ({IMAGES} images) {batched:.2f} images/s, per-image loop ({SINGLE} images) {single:.2f} "
+          f"images/s, speed-up {speedup:.1f}x")
+    assert batched > 0 and single > 0

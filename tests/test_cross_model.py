@@ -1,0 +1,141 @@
+"""Cross-model transfer: the suppression ratio in a record is computed from the unintended accuracies in the same
+record, unintended models are trained once and then come from the cache, image-shaped releases need no white
+box and share one unintended set across defenses, and activation releases need the client's weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from torch import nn
+
+import benchmark
+from attacks.cross_model import CrossModelConfig, CrossModelTransfer
+from benchmark.backbones import BackboneSpec, fresh_model
+from benchmark.cache import ModelCache
+from benchmark.interfaces import Access, Defense, ReleaseKind, Target
+from benchmark.registry import DEFENSES
+from benchmark.runner import score_attack
+from benchmark.trainer import Trainer
+from tests.helpers import smoke_defense
+
+SUITE = """
+name: t
+scenarios: [{name: digits, config: {max_samples: 200}}]
+backbones: [{name: test_resnet, split: layer1}]
+train: {epochs: 1, batch_size: 32}
+defenses: [no_pruning, {name: random_pruning, knob: [0.5]}]
+attacks:
+  - name: cross_model
+    config: {models: [test_resnet, test_efficientnet], epochs: 1, adaptive_epochs: 1, input_size: 16}
+"""
+
+
+def records(out):
+    return [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("xm")
+    (root / "t.yaml").write_text(SUITE)
+    summary = benchmark.run(str(root / "t.yaml"), out=root / "a", cache_dir=root / "cache", progress=False)
+    return root, summary
+
+
+def test_suppression_ratio_is_computed_from_the_numbers_in_the_record(first_run):
+    root, summary = first_run
+    assert summary.ok == 2, summary.failures
+    for rec in records(root / "a"):
+        m = rec["metrics"]
+        for prefix in ("", "adaptive_"):
+            accs = [m[f"{prefix}unintended_acc/{n}"] for n in ("test_resnet", "test_efficientnet")]
+            assert m[f"{prefix}unintended_acc_max"] == pytest.approx(max(accs))
+            assert m[f"{prefix}unintended_acc_mean"] == pytest.approx(sum(accs) / 2)
+            assert m[f"{prefix}suppression_ratio_max"] == pytest.approx(m["utility"] / m[f"{prefix}unintended_acc_max"])
+            assert m[f"{prefix}suppression_ratio_mean"] == pytest.approx(
+                m["utility"] / m[f"{prefix}unintended_acc_mean"])
+        assert m["leakage"] == m["unintended_acc_max"] and m["leakage_chance"] == m["unintended_chance"]
+        assert rec["budget"]["models"] == ["test_resnet", "test_efficientnet"] and rec["budget"]["epochs"] == 1
+
+
+def test_unintended_models_are_trained_once_then_loaded(first_run, monkeypatch):
+    root, _ = first_run
+    cached = sorted((root / "cache" / "unintended").glob("*.safetensors"))
+    # activation releases: one set per defended client (two clients here), two architectures each
+    assert len(cached) == 4
+    trained = []
+    original = CrossModelTransfer._train
+
+    def spy(self, model, data, epochs, trainer, desc, *args, **kw):
+        trained.append(desc)
+        return original(self, model, data, epochs, trainer, desc, *args, **kw)
+
+    monkeypatch.setattr(CrossModelTransfer, "_train", spy)
+    summary = benchmark.run(str(root / "t.yaml"), out=root / "b", cache_dir=root / "cache", progress=False)
+    assert summary.ok == 2 and summary.models_loaded == 2
+    assert trained and not [d for d in trained if d.startswith("unintended")], trained
+    assert sorted((root / "cache" / "unintended").glob("*.safetensors")) == cached
+    for a, b in zip(records(root / "a"), records(root / "b")):
+        for k, v in a["metrics"].items():
+            if k.startswith("unintended_acc"):
+                assert b["metrics"][k] == v, k
+
+
+class ImageRelease(Defense):
+    """A minimal image-shaped release (identity or mirrored image) read by a whole classifier."""
+
+    Config = dict
+    knob = "x"
+    card = None
+    release_kind = ReleaseKind.IMAGE
+
+    def build(self):
+        self.classifier = fresh_model(self.backbone.name, self.info.num_task_classes, self.info.image_size, 0)
+
+    @property
+    def client(self) -> nn.Module:
+        return nn.Identity()
+
+    def release(self, x):
+        return x.flip(-1) if self.config.get("mirror") else x
+
+    def predict(self, released):
+        return self.classifier(released)
+
+    def fit(self, data, trainer):  # the release is fixed; nothing to learn for this test
+        pass
+
+
+def test_image_releases_need_no_white_box_and_share_one_unintended_set(tiny_data, tmp_path, monkeypatch):
+    cache = ModelCache(tmp_path)
+    access = frozenset({Access.CLEAN_DATA, Access.AUX_PAIRS})  # no white box: asking for it would raise
+    attack = CrossModelTransfer(CrossModelConfig(models=("test_resnet",), epochs=2, adaptive=False), seed=0)
+    outs = {}
+    for mirror in (False, True):
+        d = ImageRelease({"mirror": mirror}, BackboneSpec("test_resnet", "layer1"), tiny_data.info).eval()
+        trainer = Trainer("cpu", seed=0, progress=False)
+        target = Target(d, tiny_data, access, trainer, 0.8, d.backbone, cache=cache, seed=0)
+        assert attack.applicable(target) is None
+        outs[mirror] = attack.run(target, trainer)
+        if not mirror:  # the second defense must reuse the unintended model trained for the first
+            monkeypatch.setattr(CrossModelTransfer, "_train", lambda *a, **k: pytest.fail("retrained"))
+    assert len(list((tmp_path / "unintended").glob("*.safetensors"))) == 1
+    assert outs[True].extra_task_predictions is None
+    m = score_attack(CrossModelTransfer.kind, outs[False], tiny_data, 0.8)
+    assert m["suppression_ratio_max"] == pytest.approx(0.8 / m["unintended_acc/test_resnet"])
+
+
+def test_activation_releases_need_the_client_weights(tiny_data, tiny_backbone, trainer):
+    class Sealed(DEFENSES.get("no_pruning")):
+        white_box_client = False
+
+    d = smoke_defense(Sealed, tiny_backbone, tiny_data.info)
+    target = Target(d, tiny_data, CrossModelTransfer.requires, trainer, 0.9, tiny_backbone)
+    reason = CrossModelTransfer(CrossModelConfig(), seed=0).applicable(target)
+    assert reason and "client weights" in reason
+
+
+def test_repeated_architectures_get_their_own_names():
+    attack = CrossModelTransfer(CrossModelConfig(models=("test_vit", "test_resnet", "test_vit")), seed=2)
+    assert attack._names() == ["test_vit#0", "test_resnet", "test_vit#1"]

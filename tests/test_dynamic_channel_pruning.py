@@ -1,0 +1,128 @@
+"""Behaviour of ``dynamic_channel_pruning``: exact per-sample channel counts, input-dependent masks, payload, and
+the gradient routing of the min-max game (no adversary gradient reaches the client; F does train)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from benchmark.data import Split
+from benchmark.registry import DEFENSES
+from benchmark.trainer import Trainer
+from tests.helpers import smoke_defense
+
+NAME = "dynamic_channel_pruning"
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_data, tiny_backbone):
+    torch.manual_seed(0)
+    d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, tiny_data.info, prune_ratio=0.5)
+    d.fit(tiny_data, Trainer("cpu", seed=0, progress=False))
+    return d.eval()
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75, 0.9])
+def test_release_keeps_exactly_the_expected_channels_per_sample(ratio, tiny_data, tiny_backbone):
+    d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, tiny_data.info, prune_ratio=ratio).eval()
+    x = tiny_data.info.normalize(tiny_data.eval.images[:16])
+    with torch.no_grad():
+        z = d.client(x)
+        mask = d.channel_mask(x)
+        released = d.release(x)
+    c = z.shape[1]
+    expected = c - int(c * ratio)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert (mask.sum(1) == expected).all()
+    # pruned channels are exactly zero, kept ones are the client's activations
+    torch.testing.assert_close(released, z * mask[:, :, None, None])
+    sent = (released != 0).flatten(2).any(2)
+    assert (sent <= mask.bool()).all()
+    per_channel = z[0, 0].numel() * released.element_size()
+    assert (d.payload_bytes(released) <= expected * per_channel + math.ceil(c / 8)).all()
+
+
+def test_mask_depends_on_the_input_and_is_per_sample(fitted, tiny_data):
+    x = tiny_data.info.normalize(tiny_data.eval.images[:16])
+    with torch.no_grad():
+        masks = fitted.channel_mask(x)
+        batch = fitted.release(x)
+        single = torch.cat([fitted.release(x[i:i + 1]) for i in range(len(x))])
+    assert len(torch.unique(masks, dim=0)) > 1, "every input got the same channel mask"
+    # no pooling of pruned channels over the batch: a sample's release does not depend on its batch mates
+    torch.testing.assert_close(batch, single)
+
+
+def test_soft_mask_is_centred_on_the_k_plus_first_score(tiny_data, tiny_backbone):
+    d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, tiny_data.info, prune_ratio=0.5)
+    s = torch.randn(4, d.num_channels)
+    b = d.soft_mask(s)
+    k = d.pruned
+    ranks = s.argsort(1)
+    at_tau = b.gather(1, ranks[:, k:k + 1])
+    torch.testing.assert_close(at_tau, torch.full_like(at_tau, 0.5))
+    assert (b.gather(1, ranks[:, k + 1:]) > 0.5).all() and (b.gather(1, ranks[:, :k]) < 0.5).all()
+
+
+def _one_step(data, backbone, sensitive):
+    train = data.train.subset(32)
+    train = Split(train.images, train.task, sensitive(train.sensitive), train.info)
+    d = smoke_defense(DEFENSES.get(NAME), backbone, data.info, prune_ratio=0.5,
+                     train={"epochs": 1, "batch_size": 32})
+    before = {k: v.clone() for k, v in d.state_dict().items()}
+    d.fit(dataclasses.replace(data, train=train), Trainer("cpu", seed=0, progress=False))
+    return d, before
+
+
+def test_adversary_gradient_never_reaches_the_client(tiny_data, tiny_backbone):
+    """One training step with the true vs. shuffled sensitive labels: the adversary's loss differs, so F and
+    the adversary move differently, but the client's update is bit-identical (it sees the task loss only)."""
+    torch.manual_seed(0)
+    a, before = _one_step(tiny_data, tiny_backbone, lambda s: s)
+    torch.manual_seed(0)
+    b, _ = _one_step(tiny_data, tiny_backbone, lambda s: s[torch.randperm(len(s), generator=torch.Generator()
+                                                                         .manual_seed(5))])
+    moved = False
+    for (name, pa), pb in zip(a.client.named_parameters(), b.client.parameters()):
+        moved |= not torch.equal(pa, before[f"split.client.{name}"])
+        assert torch.equal(pa, pb), f"client parameter {name} depends on the adversary"
+    assert moved, "the client did not train"
+    assert any(not torch.equal(pa, pb) for pa, pb in zip(a.filter.parameters(), b.filter.parameters())), \
+        "the filter network got no adversary gradient"
+    assert any(not torch.equal(pa, pb) for pa, pb in zip(a.adversary.parameters(), b.adversary.parameters()))
+    for name, p in a.filter.named_parameters():  # workshop bug 1: F must receive gradients and train
+        if not torch.equal(p, before[f"filter.{name}"]):
+            break
+    else:
+        pytest.fail("the filter network did not train")
+
+
+def test_client_group_loss_carries_no_adversary_term(tiny_data, tiny_backbone):
+    d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, tiny_data.info, prune_ratio=0.5)
+    batch = next(tiny_data.train.batches(16))
+    losses = d.losses(batch.x, batch.y, batch.s)
+    params = list(d.client.parameters())
+    g_client = torch.autograd.grad(losses["client"], params, retain_graph=True)
+    g_task = torch.autograd.grad(losses["server"], params, retain_graph=True)
+    g_adv = torch.autograd.grad(losses["adversary"], params, retain_graph=True, allow_unused=True)
+    for gc, gt in zip(g_client, g_task):
+        torch.testing.assert_close(gc, gt)
+    # the adversary loss does depend on the client's weights, so routing (not luck) keeps it away
+    assert any(g is not None and g.abs().sum() > 0 for g in g_adv)
+
+
+def test_reconstruction_adversary_without_a_sensitive_attribute(tiny_data, tiny_backbone):
+    info = dataclasses.replace(tiny_data.info, sensitive=None, sensitive_classes=None)
+    data = dataclasses.replace(
+        tiny_data, info=info,
+        train=Split(tiny_data.train.images[:64], tiny_data.train.task[:64], None, info))
+    d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, info, prune_ratio=0.5)
+    assert d.adversary_kind == "reconstruction"
+    d.fit(data, Trainer("cpu", seed=0, progress=False))
+    x = info.normalize(tiny_data.eval.images[:4])
+    assert d.adversary(d.eval().release(x)).shape == x.shape
+    with pytest.raises(ValueError):
+        smoke_defense(DEFENSES.get(NAME), tiny_backbone, info, adversary="attribute")
