@@ -75,12 +75,17 @@ class AttributeInference(Attack):
 
 
 class InversionDecoder(nn.Module):
-    """Release -> image in [0, 1]: conv stem, log2(H/h) transposed-conv upsamplings, conv head, sigmoid."""
+    """Release -> image in [0, 1]: conv stem, log2(H/h) transposed-conv upsamplings, conv head, sigmoid.
+
+    ``width`` is the stem's channel count for a release of at most 8 x 8; it halves (down to 16) each time the
+    release's side doubles beyond that, so an image-shaped release does not cost 16 times the compute.
+    """
 
     def __init__(self, in_channels: int, in_size: int, out_shape: tuple[int, int, int], width: int = 64):
         super().__init__()
         c_out, h_out, w_out = out_shape
         self.out_hw = (h_out, w_out)
+        width = max(16, width // max(1, in_size // 8))
         ups = max(0, round(math.log2(max(1, h_out // max(1, in_size)))))
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(True)]
         ch = width
@@ -104,7 +109,8 @@ class InversionDecoderConfig:
     epochs: int = field(30, "training epochs over the attacker's aux (release, image) pairs")
     batch_size: int = field(64, "batch size")
     lr: float = field(1e-3, "Adam learning rate")
-    width: int = field(64, "channels of the decoder's first layer")
+    width: int = field(64, "channels of the decoder's first layer for releases of at most 8 x 8 (halved per "
+                           "doubling of the release's side beyond that, at least 16)")
     max_aux: int | None = field(None, "use at most this many aux samples (None = all)")
 
 

@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", default=None, help="trained-model cache (default: OUT/cache)")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE",
                      help="a Python file that registers extra defenses or attacks (repeatable)")
+    run.add_argument("--latency-repeats", type=int, default=20, metavar="N",
+                     help="timed repeats of each latency measurement (default: 20)")
     run.add_argument("--no-retry-failed", action="store_true", help="keep cells recorded as failed")
     run.add_argument("--quiet", action="store_true", help="no progress bars or per-cell log lines")
     run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
@@ -70,13 +72,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _kv(items: Sequence[str], flag: str = "--scenario-arg") -> dict[str, str]:
-    out = {}
+def _kv(items: Sequence[str], flag: str = "--scenario-arg") -> dict[str, object]:
+    """KEY=VALUE pairs; values are read as YAML, so lists work: ``models=[test_vit, test_resnet]``."""
+    import yaml
+
+    out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SplitbenchError(f"{flag} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = value.strip()
+        try:
+            out[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise SplitbenchError(f"{flag} {item!r}: the value is not valid YAML ({exc})") from exc
     return out
 
 
@@ -149,7 +157,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   scenario_args=_kv(args.scenario_arg), overrides=_kv(args.overrides, "--set"),
                   data_root=args.data_root, download=args.download,
                   cache_dir=args.cache_dir, progress=False if args.quiet else None,
-                  retry_failed=not args.no_retry_failed)
+                  retry_failed=not args.no_retry_failed, latency_repeats=args.latency_repeats)
     print(f"splitbench: {summary.line()}", file=sys.stderr)
     for f in summary.failures[:20]:
         print(f"  failed: {f}", file=sys.stderr)

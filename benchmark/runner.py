@@ -187,7 +187,7 @@ class Runner:
 
         reps = self.opt.latency_repeats
         c1 = latency_ms(release, x1, repeats=reps)
-        cb = latency_ms(release, x_all, repeats=max(5, reps // 2))
+        cb = latency_ms(release, x_all, repeats=max(1, reps // 2))
         s1 = latency_ms(predict, z1, repeats=reps)
         n = len(x_all)
         return {
@@ -283,9 +283,9 @@ class Runner:
                 setattr(summary, status, getattr(summary, status) + 1)
                 if status == "failed":
                     summary.failures.append(f"{cell.file_name}: {reason}")
-                    log.warning("%s %s: failed: %s", label, cell.attack.name, reason)
+                    log.warning("%s %s: failed: %s", label, cell.attack.label, reason)
                 else:
-                    log.info("%s %s: %s", label, cell.attack.name, _brief(status, reason, metrics))
+                    log.info("%s %s: %s", label, cell.attack.label, _brief(status, reason, metrics))
         summary.seconds = time.perf_counter() - t_start
         return summary
 
@@ -391,7 +391,7 @@ def score_attack(kind: AttackKind, out: AttackOutput, data: ScenarioData, utilit
 def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: str = "cpu",
         scenarios=None, backbones=None, defenses=None, attacks=None, seeds=None, scenario_args=None, overrides=None,
         data_root: str | Path | None = None, download: bool = False, cache_dir: str | Path | None = None,
-        progress: bool | None = None, retry_failed: bool = True) -> RunSummary:
+        progress: bool | None = None, retry_failed: bool = True, latency_repeats: int = 20) -> RunSummary:
     """Run a suite and return its summary (the Python API behind ``splitbench run``).
 
     Example:
@@ -401,9 +401,11 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
     from .suite import restrict
 
     s = suite if isinstance(suite, Suite) else load_suite(suite)
+    if latency_repeats < 1:
+        raise SplitbenchError(f"latency_repeats must be at least 1, got {latency_repeats}")
     s = restrict(s, scenarios, backbones, defenses, attacks, seeds, scenario_args, overrides)
     opts = RunOptions(out=Path(out), device=device,
                       data=DataOptions(Path(data_root) if data_root else None, download),
                       cache_dir=Path(cache_dir) if cache_dir else None, progress=progress,
-                      retry_failed=retry_failed)
+                      retry_failed=retry_failed, latency_repeats=latency_repeats)
     return Runner(s, opts).run()

@@ -18,6 +18,7 @@ Schema::
       - {name: random_pruning, knob: [0.25, 0.5], config: {...}}
     attacks:
       - {name: attribute_inference, config: {...}}
+      - {name: optimization, label: rmle_tv10, config: {...}}   # a label tells apart two configs of one attack
     paper: {citation: ..., numbers: [{defense: ..., attack: ..., metric: ..., value: ..., note: ...}]}
 """
 
@@ -40,7 +41,7 @@ from .trainer import TrainConfig
 SUITE_KEYS = ("name", "description", "reference", "utility_budget", "seeds", "scenarios", "backbones", "train",
               "defenses", "attacks", "paper")
 ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "pretrained"),
-              "defenses": ("name", "knob", "config"), "attacks": ("name", "config")}
+              "defenses": ("name", "knob", "config"), "attacks": ("name", "label", "config")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +74,15 @@ class DefenseEntry:
 
 @dataclasses.dataclass(frozen=True)
 class AttackEntry:
+    """An attack with its config; ``label`` tells apart several configs of one attack (default: the name)."""
+
     name: str
     config: Any
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +132,8 @@ class Cell:
     def config(self) -> dict[str, Any]:
         cls = ATTACKS.get(self.attack.name)
         d = self.model.as_dict()
-        d["attack"] = {"name": self.attack.name, "version": cls.version, "kind": cls.kind.value,
-                       "config": to_dict(self.attack.config)}
+        d["attack"] = {"name": self.attack.name, "label": self.attack.label, "version": cls.version,
+                       "kind": cls.kind.value, "config": to_dict(self.attack.config)}
         d["suite"] = self.model.suite
         d["reference"] = self.reference
         d["utility_budget"] = self.utility_budget
@@ -133,14 +141,15 @@ class Cell:
 
     def hash(self) -> str:
         d = self.config()
-        d.pop("suite")  # the same cell in two suites is the same computation
+        d.pop("suite")  # the same cell in two suites (or under two labels) is the same computation
+        d["attack"].pop("label")
         return config_hash(d, 16)
 
     @property
     def file_name(self) -> str:
         m = self.model
         return (f"{m.scenario.name}__{m.backbone.name}@{m.backbone.split}__{m.defense.label}__"
-                f"{self.attack.name}__s{m.seed}__{self.hash()[:10]}.json").replace("/", "_")
+                f"{self.attack.label}__s{m.seed}__{self.hash()[:10]}.json").replace("/", "_")
 
 
 # -- loading ------------------------------------------------------------------------------------------------
@@ -243,8 +252,16 @@ def parse_suite(raw: Any, source: str) -> Suite:
     attacks = []
     for i, e in enumerate(_entries(raw, "attacks", where)):
         cls = ATTACKS.get(e["name"])
+        label = e.get("label", e["name"])
+        if not isinstance(label, str) or not label or "/" in label:
+            raise SplitbenchError(f"{where}: attacks[{i}].label must be a non-empty string without '/'")
         attacks.append(AttackEntry(e["name"], build_config(cls.Config, e.get("config", {}),
-                                                           f"{where}: attacks[{i}].config")))
+                                                           f"{where}: attacks[{i}].config"), label))
+    labels = [a.label for a in attacks]
+    dup_a = sorted({x for x in labels if labels.count(x) > 1})
+    if dup_a:
+        raise SplitbenchError(f"{where}: attack(s) {dup_a} listed more than once; give each entry a distinct "
+                              "'label'")
     reference = raw.get("reference", "no_pruning")
     DEFENSES.get(reference)
     budget = raw.get("utility_budget", 0.02)
@@ -253,12 +270,45 @@ def parse_suite(raw: Any, source: str) -> Suite:
     paper = raw.get("paper", {}) or {}
     if not isinstance(paper, dict):
         raise SplitbenchError(f"{where}: 'paper' must be a mapping")
+    _check_paper(paper, defenses, attacks, backbones, where)
     labels = [d.label for d in defenses]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
         raise SplitbenchError(f"{where}: defense settings listed twice: {sorted(dup)}")
     return Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
                  tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source)
+
+
+PAPER_KEYS = ("citation", "numbers")
+PAPER_NUMBER_KEYS = ("defense", "attack", "metric", "value", "backbone", "knob", "note")
+
+
+def _check_paper(paper: dict, defenses: list, attacks: list, backbones: list, where: str) -> None:
+    """A suite's ``paper`` block: each number names a defense, attack (label), metric and value of the suite,
+    optionally a backbone (``NAME@SPLIT``) and knob value, so the leaderboard can put ours beside it."""
+    from .metrics import HIGHER_IS_BETTER
+
+    _check_keys(paper, PAPER_KEYS, f"{where}: paper")
+    numbers = paper.get("numbers", [])
+    if not isinstance(numbers, list):
+        raise SplitbenchError(f"{where}: paper.numbers must be a list")
+    for i, n in enumerate(numbers):
+        at = f"{where}: paper.numbers[{i}]"
+        _check_keys(n, PAPER_NUMBER_KEYS, at)
+        for key in ("defense", "attack", "metric", "value"):
+            if key not in n:
+                raise SplitbenchError(f"{at}: missing {key!r}")
+        if n["defense"] not in {d.name for d in defenses}:
+            raise SplitbenchError(f"{at}: defense {n['defense']!r} is not run by the suite")
+        if n["attack"] not in {a.label for a in attacks}:
+            raise SplitbenchError(f"{at}: attack {n['attack']!r} is not run by the suite"
+                                  f"{did_you_mean(n['attack'], [a.label for a in attacks])}")
+        if "backbone" in n and n["backbone"] not in {b.label for b in backbones}:
+            raise SplitbenchError(f"{at}: backbone {n['backbone']!r} is not run by the suite")
+        if n["metric"] not in HIGHER_IS_BETTER:
+            raise SplitbenchError(f"{at}: unknown metric {n['metric']!r}{did_you_mean(n['metric'], HIGHER_IS_BETTER)}")
+        if isinstance(n["value"], bool) or not isinstance(n["value"], (int, float)):
+            raise SplitbenchError(f"{at}: value must be a number, got {n['value']!r}")
 
 
 def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
@@ -292,14 +342,15 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
              overrides: dict[str, Any] | None = None) -> Suite:
     """Narrow (or override) a suite from the command line.
 
-    - scenarios / defenses / attacks: keep the suite's entries with these names; a name the suite lacks is
+    - scenarios / defenses / attacks: keep the suite's entries with these names (attacks: or labels); a name
+      the suite lacks is
       added with its default config (defenses at their default knob value).
     - backbones: ``NAME@SPLIT`` or ``NAME``; a bare name keeps the suite's entries of that name, or else uses
       the model's split point matching the suite's first split, or its second feature stage.
     - seeds: replace the suite's seeds.
     - scenario_args: config fields applied to every selected scenario (``--scenario-arg key=value``).
-    - overrides: ``{"train.KEY": v, "defense.NAME.KEY": v, "attack.NAME.KEY": v}`` (``--set``), applied
-      after selection; ``train.KEY`` applies to every defense's shared training settings.
+    - overrides: ``{"train.KEY": v, "defense.NAME.KEY": v, "attack.NAME_OR_LABEL.KEY": v}`` (``--set``),
+      applied after selection; ``train.KEY`` applies to every defense's shared training settings.
     """
     changes: dict[str, Any] = {}
     names = _split_names(scenarios)
@@ -343,9 +394,11 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
     if names:
         chosen_a: list[AttackEntry] = []
         for n in names:
-            cls = ATTACKS.get(n)
-            same = [a for a in suite.attacks if a.name == n]
-            chosen_a += same or [AttackEntry(n, build_config(cls.Config, {}, f"--attack {n}"))]
+            same = [a for a in suite.attacks if n in (a.name, a.label)]
+            if not same:
+                cls = ATTACKS.get(n)
+                same = [AttackEntry(n, build_config(cls.Config, {}, f"--attack {n}"))]
+            chosen_a += [a for a in same if a not in chosen_a]
         changes["attacks"] = tuple(chosen_a)
     if seeds:
         changes["seeds"] = tuple(int(s) for s in seeds)
@@ -362,10 +415,13 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         parts = key.split(".")
         if parts[0] == "train" and len(parts) == 2:
             train_over[parts[1]] = value
-        elif parts[0] in ("defense", "attack") and len(parts) == 3:
-            registry = DEFENSES if parts[0] == "defense" else ATTACKS
-            registry.get(parts[1])
-            (per_defense if parts[0] == "defense" else per_attack).setdefault(parts[1], {})[parts[2]] = value
+        elif parts[0] == "defense" and len(parts) == 3:
+            DEFENSES.get(parts[1])
+            per_defense.setdefault(parts[1], {})[parts[2]] = value
+        elif parts[0] == "attack" and len(parts) == 3:
+            if parts[1] not in {a.label for a in suite.attacks}:
+                ATTACKS.get(parts[1])
+            per_attack.setdefault(parts[1], {})[parts[2]] = value
         else:
             raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY or attack.NAME.KEY")
     train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
@@ -379,9 +435,10 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
     attacks = []
     for a in suite.attacks:
         cls = ATTACKS.get(a.name)
-        attacks.append(AttackEntry(a.name, build_config(cls.Config, {**to_dict(a.config), **per_attack.get(a.name, {})},
-                                                        f"--set attack.{a.name}")))
-    unused = (set(per_defense) - {d.name for d in suite.defenses}) | (set(per_attack) - {a.name for a in suite.attacks})
+        values = {**to_dict(a.config), **per_attack.get(a.name, {}), **per_attack.get(a.label, {})}
+        attacks.append(AttackEntry(a.name, build_config(cls.Config, values, f"--set attack.{a.label}"), a.label))
+    unused = (set(per_defense) - {d.name for d in suite.defenses}) | (
+        set(per_attack) - {a.name for a in suite.attacks} - {a.label for a in suite.attacks})
     if unused:
         raise SplitbenchError(f"--set names {sorted(unused)}, which the selected suite does not run")
     return dataclasses.replace(suite, train=train, defenses=tuple(defenses), attacks=tuple(attacks))

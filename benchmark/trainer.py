@@ -98,6 +98,7 @@ class Trainer:
         self.amp = (self.device.type == "cuda") if amp is None else amp
         self.progress = default_progress() if progress is None else progress
         self.eval_batch_size = eval_batch_size
+        self.check_every = 50
 
     # -- precision ---------------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -125,19 +126,21 @@ class Trainer:
                 on_epoch_start(epoch)
             for m in modules:
                 m.train()
-            sums: dict[str, float] = {}
+            sums: dict[str, Tensor] = {}
             count = 0
             for batch in split.batches(batch_size, shuffle=True, seed=self.seed * 100003 + seed_offset + epoch,
                                        drop_last=drop_last and len(split) > batch_size):
                 with self.autocast():
                     out = step(batch)
                 self._apply(groups, opts, out)
-                for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                for k, v in out.items():  # summed on the device: no host sync per step
+                    v = v.detach().float()
+                    sums[k] = sums[k] + v if k in sums else v
                 count += 1
             for m in modules:
                 m.eval()
-            means = {k: v / max(count, 1) for k, v in sums.items()}
+            means = {k: float(v) / max(count, 1) for k, v in sums.items()}
+            self._check_finite(means, groups, desc)
             history.append(means)
             if means:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:3]})
@@ -152,13 +155,31 @@ class Trainer:
         history = []
         bar = tqdm(range(steps), desc=desc, disable=not self.progress, leave=False, file=sys.stderr,
                    mininterval=1.0)
+        last: Mapping[str, Tensor] = {}
         for i in bar:
             with self.autocast():
                 out = step(i)
             self._apply(groups, opts, out)
+            last = out
             if log_every and (i % log_every == 0 or i == steps - 1):
                 history.append({"step": float(i), **{k: float(v.detach()) for k, v in out.items()}})
+            if (i + 1) % self.check_every == 0:
+                self._check_finite({k: float(v.detach()) for k, v in out.items()}, groups, desc)
+        if last:
+            self._check_finite({k: float(v.detach()) for k, v in last.items()}, groups, desc)
         return history
+
+    @staticmethod
+    def _check_finite(values: Mapping[str, float], groups: Mapping[str, ParamGroup], desc: str) -> None:
+        """Raise :class:`TrainingDiverged` if a group's loss (or a parameter it drives) is NaN or infinite.
+
+        Checked once per epoch (``fit``) or every ``check_every`` steps (``optimize``) rather than every step,
+        so a CUDA run is not synchronised with the host at each step.
+        """
+        for name in groups:
+            v = values.get(name)
+            if v is not None and not math.isfinite(v):
+                raise TrainingDiverged(f"{desc}: loss for group {name!r} is {v}")
 
     def _apply(self, groups: Mapping[str, ParamGroup], opts: Mapping[str, torch.optim.Optimizer],
                out: Mapping[str, Tensor]) -> None:
@@ -168,8 +189,6 @@ class Trainer:
         by_loss: dict[int, tuple[Tensor, list[Tensor]]] = {}
         for name, group in groups.items():
             loss = out[name]
-            if not torch.isfinite(loss.detach()).all():
-                raise TrainingDiverged(f"loss for group {name!r} is {float(loss.detach())}")
             entry = by_loss.setdefault(id(loss), (loss, []))
             entry[1].extend(p for p in group.params if p.requires_grad)
         entries = list(by_loss.values())

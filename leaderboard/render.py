@@ -166,19 +166,63 @@ def to_csv(tables: list[tuple[tuple[str, str, str], pd.DataFrame]]) -> str:
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
 
+def paper_rows(frame: pd.DataFrame, numbers: list[dict]) -> list[dict]:
+    """The paper's numbers beside ours: one row per paper number and (backbone, knob value) we ran for it."""
+    rows = []
+    for n in numbers:
+        sel = frame[(frame.defense == n["defense"]) & (frame.attack == n["attack"]) & (frame.status == "ok")]
+        if "backbone" in n:
+            name, _, split = n["backbone"].partition("@")
+            sel = sel[(sel.backbone == name) & (sel.split == split)]
+        if "knob" in n:
+            sel = sel[(sel.knob_value - float(n["knob"])).abs() < 1e-9]
+        col = f"m.{n['metric']}"
+        base = {"defense": n["defense"], "attack": n["attack"], "metric": n["metric"], "paper": float(n["value"]),
+                "note": n.get("note", "")}
+        if sel.empty or col not in sel:
+            rows.append({**base, "backbone": n.get("backbone", ""), "knob": n.get("knob", ""),
+                         "ours": float("nan")})
+            continue
+        for (bb, sp, kv), g in sel.groupby(["backbone", "split", "knob_value"]):
+            rows.append({**base, "backbone": f"{bb}@{sp}", "knob": kv, "ours": float(g[col].mean())})
+    return rows
+
+
+def paper_markdown(rows: list[dict], citation: str) -> str:
+    lines = ["## Paper vs splitbench", "", f"Source: {citation}".strip(), "",
+             "| defense | knob | attack | backbone | metric | paper | ours | ours − paper | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ours = r["ours"]
+        diff = "–" if math.isnan(ours) else f"{ours - r['paper']:+.3f}"
+        knob = f"{r['knob']:g}" if isinstance(r["knob"], float) else str(r["knob"] or "–")
+        lines.append(f"| `{r['defense']}` | {knob} | {r['attack']} | {r['backbone'] or '–'} | {r['metric']} | "
+                     f"{_fmt(r['paper'])} | {'not run' if math.isnan(ours) else _fmt(ours)} | {diff} | "
+                     f"{r['note']} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_run(run_dir: str | Path, fmt: str = "md", budget: float | None = None, write: bool = True) -> str:
     """Build the leaderboard of a run directory; write leaderboard.md / .csv into it; return one of them."""
     run_dir = Path(run_dir)
     frame = load_frame(run_dir)
     title = "splitbench leaderboard"
     manifest = run_dir / "run.json"
+    paper: dict = {}
     if manifest.is_file():
         try:
-            title += f" — suite `{json.loads(manifest.read_text()).get('suite')}`"
+            meta = json.loads(manifest.read_text())
+            title += f" — suite `{meta.get('suite')}`"
+            paper = meta.get("paper") or {}
         except (OSError, json.JSONDecodeError):
             pass
     tables = build_tables(frame, budget)
     md, csv = to_markdown(tables, title), to_csv(tables)
+    if paper.get("numbers") and not frame.empty:
+        rows = paper_rows(frame, paper["numbers"])
+        md += "\n" + paper_markdown(rows, " ".join(str(paper.get("citation", "")).split()))
+        if write:
+            atomic_write_text(run_dir / "paper.csv", pd.DataFrame(rows).to_csv(index=False))
     if write:
         atomic_write_text(run_dir / "leaderboard.md", md + "\n")
         atomic_write_text(run_dir / "leaderboard.csv", csv)

@@ -143,3 +143,17 @@ def test_failed_cells_give_exit_code_1(suite_file, tmp_path, capsys):
         assert "ValueError: boom" in capsys.readouterr().err
     finally:
         ATTACKS.unregister("cli_boom")
+
+
+def test_set_values_are_read_as_yaml(suite_file, tmp_path):
+    from benchmark.cli import _kv
+    from benchmark.suite import apply_overrides, load_suite
+
+    over = _kv(["attack.inversion_decoder.max_aux=30", "train.lr=0.01", "defense.random_pruning.prune_ratio=0.25"],
+               "--set")
+    assert over == {"attack.inversion_decoder.max_aux": 30, "train.lr": 0.01,
+                    "defense.random_pruning.prune_ratio": 0.25}
+    suite = apply_overrides(load_suite(str(suite_file)), over)
+    assert {d.name: d.config.train.lr for d in suite.defenses} == {"no_pruning": 0.01, "random_pruning": 0.01}
+    assert [d.knob_value for d in suite.defenses if d.name == "random_pruning"] == [0.25]
+    assert _kv(["models=[test_vit, test_resnet]"], "--set") == {"models": ["test_vit", "test_resnet"]}

@@ -35,17 +35,21 @@ def test_paper_he19_is_the_papers_setting():
 
 def test_every_paper_number_names_a_cell_of_the_suite():
     suite = load_suite("paper-he19")
-    cells = [((c.model.defense.name, c.attack.name, c.model.backbone.label), to_dict(c.attack.config))
-             for _, cs in expand(suite) for c in cs]
+    cells = {(c.model.defense.name, c.attack.label, c.model.backbone.label): to_dict(c.attack.config)
+             for _, cs in expand(suite) for c in cs}
     numbers = suite.paper["numbers"]
     assert len(numbers) == 11
     for n in numbers:
-        configs = [cfg for key, cfg in cells if key == (n["defense"], n["attack"], n["backbone"])]
-        assert configs, f"no cell for {n}"
-        assert any(all(cfg[k] == v for k, v in n.get("attack_config", {}).items()) for cfg in configs), n
+        assert (n["defense"], n["attack"], n["backbone"]) in cells, f"no cell for {n}"
+    # each rMLE number belongs to the cell with the code's TV weight for that split
+    tv = {"features.5": 0.0, "features.12": 10.0, "features.19": 1000.0}
+    for n in numbers:
+        if n["attack"].startswith("rmle"):
+            split = n["backbone"].split("@")[1]
+            assert cells[(n["defense"], n["attack"], n["backbone"])]["tv_weight"] == tv[split], n
     got = {(n["attack"], n["backbone"].split("@")[1], n["metric"]): n["value"] for n in numbers}
-    assert got[("optimization", "features.12", "psnr")] == 19.47
-    assert got[("optimization", "features.19", "ssim")] == 0.163
+    assert got[("rmle_tv10", "features.12", "psnr")] == 19.47
+    assert got[("rmle_tv1000", "features.19", "ssim")] == 0.163
     assert got[("inversion_decoder", "features.12", "ssim")] == 0.680
 
 

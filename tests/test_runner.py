@@ -215,3 +215,25 @@ def test_manifest_names_the_suite(finished_run):
     root, _ = finished_run
     manifest = json.loads((root / "out" / "run.json").read_text())
     assert manifest["suite"] == "tiny" and manifest["cells"] == 4
+
+
+def test_paper_numbers_are_shown_beside_ours(suite_file, tmp_path):
+    from leaderboard import render_run
+
+    text = suite_file.read_text() + textwrap.dedent("""
+        paper:
+          citation: A paper, 2020
+          numbers:
+            - {defense: no_pruning, attack: attribute_inference, metric: attribute_accuracy, value: 0.40}
+            - {defense: random_pruning, attack: attribute_inference, metric: utility, value: 0.9, knob: 0.9}
+    """)
+    suite_file.write_text(text)
+    out = tmp_path / "out"
+    benchmark.run(str(suite_file), out=out, attacks=["attribute_inference"], progress=False)
+    md = render_run(out)
+    assert "## Paper vs splitbench" in md and "Source: A paper, 2020" in md
+    (_, rec), = [(p, r) for p, r in iter_records(out) if r["config"]["defense"]["name"] == "no_pruning"]
+    ours = rec["metrics"]["attribute_accuracy"]
+    assert f"| 0.400 | {ours:.3f} | {ours - 0.40:+.3f} |" in md
+    assert "| not run | – |" in md  # random_pruning was not run at knob 0.9
+    assert (out / "paper.csv").is_file()

@@ -54,3 +54,30 @@ def test_knob_sweep_expands():
     raw = {**base(), "defenses": ["no_pruning", {"name": "random_pruning", "knob": [0.25, 0.75]}]}
     suite = parse_suite(raw, "x")
     assert [d.label for d in suite.defenses] == ["no_pruning@0", "random_pruning@0.25", "random_pruning@0.75"]
+
+
+def test_two_configs_of_one_attack_need_labels():
+    raw = {**base(), "attacks": ["attribute_inference", {"name": "attribute_inference", "config": {"epochs": 2}}]}
+    with pytest.raises(SplitbenchError, match="give each entry a distinct 'label'"):
+        parse_suite(raw, "x")
+    raw["attacks"][1]["label"] = "attr_short"
+    suite = parse_suite(raw, "x")
+    cells = expand(suite)[0][1]
+    assert [c.attack.label for c in cells] == ["attribute_inference", "attr_short"]
+    assert len({c.file_name for c in cells}) == 2
+
+
+@pytest.mark.parametrize("number, message", [
+    ({"defense": "random_pruning", "attack": "attribute_inference", "metric": "utility", "value": 1},
+     "defense 'random_pruning' is not run"),
+    ({"defense": "no_pruning", "attack": "atribute_inference", "metric": "utility", "value": 1},
+     "did you mean 'attribute_inference'"),
+    ({"defense": "no_pruning", "attack": "attribute_inference", "metric": "psnrr", "value": 1},
+     "unknown metric 'psnrr'"),
+    ({"defense": "no_pruning", "attack": "attribute_inference", "metric": "utility", "value": "72%"},
+     "value must be a number"),
+    ({"defense": "no_pruning", "attack": "attribute_inference", "metric": "utility"}, "missing 'value'"),
+])
+def test_paper_numbers_are_validated(number, message):
+    with pytest.raises(SplitbenchError, match=message):
+        parse_suite({**base(), "paper": {"citation": "c", "numbers": [number]}}, "x")

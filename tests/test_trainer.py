@@ -63,7 +63,7 @@ def test_fit_is_reproducible_for_a_seed():
 def test_nan_loss_raises():
     w = torch.nn.Parameter(torch.zeros(1))
     t = Trainer(progress=False)
-    with pytest.raises(TrainingDiverged, match="group 'w'"):
+    with pytest.raises(TrainingDiverged, match="group .w."):
         t.optimize({"w": ParamGroup([w])}, lambda i: {"w": w.sum() * float("nan")}, steps=1)
 
 
@@ -71,3 +71,11 @@ def test_missing_group_loss_is_an_error():
     w = torch.nn.Parameter(torch.zeros(1))
     with pytest.raises(RuntimeError, match="no loss for parameter group"):
         Trainer(progress=False).optimize({"w": ParamGroup([w])}, lambda i: {}, steps=1)
+
+
+def test_fit_detects_divergence_at_the_end_of_the_epoch():
+    w = torch.nn.Parameter(torch.ones(1))
+    data = TensorSplit(torch.ones(16, 1))
+    with pytest.raises(TrainingDiverged, match="group 'w' is nan"):
+        Trainer(progress=False).fit({"w": ParamGroup([w])}, lambda b: {"w": (w * float("nan")).sum()}, data,
+                                    epochs=1, batch_size=4)
