@@ -69,3 +69,14 @@ def test_runs_within_its_declared_access_and_is_scored(name, defended, tiny_data
     metrics = score_attack(cls.kind, out, tiny_data, 0.9)
     assert 0.0 <= metrics["leakage_chance"] <= 1.0
     assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_inversion_decoder_starts_at_the_attackers_mean_image():
+    from attacks.learning_based import InversionDecoder
+
+    prior = torch.rand(3, 16, 16) * 0.8 + 0.1
+    dec = InversionDecoder(8, 4, (3, 16, 16), width=32, prior=prior)
+    torch.nn.init.zeros_(dec.net[-1].weight)
+    torch.nn.init.zeros_(dec.net[-1].bias)
+    out = dec.eval()(torch.randn(2, 8, 4, 4))
+    torch.testing.assert_close(out, prior.expand(2, -1, -1, -1), atol=1e-5, rtol=0)
