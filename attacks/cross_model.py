@@ -1,13 +1,13 @@
-"""``cross_model``: do models the release was not meant for still solve the task on it? (METHODS.md A9)
+"""``cross_model``: do models the release was not meant for still solve the task on it?
 
-Seed 000's suppression test. A set U of *unintended* classifiers of other timm architectures (and seeds) is
+Guo et al.'s (2026) suppression test. A set U of *unintended* classifiers of other timm architectures (and seeds) is
 trained on clean data, then fed the eval releases; the harness scores each one's task accuracy, their max and
 mean, and the suppression ratio = utility / max (and / mean) unintended accuracy. A release that serves only
 its designated model scores near chance on U and a high ratio.
 
 What "clean data" is depends on what is released:
 
-- image-shaped releases (latent masking): U are whole classifiers trained on the clean images, as in seed 000.
+- image-shaped releases (latent masking): U are whole classifiers trained on the clean images, as in Guo et al. (2026).
   They do not depend on the defense, so they are trained once per (scenario, architectures, seed, budget) and
   shared by every defended model through the model cache.
 - activation releases: the natural counterpart of a clean image is the activation the client would send
@@ -20,7 +20,7 @@ What "clean data" is depends on what is released:
   C x h x w map (tokens on their grid) and resized (nearest) to ``input_size``; they depend on the defended
   client, so their cache key holds a hash of its outputs on the first training images.
 
-Adaptive variant (missing from seed 000): a copy of each unintended model is fine-tuned on the attacker's aux
+Adaptive variant (missing from Guo et al. (2026)): a copy of each unintended model is fine-tuned on the attacker's aux
 releases with their task labels (for stochastic defenses every batch is released afresh) and scored again,
 reported separately as ``adaptive_*``.
 
@@ -133,7 +133,7 @@ class CrossModelTransfer(Attack):
                   "(nearest) to the image size",
                   "Adam 1e-3, 10 epochs on train + aux; adaptive: 5 epochs on aux releases",
                   "suppression ratio = utility / unintended accuracy (max and mean over the set)"),
-        notes="the adaptive variant is not in seed 000",
+        notes="the adaptive variant is not in Guo et al. (2026)",
     )
 
     def applicable(self, target: Target) -> str | None:

@@ -1,4 +1,4 @@
-"""``deep_image_prior``: invert a release by fitting a randomly initialised image generator (METHODS.md A8).
+"""``deep_image_prior``: invert a release by fitting a randomly initialised image generator.
 
 Ulyanov et al.'s "natural pre-image" applied to split inference (SIMBA's "model optimisation attack"): the
 image is the output of a skip encoder-decoder G_theta fed a fixed random code eta, and the generator's weights

@@ -1,9 +1,9 @@
-"""Learning-based (black-box) attacks (METHODS.md A6): the attacker trains fresh networks on the releases of
+"""Learning-based (black-box) attacks: the attacker trains fresh networks on the releases of
 its own auxiliary data and applies them to the eval releases.
 
 - ``attribute_inference``: a fresh copy of the designated architecture's tail (the server part of the backbone
   after the split, or a whole classifier for image-shaped releases) trained to predict the sensitive attribute.
-  This is the post-hoc adversary of METHODS.md: trained on frozen releases with fresh weights, never the
+  This is the post-hoc adversary: trained on frozen releases with fresh weights, never the
   adversary a defense co-trained with.
 - ``inversion_decoder``: He et al.'s inverse network, auto-sized to the release: a conv stem, transposed-conv
   upsampling to the input size, a sigmoid to [0, 1]; trained with MSE on (release, image) pairs.

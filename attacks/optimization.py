@@ -1,4 +1,4 @@
-"""``optimization``: He et al.'s regularized maximum-likelihood (rMLE) white-box inversion (METHODS.md A7).
+"""``optimization``: He et al.'s regularized maximum-likelihood (rMLE) white-box inversion.
 
 The attacker knows the client and the defense's release function (white box: for channel-pruning defenses the
 mask it observed is applied inside) and searches the input space for an image whose release matches what the

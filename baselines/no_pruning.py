@@ -1,4 +1,4 @@
-"""``no_pruning``: release the client's activations as they are (seed 001's "no pruning" baseline).
+"""``no_pruning``: release the client's activations as they are (Singh et al.'s (2020) "no pruning" baseline).
 
 The client and server are trained end to end on the task. The workshop code also co-trains an adversary, but
 its gradient never reaches the client, so it cannot change what is released; splitbench omits it and measures

@@ -1,4 +1,4 @@
-"""``random_pruning``: zero a fresh random set of int(C * ratio) channels on every forward pass (METHODS.md D1).
+"""``random_pruning``: zero a fresh random set of int(C * ratio) channels on every forward pass.
 
 One draw per batch, shared by the whole batch, at train and test time, with no rescaling, as in the official
 workshop code. Only the surviving channels and a channel bitmap count as sent.

@@ -125,7 +125,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("suites:")
         for name, _ in registry.SUITES.items():
             if registry.fnmatch.fnmatch(name, args.pattern):
-                print(f"  {name:<26} {load_suite(name).description}")
+                text = " ".join(load_suite(name).description.split())
+                if not args.verbose and len(text) > 90:
+                    text = text[:87] + "..."
+                print(f"  {name:<26} {text}")
     if what == "backbones":
         names = list_backbones(args.pattern)
         print(f"backbones (any of {len(names)} timm models matching {args.pattern!r}; tested on every commit: "

@@ -100,7 +100,7 @@ def normalized_leakage(value: float, chance: float, reference: float, reference_
 
 
 def suppression_ratio(utility: float, unintended_acc: float) -> float:
-    """utility / unintended accuracy (seed 000's suppression ratio); inf when unintended accuracy is 0."""
+    """utility / unintended accuracy (Guo et al.'s (2026) suppression ratio); inf when unintended accuracy is 0."""
     if unintended_acc <= 0:
         return float("inf")
     return utility / unintended_acc

@@ -1,6 +1,6 @@
-"""``dynamic_channel_pruning``: per-input channel pruning learned against an adversary (METHODS.md D2).
+"""``dynamic_channel_pruning``: per-input channel pruning learned against an adversary.
 
-Seed 001 (Singh et al., the workshop precursor of DISCO, CVPR 2021). A filter-generating network F reads the
+Singh et al. (the workshop precursor of DISCO, CVPR 2021). A filter-generating network F reads the
 client's activations z and scores each of their C channels, per input. During training the scores become a soft
 mask ``b = sigmoid((s - tau) / T)`` around the per-sample (k+1)-th smallest score ``tau`` (k = int(C * rho)),
 and the server, a co-trained adversary and F all see ``z * b``. At release exactly C - k channels per sample
@@ -14,7 +14,7 @@ Training is a min-max game over four parameter groups in the shared trainer, eac
 - client: ``L_task`` only (also through F): the adversary's gradient never reaches the client;
 - F: ``(1 - alpha) * L_task - alpha * L_adv`` (DISCO's weighting; alpha = 0.5 there).
 
-The three bugs of the official workshop code (METHODS.md D2) are avoided by construction: the mask is a
+The three bugs of the official workshop code are avoided by construction: the mask is a
 differentiable function of F's scores, so F trains; the mask is per sample (``[B, C]``), never pooled over a
 batch; and the server's logits go straight into cross-entropy, without a softmax before it.
 
@@ -24,7 +24,7 @@ the suite's choice (``paper-dcp`` documents its own).
 
 Inferred choices (config fields, recorded in the card):
 
-- ``hard_release=True``: release hard top-k instead of the training-time soft mask (METHODS.md marks the hard
+- ``hard_release=True``: release hard top-k instead of the training-time soft mask (the sources leave the hard
   top-k at test time optional); it is what makes "exactly (1 - rho) * C channels" and the payload true.
 - ``adversary="auto"``: attribute adversary when the scenario has a sensitive attribute, else reconstruction.
 - ``recon_loss="l2"``: DISCO's L2 for the reconstruction adversary (the workshop code used L1).
@@ -189,7 +189,7 @@ class DynamicChannelPruning(Defense):
         return F.l1_loss(recon, target) if self.config.recon_loss == "l1" else F.mse_loss(recon, target)
 
     def losses(self, x: Tensor, y: Tensor, s: Tensor | None) -> dict[str, Tensor]:
-        """One step's loss per parameter group (the gradient routing of METHODS.md D2)."""
+        """One step's loss per parameter group (the paper's gradient routing)."""
         z = self.client(x)
         b = self.soft_mask(self.scores(z))
         z_hat = apply_channel_mask(z, b)

@@ -1,11 +1,11 @@
-"""``latent_masking``: a masked variational bottleneck in front of a frozen designated classifier (METHODS.md D3).
+"""``latent_masking``: a masked variational bottleneck in front of a frozen designated classifier.
 
-Seed 000 (Guo et al., "Variational Feature Compression for Model-Specific Representations", 2026). The client
+Guo et al. ("Variational Feature Compression for Model-Specific Representations", 2026). The client
 encodes an image into a latent Gaussian (mu, log sigma^2) of dimension d, keeps only k latent dimensions with a
 binary mask, and decodes the masked code into an image-shaped release that a **frozen** target classifier f_T
 (the designated model) reads. The bottleneck is trained with the task cross-entropy through f_T plus beta times
 the KL to N(0, I), with **no pixel reconstruction loss**, so the release only has to carry what f_T needs;
-unintended models trained on clean images should then fail on it (the suppression ratio of METHODS.md A9).
+unintended models trained on clean images should then fail on it (their suppression ratio).
 
 ``fit`` has two phases, both in the shared trainer:
 
@@ -21,7 +21,7 @@ Inferred choices (only the abstract was available; every one is a config field a
 
 - encoder/decoder: a small conv VAE (``depth`` stride-2 conv stages of ``width * 2^i`` channels, a linear
   head to 2d; the decoder mirrors it with transposed convs); the release is the decoder's linear output;
-- placeholders of METHODS.md: d = 256, beta = 1e-2, warm-up 10 epochs, recompute every 5 epochs; the warm-up
+- placeholder defaults: d = 256, beta = 1e-2, warm-up 10 epochs, recompute every 5 epochs; the warm-up
   is capped at ``epochs - 1`` so that at least one epoch trains with the mask;
 - mask score = (KL_j / max KL) * (S_j / max S), S_j = mean |dCE/du_j| at the decoder input u = m * mu
   (``saliency="grad"``; ``"grad_x_input"`` uses |u_j dCE/du_j|), over at most ``mask_samples`` train images;

@@ -1,4 +1,4 @@
-"""``paoding``: data-free, progressive pruning of the client by merging similar channels (METHODS.md D5).
+"""``paoding``: data-free, progressive pruning of the client by merging similar channels.
 
 A PyTorch port of PAODING (Meng, Bai, Teo, Dong, ICECCS'23; ``paoding-dl``, TensorFlow only). The split model is
 first trained on the task like ``no_pruning``; the client is then pruned **without any data**:

@@ -1,4 +1,4 @@
-"""``patrol``: privacy-oriented pruning for collaborative inference (METHODS.md D4).
+"""``patrol``: privacy-oriented pruning for collaborative inference.
 
 PATROL (Ding, Zhang, Pan, Yuan, WACV 2024) puts *more* layers on the edge, since deeper features are more
 task-specific, and prunes them so that the deeper client still fits the edge's budget; it then trains with a

@@ -2,7 +2,7 @@
 
 A track is (scenario, backbone, split). Each row is one defense at one knob value (metrics averaged over
 seeds). A row's rank is by its **worst-case normalized leakage** over all attacks, among the rows whose
-utility drop against the reference defense is within the utility budget (DESIGN.md section 9). Rows over
+utility drop against the reference defense is within the utility budget. Rows over
 budget are listed unranked, and so are rows where an attack failed (their worst case is unknown); attacks
 that do not apply (no sensitive attribute) are left out of the worst case.
 
