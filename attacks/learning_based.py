@@ -12,17 +12,16 @@ its own auxiliary data and applies them to the eval releases.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from benchmark import MethodCard, register_attack
 from benchmark.channels import as_spatial
 from benchmark.config import field
 from benchmark.data import TensorSplit
 from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.nets import ReleaseDecoder
 from benchmark.trainer import ParamGroup, Trainer
 
 
@@ -74,48 +73,13 @@ class AttributeInference(Attack):
         )
 
 
-class InversionDecoder(nn.Module):
-    """Release -> image in [0, 1]: conv stem, log2(H/h) transposed-conv upsamplings, conv head, sigmoid.
-
-    ``width`` is the stem's channel count for a release of at most 8 x 8; it halves (down to ``min_width``) each
-    time the release's side doubles beyond that, so an image-shaped release does not cost 16 times the compute.
-    With a ``prior`` image (the attacker's best constant guess, the mean of its aux images) the decoder predicts
-    the deviation from it in logit space, so that it starts near the trivial guess instead of at grey.
-    """
-
-    def __init__(self, in_channels: int, in_size: int, out_shape: tuple[int, int, int], width: int = 64,
-                 prior: torch.Tensor | None = None, min_width: int = 32):
-        super().__init__()
-        c_out, h_out, w_out = out_shape
-        self.out_hw = (h_out, w_out)
-        width = max(min(width, min_width), width // max(1, in_size // 8))
-        ups = max(0, round(math.log2(max(1, h_out // max(1, in_size)))))
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(True)]
-        ch = width
-        for _ in range(ups):
-            nxt = max(16, ch // 2)
-            layers += [nn.ConvTranspose2d(ch, nxt, 4, stride=2, padding=1), nn.BatchNorm2d(nxt), nn.ReLU(True)]
-            ch = nxt
-        head = nn.Conv2d(ch, c_out, 3, padding=1)
-        layers += [nn.Conv2d(ch, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(True), head]
-        self.net = nn.Sequential(*layers)
-        logit = torch.zeros(1, *out_shape) if prior is None else torch.logit(prior.float().clamp(0.01, 0.99))
-        self.register_buffer("prior_logit", logit.reshape(1, *out_shape))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        y = self.net(as_spatial(z))
-        if tuple(y.shape[-2:]) != self.out_hw:
-            y = F.interpolate(y, size=self.out_hw, mode="bilinear", align_corners=False)
-        return torch.sigmoid(y.float() + self.prior_logit)
-
-
 @dataclasses.dataclass(frozen=True)
 class InversionDecoderConfig:
     epochs: int = field(30, "training epochs over the attacker's aux (release, image) pairs")
     batch_size: int = field(64, "batch size")
     lr: float = field(1e-3, "Adam learning rate")
     width: int = field(64, "channels of the decoder's first layer for releases of at most 8 x 8 (halved per "
-                           "doubling of the release's side beyond that, at least 16)")
+                           "doubling of the release's side beyond that, at least 32)")
     max_aux: int | None = field(None, "use at most this many aux samples (None = all)")
     start_at_mean: bool = field(True, "predict the deviation from the mean aux image (the attacker's best "
                                       "constant guess) instead of the image from scratch")
@@ -145,7 +109,7 @@ class InversionDecoderAttack(Attack):
         aux = target.aux()
         z_aux = as_spatial(aux.released)
         prior = aux.images.mean(0) if cfg.start_at_mean else None
-        decoder = InversionDecoder(z_aux.shape[1], z_aux.shape[-1], target.image_shape, cfg.width, prior)
+        decoder = ReleaseDecoder(z_aux.shape[1], z_aux.shape[-1], target.image_shape, cfg.width, prior)
         decoder = decoder.to(aux.released.device)
         train, release = target.aux_training_set(aux.images, cfg.max_aux)  # `y` holds the target images
 

@@ -10,7 +10,7 @@ Training is a min-max game over four parameter groups in the shared trainer, eac
 
 - server: ``L_task`` (cross-entropy of the task);
 - adversary: ``L_adv``, cross-entropy on the sensitive attribute, or, when the scenario has none, a
-  reconstruction loss of a decoder (``InversionDecoder`` of the learning-based attacks);
+  reconstruction loss of a decoder (``benchmark.nets.ReleaseDecoder``, as the inversion attack uses);
 - client: ``L_task`` only (also through F): the adversary's gradient never reaches the client;
 - F: ``(1 - alpha) * L_task - alpha * L_adv`` (DISCO's weighting; alpha = 0.5 there).
 
@@ -40,12 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks.learning_based import InversionDecoder
 from benchmark import MethodCard, register_defense
 from benchmark.backbones import fresh_server
 from benchmark.channels import apply_channel_mask, as_spatial, channel_payload_bytes, num_channels, observed_mask
 from benchmark.config import field
 from benchmark.interfaces import Defense, DefenseConfig
+from benchmark.nets import ReleaseDecoder
 from benchmark.trainer import ParamGroup
 
 
@@ -134,7 +134,7 @@ class DynamicChannelPruning(Defense):
             self.adversary = fresh_server(self.backbone, info.num_sensitive_classes, size, self.seed + 2)
         else:
             zs = as_spatial(z)
-            self.adversary = InversionDecoder(zs.shape[1], zs.shape[-1], (info.channels, size, size),
+            self.adversary = ReleaseDecoder(zs.shape[1], zs.shape[-1], (info.channels, size, size),
                                               self.config.decoder_width)
 
     @property

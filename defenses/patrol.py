@@ -48,6 +48,7 @@ from benchmark.config import field
 from benchmark.errors import SplitbenchError
 from benchmark.interfaces import Defense, DefenseConfig
 from benchmark.metrics import count_macs, count_params_used
+from benchmark.nets import ReleaseDecoder
 from benchmark.pruning import (
     apply_kept,
     channel_l1,
@@ -76,26 +77,6 @@ class PatrolConfig(DefenseConfig):
             raise ValueError("extra_depth >= 0, budget > 0, warmup_epochs >= 0 and lipschitz_target > 0 required")
         if self.adv_weight < 0 or self.lipschitz_weight < 0:
             raise ValueError("adv_weight and lipschitz_weight must be >= 0")
-
-
-class Inverter(nn.Module):
-    """Release -> image in [0, 1]: conv stem, stride-2 transposed convs up to the image size, conv, sigmoid."""
-
-    def __init__(self, channels: int, size: int, out_shape: tuple[int, int, int], width: int):
-        super().__init__()
-        self.out_hw = out_shape[1:]
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-        for _ in range(max(0, round(math.log2(max(1, out_shape[1] // max(1, size)))))):
-            layers += [nn.ConvTranspose2d(width, max(16, width // 2), 4, 2, 1), nn.BatchNorm2d(max(16, width // 2)),
-                       nn.ReLU()]
-            width = max(16, width // 2)
-        self.net = nn.Sequential(*layers, nn.Conv2d(width, out_shape[0], 3, padding=1))
-
-    def forward(self, z: Tensor) -> Tensor:
-        y = self.net(as_spatial(z))
-        if tuple(y.shape[-2:]) != tuple(self.out_hw):
-            y = F.interpolate(y, size=self.out_hw, mode="bilinear", align_corners=False)
-        return torch.sigmoid(y.float())
 
 
 class LipschitzBound:
@@ -265,8 +246,8 @@ class Patrol(Defense):
         with torch.no_grad():
             z = client(x)
         zs = as_spatial(z)
-        self.inverter = Inverter(zs.shape[1], zs.shape[-1], (info.channels, info.image_size, info.image_size),
-                                 cfg.inverter_width)
+        self.inverter = ReleaseDecoder(zs.shape[1], zs.shape[-1], (info.channels, info.image_size, info.image_size),
+                                       cfg.inverter_width, refine=False, adapt_width=False)
         self.kept: dict[str, list[int]] = {}
         self.lipschitz_history: list[float] = []
 

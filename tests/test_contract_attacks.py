@@ -72,10 +72,10 @@ def test_runs_within_its_declared_access_and_is_scored(name, defended, tiny_data
 
 
 def test_inversion_decoder_starts_at_the_attackers_mean_image():
-    from attacks.learning_based import InversionDecoder
+    from benchmark.nets import ReleaseDecoder
 
     prior = torch.rand(3, 16, 16) * 0.8 + 0.1
-    dec = InversionDecoder(8, 4, (3, 16, 16), width=32, prior=prior)
+    dec = ReleaseDecoder(8, 4, (3, 16, 16), width=32, prior=prior)
     torch.nn.init.zeros_(dec.net[-1].weight)
     torch.nn.init.zeros_(dec.net[-1].bias)
     out = dec.eval()(torch.randn(2, 8, 4, 4))
