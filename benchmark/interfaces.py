@@ -157,6 +157,13 @@ class Defense(nn.Module, ABC):
         if structure:
             raise NotImplementedError(f"{type(self).__name__} recorded a structure but cannot restore it")
 
+    def freeze(self) -> Defense:
+        """Eval mode and no parameter gradients: the frozen defended model that attacks face."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
     # -- helpers for subclasses ----------------------------------------------------------------------------
     def train_config(self) -> TrainConfig:
         return getattr(self.config, "train", TrainConfig())

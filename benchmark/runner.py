@@ -150,9 +150,7 @@ class Runner:
             self.cache.save("models", key, defense, {"structure": defense.structure(), "spec": key_spec,
                                                      "fit_seconds": fit_seconds})
             summary.models_trained += 1
-        defense.eval()
-        for p in defense.parameters():
-            p.requires_grad_(False)
+        defense.freeze()
         metrics_name = f"{key}.{self.device.type}.metrics.json"
         metrics = self.cache.read_json("models", metrics_name)
         if metrics is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from benchmark.config import build_config
 from benchmark.data import ScenarioData
 
@@ -23,6 +25,17 @@ def smoke_defense(cls, backbone, info, seed=0, **overrides):
 
 def smoke_attack(cls, seed=0, **overrides):
     return cls(build_config(cls.Config, {**cls.smoke_config, **overrides}, f"{cls.name} smoke config"), seed)
+
+
+def fitted_frozen(name, backbone, data, seed=0):
+    """Defense ``name`` fitted with its smoke config on ``data``, then frozen as the runner freezes it."""
+    from benchmark.registry import DEFENSES
+    from benchmark.trainer import Trainer
+
+    torch.manual_seed(seed)
+    d = smoke_defense(DEFENSES.get(name), backbone, data.info, seed)
+    d.fit(data, Trainer("cpu", seed=seed, progress=False))
+    return d.freeze()
 
 
 class Forbidden:

@@ -10,23 +10,17 @@ import torch
 from benchmark.cache import ModelCache
 from benchmark.cards import MethodCard
 from benchmark.interfaces import Attack, AttackKind, AttackOutput, Target
-from benchmark.registry import ATTACKS, DEFENSES
+from benchmark.registry import ATTACKS
 from benchmark.runner import score_attack
 from benchmark.trainer import Trainer
-from tests.helpers import smoke_attack, smoke_defense
+from tests.helpers import fitted_frozen, smoke_attack
 
 NAMES = ATTACKS.names()
 
 
 @pytest.fixture(scope="module")
 def defended(tiny_data, tiny_backbone):
-    torch.manual_seed(0)
-    d = smoke_defense(DEFENSES.get("no_pruning"), tiny_backbone, tiny_data.info)
-    d.fit(tiny_data, Trainer("cpu", seed=0, progress=False))
-    d.eval()
-    for p in d.parameters():
-        p.requires_grad_(False)
-    return d
+    return fitted_frozen("no_pruning", tiny_backbone, tiny_data)
 
 
 def test_registry_is_not_empty():

@@ -17,8 +17,7 @@ from benchmark.backbones import BackboneSpec
 from benchmark.interfaces import Access, Target
 from benchmark.metrics import reconstruction_scores
 from benchmark.registry import DEFENSES
-from benchmark.trainer import Trainer
-from tests.helpers import smoke_defense
+from tests.helpers import fitted_frozen, smoke_defense
 
 #: a shallow split whose activations have no dead zone (SiLU): on digits, test_resnet's ReLU clients leave the
 #: black background unconstrained wherever a unit's pre-activation stays negative, so rMLE's PSNR there stays
@@ -28,13 +27,7 @@ SHALLOW = BackboneSpec("test_efficientnet", "blocks.0")
 
 def fitted_no_pruning(data, backbone=SHALLOW):
     """no_pruning trained one epoch on the tiny data, frozen as the runner freezes it."""
-    torch.manual_seed(0)
-    d = smoke_defense(DEFENSES.get("no_pruning"), backbone, data.info)
-    d.fit(data, Trainer("cpu", seed=0, progress=False))
-    d.eval()
-    for p in d.parameters():
-        p.requires_grad_(False)
-    return d
+    return fitted_frozen("no_pruning", backbone, data)
 
 
 def white_box_target(defense, data, trainer):

@@ -61,9 +61,7 @@ def target():
         pytest.skip(f"the eval split has {len(data.eval)} images, fewer than {IMAGES}")
     backbone = BackboneSpec("test_resnet", "layer1")
     torch.manual_seed(0)
-    defense = smoke_defense(DEFENSES.get("no_pruning"), backbone, data.info).to(DEVICE).eval()
-    for p in defense.parameters():
-        p.requires_grad_(False)
+    defense = smoke_defense(DEFENSES.get("no_pruning"), backbone, data.info).to(DEVICE).freeze()
     trainer = Trainer(DEVICE, seed=0, progress=False)
     return Target(defense, data, frozenset({Access.WHITE_BOX}), trainer, 1.0, backbone), trainer
 
