@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import fnmatch
 from collections.abc import Iterator
@@ -196,8 +195,3 @@ def fresh_model(name: str, num_classes: int, image_size: int, seed: int) -> nn.M
 def list_backbones(pattern: str = "*") -> list[str]:
     timm = _timm()
     return sorted(fnmatch.filter(timm.list_models(), pattern))
-
-
-def clone_module(m: nn.Module) -> nn.Module:
-    """A deep copy (GraphModules included)."""
-    return copy.deepcopy(m)

@@ -10,7 +10,7 @@ is where every metric is measured.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -227,25 +227,6 @@ def resize_uint8(images: Tensor, size: int) -> Tensor:
         r = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append(r.round_().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
-
-
-def to_rgb_uint8(arr: np.ndarray) -> Tensor:
-    """[N, H, W] or [N, H, W, C] uint8 arrays to uint8 [N, 3, H, W]."""
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.ndim == 3:
-        t = t.unsqueeze(-1)
-    t = t.permute(0, 3, 1, 2)
-    if t.shape[1] == 1:
-        t = t.expand(-1, 3, -1, -1)
-    elif t.shape[1] == 4:
-        t = t[:, :3]
-    return t.contiguous()
-
-
-def class_names(values: Mapping[int, str] | None, n: int) -> tuple[str, ...]:
-    if values is None:
-        return tuple(str(i) for i in range(n))
-    return tuple(values[i] for i in range(n))
 
 
 class TensorSplit:

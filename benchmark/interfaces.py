@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -320,10 +319,6 @@ class Target:
             self._aux_cache = AuxSet(x, sp.images.float() / 255.0, self._release_split(sp), sp.task, sp.sensitive)
         return self._aux_cache
 
-    def aux_split(self) -> Split:
-        self._need(Access.AUX_PAIRS)
-        return self._data.aux
-
     def white_box(self) -> WhiteBox:
         self._need(Access.WHITE_BOX)
         if not self._defense.white_box_client:
@@ -360,10 +355,6 @@ class Target:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.info.channels, self.info.image_size, self.info.image_size)
-
-
-def finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def train_task(defense: Defense, data: ScenarioData, trainer: Trainer, release, modules: list[nn.Module],

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -210,7 +209,3 @@ def count_params_used(fn: Callable[[Tensor], Tensor], x: Tensor, root: nn.Module
                 seen.add(id(p))
                 total += p.numel()
     return total
-
-
-def finite_or_nan(v: float) -> float:
-    return v if math.isfinite(v) else float("nan")

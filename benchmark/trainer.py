@@ -24,7 +24,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -212,10 +212,3 @@ class Trainer:
             with self.autocast():
                 outs.append(fn(batch).float())
         return torch.cat(outs)
-
-
-def check_finite(values: Mapping[str, Any], where: str) -> None:
-    """Raise TrainingDiverged if any float metric is NaN or infinite."""
-    for k, v in values.items():
-        if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-            raise TrainingDiverged(f"{where}: metric {k!r} is {v}")
