@@ -55,6 +55,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (tuple, list) or tp in (tuple, list):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise SplitbenchError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length: tuple[int, float]
+            if len(value) != len(args):
+                raise SplitbenchError(f"{where}: expected a list of {len(args)} items "
+                                      f"({', '.join(map(_type_name, args))}), got {value!r}")
+            return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
         item_t = args[0] if args else Any
         return tuple(_coerce(v, item_t, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict or tp is dict:

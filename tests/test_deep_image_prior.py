@@ -1,6 +1,7 @@
 """Deep-image-prior inversion: the generators recover inputs from a shallow split far better than the best
-constant image, G generators run together equal G generators run one at a time, and the level cap keeps the
-skip network valid for small images."""
+constant image, G generators run together equal G generators run one at a time (with and without input noise),
+the two convolution implementations compute the same network, and the level cap keeps the skip network valid
+for small images."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import dataclasses
 import pytest
 import torch
 
-from attacks.deep_image_prior import DeepImagePrior, DeepImagePriorConfig, SkipGenerators, levels_for
+from attacks.deep_image_prior import (
+    UNFOLD_MAX_PIXELS,
+    DeepImagePrior,
+    DeepImagePriorConfig,
+    GroupedConv2d,
+    SkipGenerators,
+    levels_for,
+)
 from benchmark.trainer import Trainer
 from tests.test_optimization import fitted_no_pruning, float64, scores, white_box_target
 
@@ -78,3 +86,64 @@ def test_bad_configs_are_rejected():
         build_config(DeepImagePriorConfig, {"channels": [8, 16, 32], "kernels": [3, 3]})
     with pytest.raises(SplitbenchError, match="odd"):
         build_config(DeepImagePriorConfig, {"kernels": [4, 4, 4, 4, 4, 4]})
+
+
+@pytest.mark.parametrize("impl", ["unfold", "auto"])
+def test_unfold_convolutions_compute_the_grouped_network(impl):
+    """Same parameters, same outputs and same gradients (float64) whichever way the convolutions run."""
+    cfg = DeepImagePriorConfig(channels=(4, 8, 8), kernels=(5, 3, 3), code_channels=3)
+    nets = {}
+    for name in ("grouped", impl):
+        net = SkipGenerators(3, 3, cfg.channels, cfg.skip_channels, cfg.kernels, conv_impl=name).double()
+        net.init_([torch.Generator().manual_seed(s) for s in (1, 2, 3)])
+        nets[name] = net
+    code = torch.rand(1, 9, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    outs = {name: net(code) for name, net in nets.items()}
+    torch.testing.assert_close(outs[impl], outs["grouped"], atol=1e-12, rtol=0)
+    for out in outs.values():
+        out.square().sum().backward()
+    for (name, a), (_, b) in zip(nets["grouped"].named_parameters(), nets[impl].named_parameters()):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-10, rtol=1e-8, msg=name)
+
+
+def test_auto_uses_matrix_products_only_on_the_smallest_maps():
+    conv = GroupedConv2d(2, 4, 4, 3, impl="auto")
+    assert conv.uses_unfold(4, 4) and conv.uses_unfold(2, 2) and UNFOLD_MAX_PIXELS == 16
+    assert not conv.uses_unfold(8, 8) and not conv.uses_unfold(32, 32)
+    assert GroupedConv2d(2, 4, 4, 3, impl="unfold").uses_unfold(32, 32)
+    assert not GroupedConv2d(2, 4, 4, 3, impl="grouped").uses_unfold(2, 2)
+
+
+def test_input_noise_schedule_steps_down_then_stops():
+    cfg = DeepImagePriorConfig(input_noise=((100, 10.0), (150, 2.0), (200, 0.5)))
+    assert [cfg.noise_sigma(i) for i in (0, 99, 100, 149, 150, 199, 200, 5000)] == [10, 10, 2, 2, 0.5, 0.5, 0, 0]
+    assert DeepImagePriorConfig().noise_sigma(0) == 0.0
+
+
+def test_input_noise_from_yaml_and_bad_schedules_are_rejected():
+    from benchmark.config import build_config
+    from benchmark.errors import SplitbenchError
+
+    cfg = build_config(DeepImagePriorConfig, {"input_noise": [[100, 10], [200, "0.5"]]})
+    assert cfg.input_noise == ((100, 10.0), (200, 0.5)) and isinstance(cfg.input_noise[0][1], float)
+    with pytest.raises(SplitbenchError, match="increasing"):
+        build_config(DeepImagePriorConfig, {"input_noise": [[200, 1.0], [100, 0.5]]})
+    with pytest.raises(SplitbenchError, match="sigmas"):
+        build_config(DeepImagePriorConfig, {"input_noise": [[200, -1.0]]})
+    with pytest.raises(SplitbenchError, match=r"input_noise\[0\]: expected a list of 2 items"):
+        build_config(DeepImagePriorConfig, {"input_noise": [[200]]})
+
+
+def test_input_noise_is_per_image_and_changes_the_fit(shallow, tiny_data):
+    """With input noise, a batch still equals its images fitted alone (each image draws from its own stream),
+    and the noise does change what is fitted."""
+    trainer = Trainer("cpu", seed=0, progress=False)
+    cfg = dataclasses.replace(SMALL, max_images=2, steps=12, input_noise=((8, 0.5),))
+    with float64(shallow) as d64:
+        target = white_box_target(d64, tiny_data, trainer)
+        together = DeepImagePrior(dataclasses.replace(cfg, batch_size=2), seed=5).run(target, trainer)
+        alone = DeepImagePrior(dataclasses.replace(cfg, batch_size=1), seed=5).run(target, trainer)
+        quiet = DeepImagePrior(dataclasses.replace(cfg, batch_size=2, input_noise=()), seed=5).run(target, trainer)
+    torch.testing.assert_close(together.images, alone.images, atol=1e-6, rtol=0)
+    assert (together.images - quiet.images).abs().max() > 1e-3
+    assert together.budget["input_noise"] == [[8, 0.5]]

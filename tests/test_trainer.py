@@ -79,3 +79,14 @@ def test_fit_detects_divergence_at_the_end_of_the_epoch():
     with pytest.raises(TrainingDiverged, match="group 'w' is nan"):
         Trainer(progress=False).fit({"w": ParamGroup([w])}, lambda b: {"w": (w * float("nan")).sum()}, data,
                                     epochs=1, batch_size=4)
+
+
+def test_optimizers_use_the_fused_kernel_where_it_exists():
+    from benchmark.trainer import fusable
+
+    cpu = [torch.nn.Parameter(torch.zeros(3))]
+    assert fusable(cpu) is True and fusable([]) is None
+    assert fusable([torch.nn.Parameter(torch.zeros(3, device="meta"))]) is None
+    assert ParamGroup(cpu, fused=True).make().defaults["fused"] is True
+    assert ParamGroup(cpu, optimizer="sgd", fused=True).make().defaults["fused"] is True
+    assert not ParamGroup(cpu).make().defaults["fused"]  # opt-in: the default keeps PyTorch's choice

@@ -11,6 +11,8 @@ Environment:
     SPLITBENCH_BENCH_STEPS: optimisation steps per image (default 20).
     SPLITBENCH_BENCH_DIP: generator size, ``quick`` (default: 3 levels of 8/16/32 channels, 3x3 kernels) or
         ``paper`` (DIP's defaults, capped to 4 levels at 32 px).
+    SPLITBENCH_BENCH_CONV: comma-separated ``conv_impl`` values the deep-image-prior figures are taken for
+        (default ``auto``; e.g. ``auto,grouped,unfold`` to compare them on a new device).
 
 The client is the quick suite's (test_resnet cut after layer1, 32-px digits, randomly initialised: the cost
 of an inversion does not depend on how well the client was trained).
@@ -41,12 +43,13 @@ IMAGES = int(os.environ.get("SPLITBENCH_BENCH_IMAGES", 256 if CUDA else 32))
 SINGLE = int(os.environ.get("SPLITBENCH_BENCH_SINGLE", 16 if CUDA else 8))
 STEPS = int(os.environ.get("SPLITBENCH_BENCH_STEPS", 20))
 DIP_SIZE = os.environ.get("SPLITBENCH_BENCH_DIP", "quick")
+CONV = [c.strip() for c in os.environ.get("SPLITBENCH_BENCH_CONV", "auto").split(",") if c.strip()]
 
+DIP = (DeepImagePriorConfig(steps=STEPS, lr=0.01) if DIP_SIZE == "paper" else
+       DeepImagePriorConfig(steps=STEPS, lr=0.01, channels=(8, 16, 32), kernels=(3, 3, 3), code_channels=8))
 ATTACKS = {
     "optimization": (RMLEInversion, RMLEConfig(steps=STEPS)),
-    "deep_image_prior": (DeepImagePrior, DeepImagePriorConfig(steps=STEPS, lr=0.01) if DIP_SIZE == "paper" else
-                         DeepImagePriorConfig(steps=STEPS, lr=0.01, channels=(8, 16, 32), kernels=(3, 3, 3),
-                                              code_channels=8)),
+    **{f"deep_image_prior[{DIP_SIZE},{c}]": (DeepImagePrior, dataclasses.replace(DIP, conv_impl=c)) for c in CONV},
 }
 
 
