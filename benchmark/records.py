@@ -43,10 +43,20 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+JSON_INF = 1e308  # JSON has no infinity: +-inf metrics (e.g. a suppression ratio over 0 accuracy) are stored so
+
+
 def _json_number(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
+        return None if math.isnan(v) else (JSON_INF if v > 0 else -JSON_INF)
     return v
+
+
+def _from_json_number(v: Any) -> float:
+    """A stored metric back as a float: null is NaN, the infinity stand-ins are +-inf again."""
+    if v is None:
+        return float("nan")
+    return math.copysign(math.inf, v) if isinstance(v, float) and abs(v) >= JSON_INF else v
 
 
 def clean_metrics(metrics: dict[str, Any]) -> dict[str, float | int | None]:
@@ -135,7 +145,7 @@ def load_frame(run_dir: str | Path):
             "path": str(path),
         }
         for k, v in rec["metrics"].items():
-            row[f"m.{k}"] = float("nan") if v is None else v
+            row[f"m.{k}"] = _from_json_number(v)
         rows.append(row)
     return pd.DataFrame(rows)
 

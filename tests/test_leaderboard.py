@@ -60,3 +60,29 @@ def test_markdown_and_csv():
     assert "## s · b @ l1" in md and "| 1 | `b` |" in md and "failed" in md
     csv = to_csv(tables)
     assert csv.splitlines()[0].startswith("scenario,backbone,split,rank") or "worst_norm_leakage" in csv
+
+
+def test_an_infinite_suppression_ratio_survives_the_json_record(tmp_path):
+    """JSON has no infinity: a suppression ratio over zero unintended accuracy is stored as a stand-in and comes
+    back as inf, printed as the infinity sign rather than a 309-digit number."""
+    from benchmark.records import load_frame, read_record, write_record
+
+    def record(defense, unintended, ratio):
+        cfg = {"scenario": {"name": "s"}, "backbone": {"name": "b", "split": "l1"},
+               "defense": {"name": defense, "knob": "r", "knob_value": 0},
+               "attack": {"name": "cross_model", "kind": "transfer"}, "seed": 0, "reference": "ref",
+               "utility_budget": 0.02}
+        metrics = {"utility": 0.9, "leakage": unintended, "leakage_chance": 0.1, "suppression_ratio_max": ratio,
+                   "client_ms_b1_p50": 1.0, "payload_bytes": 10.0, "client_params": 1.0, "client_macs": 1.0}
+        write_record(tmp_path / "records" / f"{defense}.json",
+                     {"status": "ok", "cell_id": defense, "config": cfg, "config_hash": defense, "metrics": metrics,
+                      "budget": {}, "env": {"device": "cpu"}})
+
+    (tmp_path / "records").mkdir()
+    record("ref", 0.9, 1.0)
+    record("wall", 0.0, math.inf)
+    assert read_record(tmp_path / "records" / "wall.json")["metrics"]["suppression_ratio_max"] < math.inf
+    frame = load_frame(tmp_path)
+    assert frame.set_index("defense").loc["wall", "m.suppression_ratio_max"] == math.inf
+    md = to_markdown(build_tables(frame))
+    assert "SR ∞" in md and "1e+308" not in md and "000,000,000" not in md
