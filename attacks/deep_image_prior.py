@@ -36,8 +36,9 @@ feature-inversion notebook) follows DIP's heavy-noise variant: noise N(0, sigma^
 step, sigma stepping down through the listed phases, none after the last one (SIMBA runs 25,000 steps with a
 schedule that ends at 20,000); each image's noise comes from its own stream, so batching leaves it unchanged.
 
-Speed: the convolutions of all generators run as grouped kernels on large maps and as unfold + batched matrix
-products on the smallest maps (``conv_impl``). The generators' parameters are many (about 1.3 M per image at
+Speed: the convolutions of all generators run as grouped kernels or as unfold + batched matrix products
+(``conv_impl``): by default, on CUDA, whichever was measured faster at each shape on first use; on CPU, the
+matrix products on the smallest maps only. The generators' parameters are many (about 1.3 M per image at
 paper size on 32-px images, most of them in the deep levels), so the optimizer's update is a large part of a
 step; the generators' parameter group asks the trainer for the fused Adam kernel.
 """
@@ -46,6 +47,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -58,8 +61,8 @@ from benchmark.config import field
 from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
 from benchmark.trainer import ParamGroup, Trainer
 
-ConvImpl = Literal["auto", "grouped", "unfold"]
-UNFOLD_MAX_PIXELS = 16  # "auto": maps of at most 4x4 pixels are convolved as batched matrix products
+ConvImpl = Literal["auto", "grouped", "unfold", "tune"]
+UNFOLD_MAX_PIXELS = 16  # the size rule: maps of at most 4x4 pixels are convolved as batched matrix products
 
 
 class GroupedConv2d(nn.Conv2d):
@@ -67,28 +70,81 @@ class GroupedConv2d(nn.Conv2d):
 
     ``grouped``: one grouped convolution (PyTorch's conv kernels). ``unfold``: im2col (``F.unfold``) and one
     batched matrix product, generator g's patches times generator g's weight matrix. They compute the same
-    sums in a different order. Grouped kernels are fast on large maps; on small maps with many channels per
-    group (the deep levels of DIP's skip network, 4x4 and 2x2 maps with 128 channels) the CPU grouped
-    kernels were measured several times slower than the matrix products, whose cost there is only the weights.
-    ``auto`` picks ``unfold`` for maps of at most ``UNFOLD_MAX_PIXELS`` pixels, ``grouped`` otherwise. The
-    parameters are an ordinary grouped ``nn.Conv2d``'s, whatever the implementation.
+    sums in a different order. Which is faster depends on the device and the shape: on CPU grouped kernels
+    win on large maps, while on small maps with many channels per group (the deep levels of DIP's skip
+    network, 4x4 and 2x2 maps with 128 channels) they were measured several times slower than the matrix
+    products. ``impl``:
+
+    - ``grouped`` / ``unfold``: always that one.
+    - ``tune``: time both (forward and backward, at the shape met) the first time a shape is seen on a device
+      and keep the faster, like cuDNN's benchmark mode; remembered for the process (``TUNED``).
+    - ``auto``: ``tune`` on CUDA; on other devices the size rule (``unfold`` on maps of at most
+      ``UNFOLD_MAX_PIXELS`` pixels), so that CPU runs never depend on a timing.
+
+    The parameters are an ordinary grouped ``nn.Conv2d``'s, whatever the implementation.
     """
 
     def __init__(self, groups: int, cin: int, cout: int, k: int, bias: bool = False, impl: ConvImpl = "auto"):
         super().__init__(groups * cin, groups * cout, k, padding=k // 2, groups=groups, bias=bias)
         self.impl = impl
 
-    def uses_unfold(self, h: int, w: int) -> bool:
-        return self.impl == "unfold" or (self.impl == "auto" and h * w <= UNFOLD_MAX_PIXELS)
+    def uses_unfold(self, x: Tensor) -> bool:
+        h, w = x.shape[-2:]
+        if self.impl in ("grouped", "unfold"):
+            return self.impl == "unfold"
+        if self.impl == "tune" or x.device.type == "cuda":
+            return self._tuned(x)
+        return h * w <= UNFOLD_MAX_PIXELS
 
-    def forward(self, x: Tensor) -> Tensor:
-        n, _, h, w = x.shape
-        if n != 1 or not self.uses_unfold(h, w):
-            return super().forward(x)
+    def _tuned(self, x: Tensor) -> bool:
+        key = (str(x.device), x.dtype, _autocast_on(x.device.type), self.groups, self.in_channels,
+               self.out_channels, self.kernel_size[0], self.bias is not None, *x.shape[-2:])
+        if key not in TUNED:
+            probe = x.detach().requires_grad_()
+            times = {}
+            for name, fn in (("grouped", super().forward), ("unfold", self._unfold)):
+                def once(fn=fn) -> None:
+                    with torch.enable_grad():
+                        torch.autograd.grad(fn(probe).float().sum(), [probe, *self.parameters()])
+                times[name] = timed(once, x.device)
+            TUNED[key] = times["unfold"] < times["grouped"]
+        return TUNED[key]
+
+    def _unfold(self, x: Tensor) -> Tensor:
+        _, _, h, w = x.shape
         g, k = self.groups, self.kernel_size[0]
         cols = x.reshape(g, -1, h * w) if k == 1 else F.unfold(x.reshape(g, -1, h, w), k, padding=k // 2)
         y = torch.bmm(self.weight.reshape(g, self.out_channels // g, -1), cols).reshape(1, self.out_channels, h, w)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] != 1 or not self.uses_unfold(x):
+            return super().forward(x)
+        return self._unfold(x)
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # PyTorch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+TUNED: dict[tuple, bool] = {}  # ``tune``: shape key -> whether unfold was the faster
+
+
+def timed(fn: Callable[[], None], device: torch.device, repeats: int = 3) -> float:
+    """Best wall time of ``repeats`` calls of ``fn`` after one warm-up, synchronising CUDA around each."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _conv(groups: int, cin: int, cout: int, k: int, bias: bool = False) -> GroupedConv2d:
@@ -191,7 +247,8 @@ class DeepImagePriorConfig:
             "eta + sigma * N(0, 1), drawn afresh each step, and after the last phase eta alone (DIP's heavy-noise "
             "variant and SIMBA: [[10000, 10], [15000, 2], [20000, 0.5]]; [] = none, DIP's notebook)")
     conv_impl: ConvImpl = field("auto", "how the per-image convolutions run: grouped kernels, unfold + batched "
-                                        "matrix products, or auto (unfold on maps of at most 4x4 pixels); the "
+                                        "matrix products, tune (time both per shape, keep the faster) or auto "
+                                        "(tune on CUDA; elsewhere unfold on maps of at most 4x4 pixels); the "
                                         "same sums, only speed and float rounding differ")
 
     def validate(self) -> None:

@@ -106,12 +106,54 @@ def test_unfold_convolutions_compute_the_grouped_network(impl):
         torch.testing.assert_close(b.grad, a.grad, atol=1e-10, rtol=1e-8, msg=name)
 
 
-def test_auto_uses_matrix_products_only_on_the_smallest_maps():
-    conv = GroupedConv2d(2, 4, 4, 3, impl="auto")
-    assert conv.uses_unfold(4, 4) and conv.uses_unfold(2, 2) and UNFOLD_MAX_PIXELS == 16
-    assert not conv.uses_unfold(8, 8) and not conv.uses_unfold(32, 32)
-    assert GroupedConv2d(2, 4, 4, 3, impl="unfold").uses_unfold(32, 32)
-    assert not GroupedConv2d(2, 4, 4, 3, impl="grouped").uses_unfold(2, 2)
+def test_auto_uses_matrix_products_only_on_the_smallest_maps_on_cpu():
+    def conv(impl):
+        return GroupedConv2d(2, 4, 4, 3, impl=impl)
+
+    def uses(c, side):
+        return c.uses_unfold(torch.zeros(1, 8, side, side))
+
+    assert uses(conv("auto"), 4) and uses(conv("auto"), 2) and UNFOLD_MAX_PIXELS == 16
+    assert not uses(conv("auto"), 8) and not uses(conv("auto"), 32)
+    assert uses(conv("unfold"), 32) and not uses(conv("grouped"), 2)
+
+
+def test_tune_keeps_the_faster_implementation_per_shape(monkeypatch):
+    """``tune`` times both implementations once per shape (here with a fake clock) and remembers the winner."""
+    import attacks.deep_image_prior as dip
+
+    monkeypatch.setattr(dip, "TUNED", {})
+    calls = []
+
+    def fake_timed(fn, device, repeats=3):
+        fn()  # the probe really runs forward and backward
+        calls.append(device)
+        return 1.0 if len(calls) % 2 else 2.0  # grouped is timed first: grouped 1 s, unfold 2 s
+
+    monkeypatch.setattr(dip, "timed", fake_timed)
+    conv = GroupedConv2d(2, 4, 4, 3, impl="tune")
+    x = torch.rand(1, 8, 6, 6)
+    assert not conv.uses_unfold(x) and len(calls) == 2 and len(dip.TUNED) == 1
+    assert not conv.uses_unfold(x) and len(calls) == 2  # remembered, not timed again
+    assert conv.weight.grad is None  # probing leaves the parameters' gradients alone
+    def unfold_faster(fn, device, repeats=3):
+        calls.append(device)
+        return 3.0 if len(calls) % 2 else 1.0
+
+    monkeypatch.setattr(dip, "timed", unfold_faster)
+    assert conv.uses_unfold(torch.rand(1, 8, 5, 5)) and len(calls) == 4  # a new shape is timed afresh
+    y = conv(torch.rand(1, 8, 5, 5))
+    assert y.shape == (1, 8, 5, 5)
+
+
+def test_tune_on_the_real_clock_gives_the_same_network():
+    cfg = DeepImagePriorConfig(channels=(4, 8), kernels=(3, 3), code_channels=3)
+    torch.manual_seed(0)
+    ref = SkipGenerators(2, 3, cfg.channels, cfg.skip_channels, cfg.kernels, conv_impl="grouped").double()
+    tuned = SkipGenerators(2, 3, cfg.channels, cfg.skip_channels, cfg.kernels, conv_impl="tune").double()
+    tuned.load_state_dict(ref.state_dict())
+    code = torch.rand(1, 6, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(tuned(code), ref(code), atol=1e-12, rtol=0)
 
 
 def test_input_noise_schedule_steps_down_then_stops():

@@ -55,11 +55,11 @@ def test_data_is_moved_to_the_gpu_once(tmp_path):
     assert runner.data_for(spec) is data  # cached: loaded and moved once per run
 
 
-@pytest.mark.parametrize("impl", ["grouped", "unfold"])
+@pytest.mark.parametrize("impl", ["grouped", "unfold", "auto"])
 def test_dip_generators_run_both_convolution_paths_under_bf16_autocast(impl):
-    """The batched generators on CUDA (bf16 autocast, fused Adam): both convolution paths agree at
-    initialisation and fit a target image."""
-    from attacks.deep_image_prior import SkipGenerators
+    """The batched generators on CUDA (bf16 autocast, fused Adam): both convolution paths, and the timed choice
+    between them that ``auto`` makes on CUDA, agree at initialisation and fit a target image."""
+    from attacks.deep_image_prior import TUNED, SkipGenerators
 
     nets = {}
     for name in ("grouped", impl):
@@ -76,3 +76,5 @@ def test_dip_generators_run_both_convolution_paths_under_bf16_autocast(impl):
     t.optimize({"g": ParamGroup(list(net.parameters()), lr=0.01, fused=True)},
                lambda i: {"g": (net(code).float() - goal).pow(2).mean()}, steps=50)
     assert float((net(code).detach() - goal).pow(2).mean()) < 0.5 * first
+    if impl == "auto":
+        assert any(key[0].startswith("cuda") for key in TUNED)
