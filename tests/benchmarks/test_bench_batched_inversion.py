@@ -27,6 +27,7 @@ import time
 import pytest
 import torch
 
+import attacks.deep_image_prior as dip
 from attacks.deep_image_prior import DeepImagePrior, DeepImagePriorConfig
 from attacks.optimization import RMLEConfig, RMLEInversion
 from benchmark.backbones import BackboneSpec
@@ -88,7 +89,9 @@ def _images_per_second(cls, cfg, target, trainer, images: int, batch_size: int) 
 def test_batched_vs_per_image_throughput(name, target, benchmark):
     tgt, trainer = target
     cls, cfg = ATTACKS[name]
-    _images_per_second(cls, dataclasses.replace(cfg, steps=2), tgt, trainer, min(IMAGES, 8), 8)  # warm-up
+    # warm-up at both batch sizes, so that one-off costs (kernel selection, conv_impl="tune" timings) are not timed
+    for n in (IMAGES, 1):
+        _images_per_second(cls, dataclasses.replace(cfg, steps=2), tgt, trainer, n, n)
     single = _images_per_second(cls, cfg, tgt, trainer, SINGLE, 1)
     batched = benchmark.pedantic(_images_per_second, args=(cls, cfg, tgt, trainer, IMAGES, IMAGES),
                                  rounds=1, iterations=1)
@@ -98,4 +101,9 @@ def test_batched_vs_per_image_throughput(name, target, benchmark):
     print(f"\n{name} on {DEVICE} ({torch.cuda.get_device_name() if CUDA else 'cpu'}), {STEPS} steps per image: "
           f"batched ({IMAGES} images) {batched:.2f} images/s, per-image loop ({SINGLE} images) {single:.2f} "
           f"images/s, speed-up {speedup:.1f}x")
+    tuned = {k: v for k, v in dip.TUNED.items() if k[3] == IMAGES}  # key: device, dtype, amp, groups, ..., h, w
+    if tuned:
+        unfold = [f"{k[4] // IMAGES}->{k[5] // IMAGES} k{k[6]} on {k[-2]}x{k[-1]}" for k, v in tuned.items() if v]
+        print(f"timed conv_impl at {IMAGES} generators: unfold for {len(unfold)} of {len(tuned)} convolution shapes "
+              f"({'; '.join(unfold) or 'none'}), grouped for the rest")
     assert batched > 0 and single > 0
