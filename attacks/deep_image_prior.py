@@ -29,7 +29,7 @@ scale-invariant, their true gradients are near zero, and Adam's normalised step 
 of a grouped vs a single convolution into full-size updates; the images differ, their quality does not.
 
 Inferred choices (recorded in the card): the level cap and canvas; convolutions followed by BN have no bias
-(BN cancels it; under Adam it would only integrate rounding noise); plain Adam; the code and weights drawn per
+(BN cancels it; under Adam it would only integrate rounding noise); Adam (fused kernel); the code and weights drawn per
 image from a seed derived from the attack seed and the eval index; no weight noise (the weight-noise line of
 DIP and its copies is a Python no-op). Input-noise regularisation (``input_noise``, off by default as in DIP's
 feature-inversion notebook) follows DIP's heavy-noise variant: noise N(0, sigma^2) is added to the code at every
@@ -38,7 +38,7 @@ schedule that ends at 20,000); each image's noise comes from its own stream, so 
 
 Speed: the convolutions of all generators run as grouped kernels or as unfold + batched matrix products
 (``conv_impl``): by default, on CUDA, whichever was measured faster at each shape on first use; on CPU, the
-matrix products on the smallest maps only. The generators' parameters are many (about 1.3 M per image at
+matrix products on the smallest maps only. The generators' parameters are many (about 1.7 M per image at
 paper size on 32-px images, most of them in the deep levels), so the optimizer's update is a large part of a
 step; the generators' parameter group asks the trainer for the fused Adam kernel.
 """
