@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +57,7 @@ from attacks.optimization import chunks, full_precision, image_seed, release_mse
 from benchmark import MethodCard, register_attack
 from benchmark.config import field
 from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.metrics import latency_ms
 from benchmark.trainer import ParamGroup, Trainer
 
 ConvImpl = Literal["auto", "grouped", "unfold", "tune"]
@@ -97,16 +96,17 @@ class GroupedConv2d(nn.Conv2d):
         return h * w <= UNFOLD_MAX_PIXELS
 
     def _tuned(self, x: Tensor) -> bool:
-        key = (str(x.device), x.dtype, _autocast_on(x.device.type), self.groups, self.in_channels,
-               self.out_channels, self.kernel_size[0], self.bias is not None, *x.shape[-2:])
+        key = TuneKey(str(x.device), x.dtype, _autocast_on(x.device.type), self.groups,
+                      self.in_channels // self.groups, self.out_channels // self.groups, self.kernel_size[0],
+                      self.bias is not None, x.shape[-2], x.shape[-1])
         if key not in TUNED:
-            probe = x.detach().requires_grad_()
             times = {}
             for name, fn in (("grouped", super().forward), ("unfold", self._unfold)):
-                def once(fn=fn) -> None:
+                def forward_backward(probe: Tensor, fn=fn) -> Tensor:
                     with torch.enable_grad():
-                        torch.autograd.grad(fn(probe).float().sum(), [probe, *self.parameters()])
-                times[name] = timed(once, x.device)
+                        probe = probe.detach().requires_grad_()
+                        return torch.autograd.grad(fn(probe).float().sum(), [probe, *self.parameters()])[0]
+                times[name] = latency_ms(forward_backward, x, warmup=1, repeats=3)[0]
             TUNED[key] = times["unfold"] < times["grouped"]
         return TUNED[key]
 
@@ -130,21 +130,22 @@ def _autocast_on(device_type: str) -> bool:
         return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
-TUNED: dict[tuple, bool] = {}  # ``tune``: shape key -> whether unfold was the faster
+class TuneKey(NamedTuple):
+    """What a ``tune`` timing holds for: the device and precision, one group's convolution, the map size."""
+
+    device: str
+    dtype: torch.dtype
+    autocast: bool
+    groups: int
+    in_channels: int  # per group
+    out_channels: int  # per group
+    kernel: int
+    bias: bool
+    height: int
+    width: int
 
 
-def timed(fn: Callable[[], None], device: torch.device, repeats: int = 3) -> float:
-    """Best wall time of ``repeats`` calls of ``fn`` after one warm-up, synchronising CUDA around each."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best
+TUNED: dict[TuneKey, bool] = {}  # ``tune``: whether unfold was the faster (median of 3 timed calls each)
 
 
 def _conv(groups: int, cin: int, cout: int, k: int, bias: bool = False) -> GroupedConv2d:
@@ -335,7 +336,8 @@ class DeepImagePrior(Attack):
         inferred=("levels capped so that the deepest map is at least 2x2; the canvas is the image side rounded "
                   "up to a multiple of 2^levels, cropped to the image",
                   "convolutions followed by BN have no bias (BN cancels it); the final 1x1 conv keeps one",
-                  "plain Adam of the shared trainer; feature loss = per-image mean squared error of the release",
+                  "Adam of the shared trainer (fused kernel); feature loss = per-image mean squared error of the "
+                  "release",
                   "code and weights drawn per image from a seed of (attack seed, eval index)",
                   "no weight noise (DIP's weight noise is a no-op); input noise off by default, and when set, "
                   "none after the last listed phase",

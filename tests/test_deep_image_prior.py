@@ -125,22 +125,27 @@ def test_tune_keeps_the_faster_implementation_per_shape(monkeypatch):
     monkeypatch.setattr(dip, "TUNED", {})
     calls = []
 
-    def fake_timed(fn, device, repeats=3):
-        fn()  # the probe really runs forward and backward
-        calls.append(device)
-        return 1.0 if len(calls) % 2 else 2.0  # grouped is timed first: grouped 1 s, unfold 2 s
+    def fake_latency(fn, x, warmup=3, repeats=20):
+        fn(x)  # the probe really runs forward and backward
+        calls.append(x.device)
+        t = 1.0 if len(calls) % 2 else 2.0  # grouped is timed first: grouped 1 s, unfold 2 s
+        return t, t
 
-    monkeypatch.setattr(dip, "timed", fake_timed)
+    monkeypatch.setattr(dip, "latency_ms", fake_latency)
     conv = GroupedConv2d(2, 4, 4, 3, impl="tune")
     x = torch.rand(1, 8, 6, 6)
     assert not conv.uses_unfold(x) and len(calls) == 2 and len(dip.TUNED) == 1
+    key = next(iter(dip.TUNED))
+    assert (key.groups, key.in_channels, key.out_channels, key.kernel, key.height, key.width) == (2, 4, 4, 3, 6, 6)
     assert not conv.uses_unfold(x) and len(calls) == 2  # remembered, not timed again
     assert conv.weight.grad is None  # probing leaves the parameters' gradients alone
-    def unfold_faster(fn, device, repeats=3):
-        calls.append(device)
-        return 3.0 if len(calls) % 2 else 1.0
 
-    monkeypatch.setattr(dip, "timed", unfold_faster)
+    def unfold_faster(fn, x, warmup=3, repeats=20):
+        calls.append(x.device)
+        t = 3.0 if len(calls) % 2 else 1.0
+        return t, t
+
+    monkeypatch.setattr(dip, "latency_ms", unfold_faster)
     assert conv.uses_unfold(torch.rand(1, 8, 5, 5)) and len(calls) == 4  # a new shape is timed afresh
     y = conv(torch.rand(1, 8, 5, 5))
     assert y.shape == (1, 8, 5, 5)

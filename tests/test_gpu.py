@@ -77,4 +77,4 @@ def test_dip_generators_run_both_convolution_paths_under_bf16_autocast(impl):
                lambda i: {"g": (net(code).float() - goal).pow(2).mean()}, steps=50)
     assert float((net(code).detach() - goal).pow(2).mean()) < 0.5 * first
     if impl == "auto":
-        assert any(key[0].startswith("cuda") for key in TUNED)
+        assert any(key.device.startswith("cuda") for key in TUNED)

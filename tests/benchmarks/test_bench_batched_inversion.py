@@ -101,9 +101,10 @@ def test_batched_vs_per_image_throughput(name, target, benchmark):
     print(f"\n{name} on {DEVICE} ({torch.cuda.get_device_name() if CUDA else 'cpu'}), {STEPS} steps per image: "
           f"batched ({IMAGES} images) {batched:.2f} images/s, per-image loop ({SINGLE} images) {single:.2f} "
           f"images/s, speed-up {speedup:.1f}x")
-    tuned = {k: v for k, v in dip.TUNED.items() if k[3] == IMAGES}  # key: device, dtype, amp, groups, ..., h, w
+    tuned = {k: v for k, v in dip.TUNED.items() if k.groups == IMAGES}
     if tuned:
-        unfold = [f"{k[4] // IMAGES}->{k[5] // IMAGES} k{k[6]} on {k[-2]}x{k[-1]}" for k, v in tuned.items() if v]
+        unfold = [f"{k.in_channels}->{k.out_channels} k{k.kernel} on {k.height}x{k.width}" for k, v in tuned.items()
+                  if v]
         print(f"timed conv_impl at {IMAGES} generators: unfold for {len(unfold)} of {len(tuned)} convolution shapes "
               f"({'; '.join(unfold) or 'none'}), grouped for the rest")
     assert batched > 0 and single > 0
