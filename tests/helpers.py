@@ -53,3 +53,12 @@ class Forbidden:
 
 def train_only(data: ScenarioData) -> ScenarioData:
     return dataclasses.replace(data, aux=Forbidden("aux"), eval=Forbidden("eval"))
+
+
+def make_target(defense, data, requires, trainer, cache=None, seed=0, backbone=None):
+    """The :class:`~benchmark.interfaces.Target` an attack sees of a fitted, frozen ``defense`` on ``data`` (the
+    way the runner builds it), for tests that run an attack directly."""
+    from benchmark.interfaces import Target
+
+    return Target(defense, data, frozenset(requires), trainer, utility=1.0,
+                  backbone=backbone or defense.backbone, cache=cache, seed=seed)
