@@ -22,8 +22,14 @@ def default_data_root() -> Path:
 
 
 def decode_image(value: Any, size: int, where: str) -> np.ndarray:
-    """A PIL image, ``{"bytes": ..., "path": ...}`` struct, raw bytes or a path, as uint8 [size, size, 3]."""
-    from PIL import Image, UnidentifiedImageError
+    """A PIL image, ``{"bytes": ..., "path": ...}`` struct, raw bytes or a path, as uint8 [size, size, 3].
+
+    Converted to RGB and resized with PIL's bilinear filter when it is not already ``size`` x ``size``.
+
+    Raises:
+        SplitbenchError: naming ``where``, when the value holds no image or the image cannot be decoded.
+    """
+    from PIL import Image
 
     try:
         if isinstance(value, Image.Image):
@@ -45,12 +51,10 @@ def decode_image(value: Any, size: int, where: str) -> np.ndarray:
         if img.size != (size, size):
             img = img.resize((size, size), Image.BILINEAR)
         return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise SplitbenchError(f"{where}: unreadable image ({exc})") from exc
-
-
-def stack_images(arrays: Sequence[np.ndarray]) -> Tensor:
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # UnidentifiedImageError and truncated files are OSErrors; some corrupt PNG chunks raise SyntaxError
+        raise SplitbenchError(f"{where}: unreadable image ({exc}); expected an image file PIL can decode "
+                              "(PNG, JPEG, ...)") from exc
 
 
 def encode_labels(values: Iterable[Any], names: Sequence[str] | None, column: str, where: str

@@ -8,33 +8,38 @@ Where the data comes from, in order:
 2. ``--download``: ``datasets.load_dataset`` from the hub (cached by ``datasets`` as usual).
 3. otherwise ``$SPLITBENCH_DATA/<scenario>`` if it exists; else a clear error asking for one of the above.
 
-All hub splits are pooled and re-split into train / aux / eval with the scenario's seed. Decoded, resized images
-are cached as a safetensors file next to the data so the next run skips decoding.
+All hub splits are pooled and re-split into train / aux / eval with the scenario's seed. Images are decoded and
+resized one by one into a single uint8 store, which is also the decode cache: a ``.npy`` file in the data
+directory's ``_decoded/`` folder that later runs open memory-mapped instead of decoding again (see
+:mod:`benchmark.scenarios.store`).
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-import hashlib
-import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import field
 from ..data import DataOptions, Scenario, ScenarioConfig, ScenarioInfo
 from ..errors import SplitbenchError
 from ..registry import register_scenario
-from .common import decode_image, default_data_root, encode_labels, stack_images
+from .common import default_data_root, encode_labels
+from .store import decode_to_store
+
+RowName = Callable[[int], str]
 
 
 def load_hf_table(hub_id: str, hub_config: str | None, local_name: str, options: DataOptions,
-                  subfolder: str | None = None):
+                  subfolder: str | None = None) -> tuple[Any, str, RowName]:
     """A ``datasets.Dataset`` with every split of a hub dataset concatenated, from a local copy or the hub.
 
-    Returns (dataset, source_key), where source_key identifies the data for the decode cache.
+    Returns (dataset, source_key, row_name): source_key identifies the data for the decode cache; row_name(i)
+    names row ``i`` for error messages (its parquet file and row within it, when the copy is parquet files).
     """
     try:
         import datasets
@@ -58,10 +63,11 @@ def load_hf_table(hub_id: str, hub_config: str | None, local_name: str, options:
         raise SplitbenchError(f"could not load {hub_id} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
                               "pass --data-root with a local copy to work offline") from exc
     parts = [dd[k] for k in sorted(dd)]
-    return datasets.concatenate_datasets(parts), f"hub:{hub_id}:{hub_config}:{[len(p) for p in parts]}"
+    return (datasets.concatenate_datasets(parts), f"hub:{hub_id}:{hub_config}:{[len(p) for p in parts]}",
+            lambda i: f"{local_name} ({hub_id}) row {i}")
 
 
-def _load_local(datasets: Any, root: Path, subfolder: str | None, name: str):
+def _load_local(datasets: Any, root: Path, subfolder: str | None, name: str) -> tuple[Any, str, RowName]:
     if not root.exists():
         raise SplitbenchError(f"{name}: --data-root {root} does not exist")
     if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
@@ -80,9 +86,32 @@ def _load_local(datasets: Any, root: Path, subfolder: str | None, name: str):
         except Exception as exc:
             raise SplitbenchError(f"{name}: could not read parquet files under {root}: {exc}") from exc
     ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    stamp = [(str(p.relative_to(root)) if root.is_dir() else p.name, p.stat().st_size, int(p.stat().st_mtime))
+    stamp = [(str(p.relative_to(root)) if root.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns)
              for p in files]
-    return ds, f"local:{root.resolve()}:{stamp}"
+    return ds, f"local:{root.resolve()}:{stamp}", _row_namer(files, len(ds), lambda i: f"{name} row {i} under {root}")
+
+
+def _row_namer(files: list[Path], n: int, fallback: RowName) -> RowName:
+    """Name a row of parquet files read in this order by its file and row within it (the rows of
+    ``load_dataset("parquet", data_files=files)`` follow the files' order); ``fallback`` otherwise."""
+    starts = []
+    if files and all(p.suffix == ".parquet" for p in files):
+        import pyarrow.parquet as pq
+
+        try:
+            counts = [pq.read_metadata(p).num_rows for p in files]
+        except Exception:  # naming rows is a nicety; the data itself was read without error
+            counts = []
+        if counts and sum(counts) == n:
+            starts = [sum(counts[:k]) for k in range(len(counts))]
+    if not starts:
+        return fallback
+
+    def name(i: int) -> str:
+        k = bisect.bisect_right(starts, i) - 1
+        return f"{files[k]} row {i - starts[k]}"
+
+    return name
 
 
 def class_names_of(ds: Any, column: str) -> tuple[str, ...] | None:
@@ -91,37 +120,26 @@ def class_names_of(ds: Any, column: str) -> tuple[str, ...] | None:
     return tuple(names) if names else None
 
 
-def decode_column(ds: Any, column: str, size: int, source_key: str, where: str) -> torch.Tensor:
-    """Decode and resize an image column to uint8 [N, 3, size, size], with an on-disk cache."""
+def decode_column(ds: Any, column: str, size: int, source_key: str, where: str,
+                  row_name: RowName | None = None) -> torch.Tensor:
+    """Decode and resize an image column to uint8 [N, 3, size, size], memory-mapped from the decode cache.
+
+    The first call decodes every image into the cache file; later calls with the same source, column and size
+    open it without decoding (see :func:`benchmark.scenarios.store.decode_to_store`).
+    """
     import datasets
-    from safetensors.torch import load_file, save_file
 
     if column not in ds.column_names:
         raise SplitbenchError(f"{where}: no image column {column!r} (columns: {', '.join(ds.column_names)})")
-    key = hashlib.sha256(f"{source_key}|{column}|{size}|{len(ds)}".encode()).hexdigest()[:16]
-    cache = default_data_root() / "_decoded" / f"{key}.safetensors"
-    if cache.is_file():
-        try:
-            return load_file(str(cache))["images"]
-        except Exception:
-            cache.unlink(missing_ok=True)
     if isinstance(ds.features.get(column), datasets.Image):
         ds = ds.cast_column(column, datasets.Image(decode=False))
-    arrays = []
-    col = ds[column] if len(ds) <= 256 else None
-    it = col if col is not None else (row[column] for row in ds.select_columns([column]))
-    disable = os.environ.get("SPLITBENCH_PROGRESS", "1") == "0"
-    for i, value in enumerate(tqdm(it, total=len(ds), desc=f"decode {where}", disable=disable, leave=False)):
-        arrays.append(decode_image(value, size, f"{where} row {i}"))
-    images = stack_images(arrays)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        save_file({"images": images}, str(tmp))
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # the cache is an optimisation only
-    return images
+
+    def values() -> Iterator[Any]:
+        for batch in ds.select_columns([column]).iter(batch_size=256):
+            yield from batch[column]
+
+    return decode_to_store(values(), len(ds), size, row_name or (lambda i: f"{where} row {i}"),
+                           cache_key=f"{source_key}|{column}|{size}|{len(ds)}", desc=f"decode {where}")
 
 
 class HFScenario(Scenario):
@@ -134,13 +152,13 @@ class HFScenario(Scenario):
         raise NotImplementedError
 
     def load_arrays(self, options: DataOptions):
-        ds, source = load_hf_table(self.hub_id, self.hub_config, self.name, options, self.subfolder)
+        ds, source, row_name = load_hf_table(self.hub_id, self.hub_config, self.name, options, self.subfolder)
         task_col, sens_col = self.label_columns()
         for col in (task_col, sens_col):
             if col is not None and col not in ds.column_names:
                 raise SplitbenchError(f"{self.name}: no column {col!r} in the data "
                                       f"(columns: {', '.join(ds.column_names)})")
-        images = decode_column(ds, self.image_column, self.config.image_size, source, self.name)
+        images = decode_column(ds, self.image_column, self.config.image_size, source, self.name, row_name)
         y, y_names = encode_labels(ds[task_col], class_names_of(ds, task_col), task_col, self.name)
         s, s_names = (None, None)
         if sens_col is not None:

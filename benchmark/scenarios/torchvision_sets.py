@@ -113,7 +113,13 @@ class _TorchvisionCifar(Scenario):
             raise SplitbenchError(f"could not download {self.name} to {root}: {exc}") from exc
 
     def _read(self, base: Path, files: list[str], label_keys: tuple[str, ...]):
-        images, labels = [], {k: [] for k in label_keys}
+        """Images of all batch files as one uint8 [N, 3, S, S] tensor at the configured size, and the labels.
+
+        The batches are held at their native 32 px while the files are read (a file's row count is only known
+        once it is unpickled); then one output tensor is allocated and each batch is resized into its slice
+        and dropped, so the images at the target size exist once.
+        """
+        batches, labels = [], {k: [] for k in label_keys}
         for fname in files:
             path = base / fname
             if not path.is_file():
@@ -126,12 +132,18 @@ class _TorchvisionCifar(Scenario):
             data = np.asarray(batch["data"], dtype=np.uint8)
             if data.ndim != 2 or data.shape[1] != 3072:
                 raise SplitbenchError(f"{path}: 'data' must be N x 3072 uint8, got shape {data.shape}")
-            images.append(data.reshape(-1, 3, 32, 32))
+            batches.append(torch.from_numpy(data.reshape(-1, 3, 32, 32)))
             for k in label_keys:
                 labels[k].append(np.asarray(batch[k], dtype=np.int64))
-        x = torch.from_numpy(np.concatenate(images))
-        return resize_uint8(x, self.config.image_size), {k: torch.from_numpy(np.concatenate(v))
-                                                         for k, v in labels.items()}
+            del batch, data
+        size = self.config.image_size
+        x = torch.empty((sum(len(b) for b in batches), 3, size, size), dtype=torch.uint8)
+        start = 0
+        while batches:
+            b = batches.pop(0)
+            resize_uint8(b, size, out=x[start:start + len(b)])
+            start += len(b)
+        return x, {k: torch.from_numpy(np.concatenate(v)) for k, v in labels.items()}
 
 
 @register_scenario("cifar10")
