@@ -25,8 +25,8 @@ releases with their task labels (for stochastic defenses every batch is released
 reported separately as ``adaptive_*``.
 
 Inferred choices (config fields, recorded in the card): the architecture list, seeds ``seed * 1000 + 101 + k``
-for the k-th model, Adam 1e-3 for 10 epochs on train + aux, nearest resizing of activations to the image size,
-5 adaptive epochs at the same learning rate.
+for the k-th model, Adam 1e-3 for 10 epochs on the attacker's clean aux images (never the defender's train split),
+nearest resizing of activations to the image size, 5 adaptive epochs at the same learning rate.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +44,7 @@ from benchmark import MethodCard, register_attack
 from benchmark.backbones import create_model
 from benchmark.channels import as_spatial
 from benchmark.config import field
-from benchmark.data import Split, TensorSplit
+from benchmark.data import TensorSplit
 from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, ReleaseKind, Target
 from benchmark.trainer import ParamGroup, Trainer
 
@@ -60,8 +59,6 @@ class CrossModelConfig:
     epochs: int = field(10, "[inferred] epochs each unintended model trains on clean data")
     batch_size: int = field(64, "batch size of training and fine-tuning")
     lr: float = field(1e-3, "[inferred] Adam learning rate of training and fine-tuning")
-    train_on: Literal["train_aux", "aux"] = field(
-        "train_aux", "clean labelled data the unintended models train on: train and aux splits, or aux only")
     input_size: int | None = field(None, "[inferred] activation releases are resized (nearest) to this side "
                                          "before the unintended models read them (None = the image size)")
     adaptive: bool = field(True, "also fine-tune a copy of every unintended model on aux releases and report "
@@ -105,18 +102,16 @@ def tensor_digest(*tensors: Tensor | None) -> str:
     return h.hexdigest()[:20]
 
 
-def _concat(a: Split, b: Split) -> Split:
-    return Split(torch.cat([a.images, b.images]), torch.cat([a.task, b.task]), None, a.info)
-
-
 @register_attack("cross_model")
 class CrossModelTransfer(Attack):
     """Unintended classifiers trained on clean data, scored on the release; optionally fine-tuned on it."""
 
+    version = "2"  # trains on the attacker's aux images only
     Config = CrossModelConfig
     kind = AttackKind.TRANSFER
     requires = frozenset({Access.CLEAN_DATA, Access.AUX_PAIRS, Access.WHITE_BOX})
     smoke_config = {"models": ("test_resnet", "test_vit"), "epochs": 1, "adaptive_epochs": 1, "input_size": 16}
+    search_space = {"lr": (3e-4, 1e-3, 3e-3), "adaptive_epochs": (2, 5, 10)}
     card = MethodCard(
         paper="Guo, Wang, Yan, Ma, Wan, Bai: Variational Feature Compression for Model-Specific "
               "Representations (arXiv 2604.06644) - cross-model transfer and suppression ratio",
@@ -131,7 +126,7 @@ class CrossModelTransfer(Attack):
                   "activation releases: unintended models are trained on the defended client's output before "
                   "the release-time transformation (white box), read the release as a C-channel map resized "
                   "(nearest) to the image size",
-                  "Adam 1e-3, 10 epochs on train + aux; adaptive: 5 epochs on aux releases",
+                  "Adam 1e-3, 10 epochs on the attacker's clean aux images; adaptive: 5 epochs on aux releases",
                   "suppression ratio = utility / unintended accuracy (max and mean over the set)"),
         notes="the adaptive variant is not in Guo et al. (2026)",
     )
@@ -144,8 +139,7 @@ class CrossModelTransfer(Attack):
 
     def run(self, target: Target, trainer: Trainer) -> AttackOutput:
         cfg = self.config
-        train, aux = target.clean_data()
-        split = _concat(train, aux) if cfg.train_on == "train_aux" else aux
+        split = target.clean_data()  # the attacker's own aux images: never the defender's train split
         image_input = target.release_kind == ReleaseKind.IMAGE
         observed = target.eval_releases()
         if image_input:
@@ -158,7 +152,7 @@ class CrossModelTransfer(Attack):
             size, channels = cfg.input_size or target.info.image_size, as_spatial(observed[:1]).shape[1]
         n_cls = target.info.num_task_classes
         base = {"attack": self.name, "version": self.version, "epochs": cfg.epochs, "lr": cfg.lr,
-                "batch_size": cfg.batch_size, "train_on": cfg.train_on, "release": target.release_kind.value,
+                "batch_size": cfg.batch_size, "train_on": "aux", "release": target.release_kind.value,
                 "input_size": size, "in_channels": channels, "classes": n_cls, "scenario": target.info.name,
                 "data": tensor_digest(split.images, split.task), "reference": reference,
                 "trainer_seed": trainer.seed}

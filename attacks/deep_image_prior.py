@@ -231,7 +231,6 @@ class SkipGenerators(nn.Module):
 class DeepImagePriorConfig:
     """Hyperparameters (defaults: DIP's feature-inversion notebook; see the module docstring)."""
 
-    max_images: int = field(64, "invert the first max_images eval samples")
     steps: int = field(3100, "Adam iterations (DIP's AlexNet inversion: 3100)")
     lr: float = field(1e-3, "Adam learning rate (DIP: 1e-3; SIMBA: 1e-2)")
     channels: tuple[int, ...] = field((16, 32, 64, 128, 128, 128), "channels per level, down and up (DIP)")
@@ -257,8 +256,8 @@ class DeepImagePriorConfig:
             raise ValueError("channels must be non-empty and kernels must give a size for every level")
         if any(k % 2 == 0 or k < 1 for k in self.kernels):
             raise ValueError(f"kernel sizes must be odd, got {self.kernels}")
-        if self.max_images < 1 or self.steps < 0 or self.lr <= 0 or self.batch_size < 1 or self.code_channels < 1:
-            raise ValueError("max_images, batch_size, code_channels >= 1, steps >= 0 and lr > 0 are required")
+        if self.steps < 0 or self.lr <= 0 or self.batch_size < 1 or self.code_channels < 1:
+            raise ValueError("batch_size, code_channels >= 1, steps >= 0 and lr > 0 are required")
         ends = [until for until, _ in self.input_noise]
         if any(b <= a for a, b in zip(ends, ends[1:])) or any(e < 1 for e in ends):
             raise ValueError(f"input_noise phases must end at increasing steps >= 1, got {list(self.input_noise)}")
@@ -324,7 +323,8 @@ class DeepImagePrior(Attack):
     Config = DeepImagePriorConfig
     kind = AttackKind.RECONSTRUCTION
     requires = frozenset({Access.WHITE_BOX})
-    smoke_config = {"max_images": 4, "steps": 10, "channels": (8, 16), "kernels": (3, 3)}
+    smoke_config = {"steps": 10, "channels": (8, 16), "kernels": (3, 3)}
+    search_space = {"lr": (0.005, 0.01, 0.02, 0.05), "steps": (150, 400, 1000)}
     card = MethodCard(
         paper="Ulyanov, Vedaldi, Lempitsky: Deep Image Prior (CVPR 2018), natural pre-image; as a split-inference "
               "attack in SIMBA (Singh et al.) and GLASS",
@@ -350,7 +350,7 @@ class DeepImagePrior(Attack):
 
     def run(self, target: Target, trainer: Trainer) -> AttackOutput:
         cfg = self.config
-        observed = target.eval_releases(cfg.max_images)
+        observed = target.eval_releases()  # the suite's eval count for reconstruction attacks
         images, losses = [], []
         for part in chunks(len(observed), cfg.batch_size):
             im, loss = fit_generators(target, trainer, cfg, self.seed, observed[part], part.start)

@@ -32,12 +32,28 @@ class AttributeInferenceConfig:
     lr: float = field(1e-3, "Adam learning rate")
     max_aux: int | None = field(None, "use at most this many aux samples (None = all)")
 
+    def validate(self) -> None:
+        _check_training(self)
+
+
+def _check_training(cfg) -> None:
+    """Shared bounds of the learned attackers' settings (one line naming the field when violated)."""
+    if cfg.epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.lr <= 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.max_aux is not None and cfg.max_aux < 1:
+        raise ValueError(f"max_aux must be >= 1 or null, got {cfg.max_aux}")
+
 
 @register_attack("attribute_inference")
 class AttributeInference(Attack):
     Config = AttributeInferenceConfig
     kind = AttackKind.ATTRIBUTE
     requires = frozenset({Access.AUX_PAIRS})
+    search_space = {"lr": (3e-4, 1e-3, 3e-3), "epochs": (30, 60, 120)}
     card = MethodCard(
         paper="Singh et al., Dynamic Channel Pruning for Privacy (adversary network); post-hoc protocol of "
               "splitbench (fresh weights on frozen releases)",
@@ -84,12 +100,18 @@ class InversionDecoderConfig:
     start_at_mean: bool = field(True, "predict the deviation from the mean aux image (the attacker's best "
                                       "constant guess) instead of the image from scratch")
 
+    def validate(self) -> None:
+        _check_training(self)
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+
 
 @register_attack("inversion_decoder")
 class InversionDecoderAttack(Attack):
     Config = InversionDecoderConfig
     kind = AttackKind.RECONSTRUCTION
     requires = frozenset({Access.AUX_PAIRS})
+    search_space = {"lr": (3e-4, 1e-3, 3e-3), "epochs": (25, 50), "width": (32, 64, 128)}
     card = MethodCard(
         paper="He, Zhang, Lee: Model Inversion Attacks against Collaborative Inference (ACSAC 2019), "
               "black-box inverse network",

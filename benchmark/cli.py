@@ -67,7 +67,14 @@ def _parser() -> argparse.ArgumentParser:
                                     "directory's records; write leaderboard.md and leaderboard.csv into it.")
     lb.add_argument("run_dir", help="the --out directory of `splitbench run`")
     lb.add_argument("--format", choices=["md", "csv"], default="md", help="what to print (both are written)")
-    lb.add_argument("--budget", type=float, default=None, help="utility budget (default: the suite's)")
+    lb.add_argument("--budget", type=float, default=None, help="utility budget in [0, 1] (default: the suite's)")
+    lb.add_argument("--reference", default=None, help="reference defense (default: the suite's)")
+    lb.add_argument("--bootstrap", type=int, default=None, metavar="N",
+                    help="bootstrap replicates of every interval (default: the suite's)")
+    lb.add_argument("--manifest", default=None, metavar="ID",
+                    help="which run manifest to render (default: the most recent one in the folder)")
+    lb.add_argument("--partial", action="store_true",
+                    help="render a run whose manifest names cells not finished yet (they are left out)")
     lb.add_argument("--no-write", action="store_true", help="print only; do not write files")
     return p
 
@@ -167,7 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.no_leaderboard:
         from leaderboard import render_run
 
-        print(render_run(out, fmt="md", write=True))
+        print(render_run(out, fmt="md", write=True, manifest=summary.manifest))
         print(f"records in {out}/records; leaderboard in {out}/leaderboard.md and .csv", file=sys.stderr)
     return summary.exit_code
 
@@ -175,7 +182,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from leaderboard import render_run
 
-    print(render_run(Path(args.run_dir), fmt=args.format, budget=args.budget, write=not args.no_write))
+    print(render_run(Path(args.run_dir), fmt=args.format, budget=args.budget, write=not args.no_write,
+                     manifest=args.manifest, partial=args.partial, replicates=args.bootstrap,
+                     reference=args.reference))
     return 0
 
 

@@ -3,8 +3,9 @@
 Images are held as ``uint8`` tensors of shape ``[N, C, H, W]`` (small enough to keep on the GPU for every
 scenario splitbench ships) and normalized batch by batch with the scenario's mean and std.
 
-``train`` is the defender's, ``aux`` the attacker's (same distribution, never seen by the defender), ``eval``
-is where every metric is measured.
+``train`` is the defender's, ``val`` the defender's own held-out part of it (carved from ``train``: every choice
+a defense or a suite makes — knob, hyperparameters, early stopping — is made on it), ``aux`` the attacker's (same
+distribution, never seen by the defender), ``eval`` is read only by the final scorer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor
 from .config import field
 from .errors import SplitbenchError
 
-SPLITS = ("train", "aux", "eval")
+SPLITS = ("train", "val", "aux", "eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,16 +126,19 @@ class Split:
 
 @dataclasses.dataclass
 class ScenarioData:
-    """The three splits of a scenario and its :class:`ScenarioInfo`."""
+    """The splits of a scenario and its :class:`ScenarioInfo`: ``train`` and ``val`` are the defender's, ``aux``
+    the attacker's, ``eval`` the scorer's."""
 
     info: ScenarioInfo
     train: Split
+    val: Split
     aux: Split
     eval: Split
     config: Any = None
 
     def to(self, device: torch.device | str) -> ScenarioData:
-        return ScenarioData(self.info, self.train.to(device), self.aux.to(device), self.eval.to(device), self.config)
+        return ScenarioData(self.info, self.train.to(device), self.val.to(device), self.aux.to(device),
+                            self.eval.to(device), self.config)
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
@@ -160,6 +164,8 @@ class ScenarioConfig:
 
     split_seed: int = field(0, "seed of the permutation that assigns samples to train / aux / eval")
     fractions: tuple[float, ...] = field((0.6, 0.2, 0.2), "fractions of the pooled data for train, aux, eval")
+    val_fraction: float = field(0.15, "fraction of the train part held out as the defender's validation split "
+                                      "(every knob, hyperparameter and early-stopping choice is made on it)")
     max_samples: int | None = field(None, "use at most this many samples in total (after shuffling)")
     image_size: int = field(32, "images are resized to image_size x image_size")
 
@@ -168,8 +174,10 @@ class ScenarioConfig:
             raise ValueError(f"fractions must be three positive numbers summing to at most 1, got {self.fractions}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be at least 8, got {self.image_size}")
-        if self.max_samples is not None and self.max_samples < 3:
-            raise ValueError(f"max_samples must be at least 3, got {self.max_samples}")
+        if self.max_samples is not None and self.max_samples < 4:
+            raise ValueError(f"max_samples must be at least 4, got {self.max_samples}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 class Scenario:
@@ -196,7 +204,10 @@ class Scenario:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed))
         if cfg.max_samples is not None:
             order = order[: cfg.max_samples]
-        parts = split_indices(len(order), cfg.fractions)
+        train, aux, ev = split_indices(len(order), cfg.fractions)
+        n_train = train.stop - train.start
+        n_val = min(n_train - 1, max(1, int(n_train * cfg.val_fraction)))
+        parts = [slice(train.start, train.stop - n_val), slice(train.stop - n_val, train.stop), aux, ev]
         splits = []
         for sl in parts:
             idx = order[sl]
@@ -218,15 +229,27 @@ def split_indices(n: int, fractions: tuple[float, ...]) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def resize_uint8(images: Tensor, size: int) -> Tensor:
-    """Resize uint8 [N, C, H, W] images to ``size`` x ``size`` (antialiased bilinear), in chunks."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    out = []
-    for chunk in images.split(2048):
+def resize_uint8(images: Tensor, size: int, out: Tensor | None = None) -> Tensor:
+    """Resize uint8 [N, C, H, W] images to ``size`` x ``size`` (antialiased bilinear), 2048 images at a time.
+
+    Each resized chunk is written straight into one preallocated uint8 [N, C, size, size] tensor (``out`` when
+    given, e.g. a slice of a larger store) instead of being collected and concatenated, so the result is never
+    held twice. Without ``out``, images that already have the size are returned as they are.
+    """
+    shape = (*images.shape[:2], size, size)
+    if out is None:
+        if tuple(images.shape[-2:]) == (size, size):
+            return images
+        out = torch.empty(shape, dtype=torch.uint8, device=images.device)
+    elif tuple(out.shape) != shape or out.dtype != torch.uint8:
+        raise ValueError(f"resize_uint8: out must be uint8 {list(shape)}, got {out.dtype} {list(out.shape)}")
+    if tuple(images.shape[-2:]) == (size, size):
+        return out.copy_(images)
+    for start in range(0, len(images), 2048):
+        chunk = images[start:start + 2048]
         r = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(r.round_().clamp_(0, 255).to(torch.uint8))
-    return torch.cat(out)
+        out[start:start + len(chunk)].copy_(r.round_().clamp_(0, 255))
+    return out
 
 
 class TensorSplit:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -57,9 +57,12 @@ class Defense(nn.Module, ABC):
         card: the :class:`~benchmark.cards.MethodCard`.
         version: bump to invalidate cached trained models after a behaviour change.
         release_kind: activation or image.
-        white_box_client: whether the threat model gives attackers the client weights.
+        white_box_client: whether the threat model gives attackers the client weights. A defense that denies them
+            is still attacked by every black-box attack and ranked in the leaderboard's black-box view only.
         stochastic_release: whether releasing the same input twice gives different results (random masks);
-            learning-based attackers then query the client afresh for every training batch, as the server did.
+            learning-based attackers then query the client afresh for every training batch, as the server did,
+            and utility and leakage are averaged over the suite's ``release_draws``.
+        knob_more_private: which end of the knob hides more ("higher" or "lower").
 
     Instance attributes set by the base constructor: ``config``, ``backbone``, ``info``, ``seed`` and, unless
     :meth:`build` is overridden, ``split`` (a :class:`~benchmark.backbones.SplitModel`).
@@ -73,6 +76,9 @@ class Defense(nn.Module, ABC):
     release_kind: ClassVar[ReleaseKind] = ReleaseKind.ACTIVATION
     white_box_client: ClassVar[bool] = True
     stochastic_release: ClassVar[bool] = False
+    #: which end of the knob is the more private one ("higher": raising the knob hides more); the leaderboard's
+    #: defender picks, per track, the most private knob setting whose *validation* utility is within the budget
+    knob_more_private: ClassVar[Literal["higher", "lower"]] = "higher"
     #: config overrides that make fit() take seconds on the tiny test data (used by the contract tests)
     smoke_config: ClassVar[dict[str, Any]] = {}
 
@@ -104,7 +110,8 @@ class Defense(nn.Module, ABC):
     # -- the method --------------------------------------------------------------------------------------
     @abstractmethod
     def fit(self, data: ScenarioData, trainer: Trainer) -> None:
-        """Train on ``data.train`` only (never ``aux`` or ``eval``)."""
+        """Train on ``data.train`` (and choose anything it must choose, e.g. an early-stopping epoch, on
+        ``data.val``); never read ``aux`` or ``eval``."""
 
     def release(self, x: Tensor) -> Tensor:
         """What leaves the client for a batch of normalized images."""
@@ -227,6 +234,9 @@ class Attack(ABC):
     version: ClassVar[str] = "1"
     #: config overrides that make run() take seconds on the tiny test data (used by the contract tests)
     smoke_config: ClassVar[dict[str, Any]] = {}
+    #: config field -> candidate values tried when a suite tunes the attack on the attacker's own aux data
+    #: (see :mod:`benchmark.tuning`); empty = the attack runs as configured
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __init__(self, config: Any, seed: int = 0):
         self.config = config
@@ -255,80 +265,103 @@ class AuxSet:
 
 
 class WhiteBox:
-    """Differentiable access to the client and the defense's release function."""
+    """Differentiable access to the client and the defense's release function (functions only: the defense
+    object itself is not handed out)."""
 
-    def __init__(self, defense: Defense):
-        self._defense = defense
+    def __init__(self, release, undefended):
+        self._release = release
+        self._undefended = undefended
 
     def release(self, x: Tensor, observed: Tensor) -> Tensor:
-        return self._defense.white_box_release(x, observed)
+        """A differentiable release of ``x`` given the ``observed`` release (e.g. which channels were sent)."""
+        return self._release(x, observed)
 
     def undefended_release(self, x: Tensor) -> Tensor:
         """The client's output for ``x`` before the defense's release-time transformation."""
-        return self._defense.undefended_release(x)
+        return self._undefended(x)
 
 
 class Target:
     """The frozen defended model as an attack may see it.
 
-    Always available: ``info``, ``release_kind``, ``utility``, :meth:`eval_releases`, :meth:`fresh_tail`.
-    Behind :class:`Access` flags: :meth:`aux` (AUX_PAIRS), :meth:`white_box` (WHITE_BOX), :meth:`clean_data`
-    (CLEAN_DATA). Asking for more than the attack declared raises :class:`~benchmark.errors.AccessError`.
+    Always available: ``info``, ``release_kind``, ``stochastic``, ``backbone`` (the public architecture),
+    :meth:`eval_releases` (what the server received for the samples the attack is scored on), :meth:`fresh_tail`.
+    Behind :class:`Access` flags: :meth:`aux` / :meth:`release_of` / :meth:`aux_training_set` (AUX_PAIRS),
+    :meth:`white_box` (WHITE_BOX), :meth:`clean_data` (CLEAN_DATA: the attacker's own clean labelled aux images).
+    Asking for more than the attack declared raises :class:`~benchmark.errors.AccessError`.
+
+    A target holds no path to the eval images or labels (the harness computes the eval releases before it builds
+    the target and scores the attack's answers itself), to the defender's train split, or to the defense object.
+
+    Args:
+        defense: the frozen defended model (kept out of reach: only its release functions are used).
+        access: what the attack declared in ``requires``.
+        trainer: device, precision and seeds.
+        releases: the releases to attack, ``[rows, ...]`` (eval samples, repeated once per release draw for
+            stochastic defenses); an attack answers for every row, in order.
+        aux: the attacker's clean labelled split (None when there is none, e.g. in tests of release-only attacks).
+        info: the scenario's public description.
+        backbone: the public architecture and split.
+        cache: the run's model cache (for models that do not depend on the defense, e.g. a learned prior).
+        seed: the attack's seed.
     """
 
-    def __init__(self, defense: Defense, data: ScenarioData, access: frozenset[Access], trainer: Trainer,
-                 utility: float, backbone: BackboneSpec, cache: Any = None, seed: int = 0):
-        self._defense = defense
-        self._data = data
-        self._access = access
+    def __init__(self, defense: Defense, access: frozenset[Access], trainer: Trainer, releases: Tensor,
+                 aux: Split | None, info: ScenarioInfo, backbone: BackboneSpec, cache: Any = None, seed: int = 0):
+        self._access = frozenset(access)
         self._trainer = trainer
-        self.info = data.info
+        self._releases = releases
+        self._aux_split = aux
+        self._release = defense.release
+        self._white_box_allowed = defense.white_box_client
+        self._white_box = WhiteBox(defense.white_box_release, defense.undefended_release)
+        self._fresh_tail = defense.fresh_tail
+        self._defense_name = getattr(defense, "name", type(defense).__name__)
+        self.info = info
         self.release_kind = defense.release_kind
         self.stochastic = defense.stochastic_release
-        self.utility = utility
         self.backbone = backbone
         self.cache = cache
         self.seed = seed
-        self._eval_cache: Tensor | None = None
         self._aux_cache: AuxSet | None = None
 
     def _need(self, what: Access) -> None:
         if what not in self._access:
             raise AccessError(f"attack asked for {what.value!r} but did not declare it in `requires`")
 
-    def _release_split(self, split: Split, limit: int | None = None) -> Tensor:
-        d = self._defense
-        return self._trainer.map(lambda b: d.release(b.x), split, limit)
-
     @property
     def num_eval(self) -> int:
-        return len(self._data.eval)
+        """How many releases the attack must answer for (rows of :meth:`eval_releases`)."""
+        return len(self._releases)
 
     def eval_releases(self, limit: int | None = None) -> Tensor:
-        """The releases of the first ``limit`` eval images (all by default): what the server receives."""
-        if self._eval_cache is None or (limit is None and len(self._eval_cache) < self.num_eval) or (
-                limit is not None and len(self._eval_cache) < min(limit, self.num_eval)):
-            self._eval_cache = self._release_split(self._data.eval, limit)
-        return self._eval_cache if limit is None else self._eval_cache[:limit]
+        """The releases to attack (what the server received), ``[num_eval, ...]`` (the first ``limit`` rows)."""
+        return self._releases if limit is None else self._releases[:limit]
+
+    def _aux_split_or_fail(self) -> Split:
+        if self._aux_split is None:
+            raise AccessError("this target has no auxiliary data")
+        return self._aux_split
 
     def aux(self) -> AuxSet:
         self._need(Access.AUX_PAIRS)
         if self._aux_cache is None:
-            sp = self._data.aux
+            sp = self._aux_split_or_fail()
             x = self.info.normalize(sp.images)
-            self._aux_cache = AuxSet(x, sp.images.float() / 255.0, self._release_split(sp), sp.task, sp.sensitive)
+            released = self._trainer.map(lambda b: self._release(b.x), sp)
+            self._aux_cache = AuxSet(x, sp.images.float() / 255.0, released, sp.task, sp.sensitive)
         return self._aux_cache
 
     def white_box(self) -> WhiteBox:
         self._need(Access.WHITE_BOX)
-        if not self._defense.white_box_client:
-            raise AccessError(f"defense {self._defense.name!r} does not give attackers its client weights")
-        return WhiteBox(self._defense)
+        if not self._white_box_allowed:
+            raise AccessError(f"defense {self._defense_name!r} does not give attackers its client weights")
+        return self._white_box
 
-    def clean_data(self) -> tuple[Split, Split]:
-        """(train, aux) clean labelled splits, for attackers who train their own models."""
+    def clean_data(self) -> Split:
+        """The attacker's clean labelled aux images, for attackers who train their own models."""
         self._need(Access.CLEAN_DATA)
-        return self._data.train, self._data.aux
+        return self._aux_split_or_fail()
 
     def aux_training_set(self, labels: Tensor, max_aux: int | None = None) -> tuple[TensorSplit, Any]:
         """A training set of (input, label) on aux plus a function turning a batch's ``x`` into releases.
@@ -345,12 +378,12 @@ class Target:
         """The defense's release of attacker-chosen inputs (the query access that AUX_PAIRS implies)."""
         self._need(Access.AUX_PAIRS)
         with torch.no_grad(), self._trainer.autocast():
-            return self._defense.release(x).float()
+            return self._release(x).float()
 
     def fresh_tail(self, num_classes: int, seed: int | None = None) -> nn.Module:
         """A new network of the architecture that consumes the release (architecture knowledge is public)."""
         seed = self.seed if seed is None else seed
-        return self._defense.fresh_tail(num_classes, seed).to(self._trainer.device)
+        return self._fresh_tail(num_classes, seed).to(self._trainer.device)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -1,13 +1,15 @@
-"""Every metric splitbench reports, defined once.
+"""The metric primitives splitbench reports, defined once (the scales built on them live in
+:mod:`benchmark.scoring`, one scorer per attack kind).
 
-- utility: top-1 accuracy of the designated model on eval; Δ against the reference defense.
-- attribute leakage: top-1 accuracy of the attacker on eval, beside the chance rate (majority class on eval);
-  normalized leakage = (acc - chance) / (acc_reference - chance).
+- utility: top-1 accuracy of the designated model on eval (stochastic releases: averaged over release draws);
+  Δutility against the reference defense, paired per seed and sample.
+- attribute leakage: the attacker's top-1 accuracy; floor c = the best guess of the attribute from the task label;
+  advantage = (acc - c) / (1 - c).
 - reconstruction leakage: PSNR (images in [0, 1], MAX = 1) and SSIM (Gaussian window 11, sigma 1.5, K1 = 0.01,
-  K2 = 0.03, valid filtering, mean over channels), per image then averaged, on un-normalized images; beside
-  the same numbers for the attacker's best constant guess (the aux mean image), which is the "chance" level.
-- cross-model transfer: accuracy of each unintended model on the release; suppression ratio = utility / max
-  (and / mean) unintended accuracy.
+  K2 = 0.03, valid filtering, mean over channels), per image, on un-normalized images; floor = the attacker's best
+  constant guess (its mean aux image); SSIM gain = (SSIM - SSIM0) / (1 - SSIM0).
+- cross-model transfer: accuracy of each unintended model on the release; advantage over the task's majority rate;
+  suppression ratio = utility / max unintended accuracy and its chance-corrected form.
 - cost: client and server latency (p50, p90 over repeats, after warm-up, synchronised), payload bytes per sample
   as sent, client parameters and multiply-accumulates of everything that runs on the client.
 """
@@ -26,10 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 # name -> higher_is_better; every metric a record may carry is listed here (tests check this).
 HIGHER_IS_BETTER: dict[str, bool] = {
     "utility": True,
+    "val_utility": True,
     "leakage": False,
-    "leakage_chance": False,
     "attribute_accuracy": False,
-    "attribute_chance": False,
+    "attribute_floor": False,
+    "attribute_majority": False,
     "psnr": False,
     "ssim": False,
     "psnr_baseline": False,
@@ -37,12 +40,14 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "unintended_acc_max": False,
     "unintended_acc_mean": False,
     "unintended_chance": False,
+    "transfer_advantage": False,
     "suppression_ratio_max": True,
-    "suppression_ratio_mean": True,
+    "suppression_ratio_corrected": True,
     "adaptive_unintended_acc_max": False,
     "adaptive_unintended_acc_mean": False,
+    "adaptive_transfer_advantage": False,
     "adaptive_suppression_ratio_max": True,
-    "adaptive_suppression_ratio_mean": True,
+    "adaptive_suppression_ratio_corrected": True,
     "payload_bytes": False,
     "client_params": False,
     "client_macs": False,
@@ -54,8 +59,11 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "server_ms_b1_p90": False,
     "latency_batch": True,
     "eval_samples": True,
+    "val_samples": True,
+    "release_draws": True,
     "fit_seconds": False,
     "attack_seconds": False,
+    "tuning_seconds": False,
 }
 
 
@@ -83,19 +91,6 @@ def chance_rate(target: Tensor, num_classes: int | None = None) -> float:
     """Accuracy of always predicting the majority class of ``target``."""
     counts = torch.bincount(target.long().cpu(), minlength=num_classes or 0)
     return float(counts.max()) / float(len(target))
-
-
-def normalized_leakage(value: float, chance: float, reference: float, reference_chance: float | None = None
-                       ) -> float:
-    """(value - chance) / (reference - chance): 1 = leaks as much as no defense, 0 = chance level.
-
-    NaN when the reference itself is at chance (no leak to normalize by).
-    """
-    rc = chance if reference_chance is None else reference_chance
-    denom = reference - rc
-    if abs(denom) < 1e-9:
-        return float("nan")
-    return (value - chance) / denom
 
 
 def suppression_ratio(utility: float, unintended_acc: float) -> float:

@@ -2,8 +2,18 @@
 
 A record holds ``schema_version``, ``status`` (ok / failed / not_applicable), ``reason``, ``cell_id``, the
 fully resolved ``config`` and its ``config_hash``, ``model_hash``, ``metrics`` (numbers only),
-``higher_is_better`` per metric, ``budget``, ``samples``, ``versions`` and ``env``.
-:func:`load_frame` reads a run directory into one pandas DataFrame.
+``higher_is_better`` per metric, ``budget``, ``samples`` (counts), ``outcomes`` (the name and sha256 of the
+cell's per-sample outcomes file) and ``env``.
+
+Per-sample outcomes (the designated model's correctness per eval sample, the attack's per-sample scores) live in a
+sidecar ``<cell>.npz`` beside the JSON (numeric and string arrays only, read with ``allow_pickle=False``), so the
+leaderboard can put an interval on every number. Its checksum in the record makes a swapped or edited file an
+error, not a silent change.
+
+A run directory also holds **manifests** (``manifests/<id>.json``): the cells one invocation of ``splitbench run``
+expanded to, with the presentation settings (reference, utility budget, bootstrap replicates). The leaderboard
+reads exactly the cells of one manifest, so records of another run with other settings in the same folder are
+never mixed in. :func:`load_frame` reads a run directory into one pandas DataFrame.
 """
 
 from __future__ import annotations
@@ -23,24 +33,30 @@ from typing import Any
 from .errors import SplitbenchError
 from .metrics import higher_is_better
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "not_applicable")
 REQUIRED_KEYS = ("schema_version", "status", "cell_id", "config", "config_hash", "metrics", "budget", "env")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see either the old file or the whole new one."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 JSON_INF = 1e308  # JSON has no infinity: +-inf metrics (e.g. a suppression ratio over 0 accuracy) are stored so
@@ -103,18 +119,102 @@ def validate_record(rec: Any, where: str) -> None:
             raise SplitbenchError(f"{where}: metric {k!r} must be a number, got {v!r}")
 
 
-def iter_records(run_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_outcomes(path: Path, arrays: dict[str, Any]) -> dict[str, str]:
+    """Write per-sample outcomes atomically as a compressed ``.npz``; return ``{"file", "sha256"}`` for the record."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in sorted(arrays.items())})
+    atomic_write_bytes(path, buf.getvalue())
+    return {"file": path.name, "sha256": sha256_file(path)}
+
+
+def write_gallery(path: Path, grid: Any) -> dict[str, str]:
+    """Save a reconstruction gallery (uint8 ``[rows, K, H, W, C]``: eval images above their reconstructions) as
+    one small PNG, written atomically; return ``{"file", "sha256"}`` for the record."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    g = np.asarray(grid, dtype=np.uint8)
+    rows, k, h, w, c = g.shape
+    pad = 2
+    canvas = np.full((rows * (h + pad) + pad, k * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for r in range(rows):
+        for i in range(k):
+            y, x = pad + r * (h + pad), pad + i * (w + pad)
+            canvas[y:y + h, x:x + w] = g[r, i]
+    img = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    scale = max(1, 96 // max(h, 1))  # small images are shown enlarged (nearest), so digits stay legible
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    atomic_write_bytes(path, buf.getvalue())
+    return {"file": path.name, "sha256": sha256_file(path)}
+
+
+def read_outcomes(record_path: Path, rec: dict[str, Any]) -> dict[str, Any]:
+    """The per-sample outcomes a record references, checked against its checksum (numeric/string arrays only)."""
+    import numpy as np
+
+    ref = rec.get("outcomes")
+    if not ref:
+        raise SplitbenchError(f"{record_path}: the record references no per-sample outcomes file")
+    path = Path(record_path).parent / ref["file"]
+    if not path.is_file():
+        raise SplitbenchError(f"{path}: per-sample outcomes file is missing (named by {Path(record_path).name})")
+    if sha256_file(path) != ref.get("sha256"):
+        raise SplitbenchError(f"{path}: checksum does not match the one in {Path(record_path).name} (the file was "
+                              "changed or swapped)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise SplitbenchError(f"{path}: not a readable outcomes file ({exc})") from exc
+
+
+def iter_records(run_dir: Path, manifest: str | None = None, partial: bool = False
+                 ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The records named by a run directory's manifest (the latest one unless ``manifest`` names another).
+
+    Args:
+        partial: skip cells the manifest names but whose record is missing (a run still in progress or killed)
+            instead of failing.
+    """
+    from .manifest import load_manifest
+
     run_dir = Path(run_dir)
     rec_dir = run_dir / "records"
     if not rec_dir.is_dir():
         raise SplitbenchError(f"{run_dir}: not a run directory (no records/ folder; expected the --out of "
                               "`splitbench run`)")
-    for path in sorted(rec_dir.glob("*.json")):
+    man = load_manifest(run_dir, manifest)
+    for name in man["cells"]:
+        path = rec_dir / name
+        if not path.is_file():
+            if partial:
+                continue
+            raise SplitbenchError(f"{path}: record named by manifest {man['manifest_id']} is missing (rerun "
+                                  "`splitbench run` with the same settings to finish it, or pass --partial)")
         yield path, read_record(path)
 
 
-def load_frame(run_dir: str | Path):
-    """All records of a run directory as one pandas DataFrame, one row per cell.
+def load_frame(run_dir: str | Path, manifest: str | None = None, partial: bool = False):
+    """The records of one manifest of a run directory as a pandas DataFrame, one row per cell.
 
     Columns: scenario, backbone, split, defense, knob, knob_value, attack, seed, status, reason, and one column
     per metric (prefixed ``m.``).
@@ -122,7 +222,7 @@ def load_frame(run_dir: str | Path):
     import pandas as pd
 
     rows = []
-    for path, rec in iter_records(Path(run_dir)):
+    for path, rec in iter_records(Path(run_dir), manifest, partial):
         cfg = rec["config"]
         row = {
             "cell_id": rec["cell_id"],
@@ -136,9 +236,9 @@ def load_frame(run_dir: str | Path):
             "attack": cfg["attack"].get("label", cfg["attack"]["name"]),
             "attack_name": cfg["attack"]["name"],
             "attack_kind": cfg["attack"].get("kind"),
+            "attack_requires": ",".join(cfg["attack"].get("requires", [])),
+            "white_box_client": cfg["defense"].get("white_box_client", True),
             "seed": cfg["seed"],
-            "reference": cfg.get("reference"),
-            "utility_budget": cfg.get("utility_budget"),
             "status": rec["status"],
             "reason": rec.get("reason"),
             "device": rec["env"].get("device"),

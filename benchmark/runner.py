@@ -1,5 +1,9 @@
 """The runner: expand a suite, train each defended model once (cached), attack it, write one record per cell.
 
+It only orchestrates: data (``benchmark.data``) -> fit or load (``benchmark.cache``) -> utility and the shared eval
+releases (``benchmark.evaluation``) -> every attack on a :class:`~benchmark.interfaces.Target` -> one scorer per
+attack kind (``benchmark.scoring``) -> a record and its per-sample outcomes (``benchmark.records``).
+
 Resume is free: a cell whose record exists with status ok or not_applicable is skipped (failed cells are
 retried). A model whose cells are all done is not even loaded. A failing model or attack is recorded as
 ``failed`` with its reason and the run goes on; :class:`RunSummary` counts what happened.
@@ -8,7 +12,6 @@ retried). A model whose cells are all done is not even loaded. A failing model o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -16,26 +19,22 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .cache import ModelCache
 from .config import config_hash
 from .data import DataOptions, ScenarioData
 from .errors import SplitbenchError
+from .evaluation import ModelEvaluation, client_cost, evaluate
 from .interfaces import AttackKind, AttackOutput, Defense, NotApplicable, Target
-from .metrics import (
-    accuracy,
-    chance_rate,
-    count_macs,
-    count_params_used,
-    latency_ms,
-    reconstruction_scores,
-    suppression_ratio,
-)
-from .records import atomic_write_text, environment, read_record, write_record
+from .manifest import write_manifest
+from .records import environment, read_record, write_gallery, write_outcomes, write_record
 from .registry import ATTACKS, DEFENSES, SCENARIOS
-from .suite import Cell, ModelSpec, Suite, expand, load_suite
+from .scoring import Truth, scorer_for
+from .suite import Cell, ModelSpec, Suite, expand, load_suite, suite_to_raw
 from .trainer import Trainer
+from .tuning import tune
 
 log = logging.getLogger("splitbench")
 
@@ -66,6 +65,7 @@ class RunSummary:
     models_loaded: int = 0
     seconds: float = 0.0
     failures: list[str] = dataclasses.field(default_factory=list)
+    manifest: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -77,12 +77,36 @@ class RunSummary:
                 f"from cache; {self.seconds:.1f} s")
 
 
+@dataclasses.dataclass
+class CellResult:
+    status: str
+    reason: str | None = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)
+    samples: dict[str, Any] = dataclasses.field(default_factory=dict)
+    outcomes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    traceback: str | None = None
+    gallery: np.ndarray | None = None  # uint8 [2, K, H, W, C]: eval images above their reconstructions
+
+
 def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
 def _stable_seed(*parts: Any) -> int:
     return int(config_hash(list(parts), 8), 16) % (2 ** 31)
+
+
+def model_cache_key(spec: ModelSpec, data: ScenarioData, device: torch.device, amp: bool) -> dict[str, Any]:
+    """Everything a trained model depends on: its spec, the data, the device type, the precision and the library
+    versions (a model trained under other versions is retrained, not silently reused)."""
+    import timm
+
+    from .records import package_version
+
+    return {**spec.as_dict(), "data": data_fingerprint(data), "device_type": device.type,
+            "precision": "bf16-autocast" if amp else "fp32", "torch": torch.__version__, "timm": timm.__version__,
+            "splitbench": package_version()}
 
 
 class Runner:
@@ -92,6 +116,8 @@ class Runner:
         self.suite = suite
         self.opt = options
         self.out = Path(options.out)
+        if self.out.exists() and not self.out.is_dir():
+            raise SplitbenchError(f"--out {self.out}: exists and is not a directory")
         self.cache = ModelCache(options.cache_dir or self.out / "cache")
         self.device = torch.device(options.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -119,8 +145,8 @@ class Runner:
             scenario = SCENARIOS.get(spec.scenario.name)(spec.scenario.config)
             t0 = time.perf_counter()
             data = scenario.load(self.opt.data)
-            log.info("loaded scenario %s: %d train / %d aux / %d eval in %.1f s", spec.scenario.name,
-                     len(data.train), len(data.aux), len(data.eval), time.perf_counter() - t0)
+            log.info("loaded scenario %s: %d train / %d val / %d aux / %d eval in %.1f s", spec.scenario.name,
+                     len(data.train), len(data.val), len(data.aux), len(data.eval), time.perf_counter() - t0)
             self._data[key] = data.to(self.device)
         return self._data[key]
 
@@ -128,9 +154,12 @@ class Runner:
         return Trainer(self.device, seed=seed, progress=self.opt.progress)
 
     # -- the defended model ------------------------------------------------------------------------------------
-    def defense_for(self, spec: ModelSpec, data: ScenarioData, summary: RunSummary) -> tuple[Defense, dict]:
+    def defense_for(self, spec: ModelSpec, data: ScenarioData, summary: RunSummary
+                    ) -> tuple[Defense, str, dict[str, float]]:
+        """The trained, frozen defense (fitted now or loaded from the cache), its cache key and its cost."""
         cls = DEFENSES.get(spec.defense.name)
-        key_spec = {**spec.as_dict(), "data": data_fingerprint(data)}
+        trainer = self.trainer(spec.seed)
+        key_spec = model_cache_key(spec, data, self.device, trainer.amp)
         key = self.cache.key(key_spec)
         _seed_all(spec.seed)
         defense = cls(spec.defense.config, spec.backbone, data.info, spec.seed)
@@ -145,88 +174,88 @@ class Runner:
             defense.to(self.device)
             t0 = time.perf_counter()
             _seed_all(spec.seed)
-            defense.fit(data, self.trainer(spec.seed))
+            defense.fit(data, trainer)
             fit_seconds = time.perf_counter() - t0
             self.cache.save("models", key, defense, {"structure": defense.structure(), "spec": key_spec,
                                                      "fit_seconds": fit_seconds})
             summary.models_trained += 1
         defense.freeze()
-        metrics_name = f"{key}.{self.device.type}.metrics.json"
-        metrics = self.cache.read_json("models", metrics_name)
-        if metrics is None:
-            metrics = self.evaluate_defense(defense, data, spec.seed)
-            metrics["fit_seconds"] = fit_seconds
-            self.cache.write_json("models", metrics_name, metrics)
-        return defense, {"model_hash": key, "metrics": metrics}
-
-    @torch.no_grad()
-    def evaluate_defense(self, defense: Defense, data: ScenarioData, seed: int) -> dict[str, float]:
-        """Utility on eval and the client's cost."""
-        _seed_all(_stable_seed(seed, "utility"))
-        trainer = self.trainer(seed)
-        preds, payload = [], []
-        for batch in data.eval.batches(trainer.eval_batch_size):
-            with trainer.autocast():
-                z = defense.release(batch.x)
-                preds.append(defense.predict(z).float().argmax(1))
-            payload.append(defense.payload_bytes(z.float()).float().cpu())
-        utility = accuracy(torch.cat(preds), data.eval.task)
-        x_all = data.info.normalize(data.eval.images[: self.opt.latency_batch])
-        x1 = x_all[:1]
-        z1 = defense.release(x1)
-
-        def release(x: torch.Tensor) -> torch.Tensor:
-            with trainer.autocast():
-                return defense.release(x)
-
-        def predict(z: torch.Tensor) -> torch.Tensor:
-            with trainer.autocast():
-                return defense.predict(z)
-
-        reps = self.opt.latency_repeats
-        c1 = latency_ms(release, x1, repeats=reps)
-        cb = latency_ms(release, x_all, repeats=max(1, reps // 2))
-        s1 = latency_ms(predict, z1, repeats=reps)
-        n = len(x_all)
-        return {
-            "utility": utility,
-            "eval_samples": len(data.eval),
-            "payload_bytes": float(torch.cat(payload).mean()),
-            "client_params": count_params_used(defense.release, x1, defense),
-            "client_macs": count_macs(defense.release, x1),
-            "client_ms_b1_p50": c1[0], "client_ms_b1_p90": c1[1],
-            "client_ms_bB_p50": cb[0] / n, "client_ms_bB_p90": cb[1] / n,
-            "server_ms_b1_p50": s1[0], "server_ms_b1_p90": s1[1],
-            "latency_batch": n,
-        }
+        cost_name = f"{key}.cost.json"
+        cost = self.cache.read_json("models", cost_name)
+        if cost is None:
+            cost = client_cost(defense, data, trainer, self.opt.latency_batch, self.opt.latency_repeats)
+            cost["fit_seconds"] = fit_seconds
+            self.cache.write_json("models", cost_name, cost)
+        return defense, key, cost
 
     # -- attacks -------------------------------------------------------------------------------------------------
-    def run_attack(self, cell: Cell, defense: Defense, data: ScenarioData, model_metrics: dict[str, float]
-                   ) -> tuple[str, str | None, dict[str, float], dict[str, Any], dict[str, Any]]:
+    def run_attack(self, cell: Cell, defense: Defense, data: ScenarioData, ev: ModelEvaluation) -> CellResult:
         cls = ATTACKS.get(cell.attack.name)
         seed = cell.model.seed
-        attack = cls(cell.attack.config, seed)
+        releases, sample_ids = ev.attack_releases(cell.eval_count, cell.draws)
         trainer = self.trainer(seed)
-        target = Target(defense, data, cls.requires, trainer, model_metrics["utility"], cell.model.backbone,
-                        cache=self.cache, seed=seed)
-        reason = attack.applicable(target)
-        if reason:
-            return "not_applicable", reason, {}, {}, {}
-        _seed_all(_stable_seed(seed, cell.attack.name, "attack"))
-        t0 = time.perf_counter()
-        try:
-            output = attack.run(target, trainer)
-        except NotApplicable as exc:
-            return "not_applicable", str(exc), {}, {}, {}
-        metrics = score_attack(cls.kind, output, data, model_metrics["utility"])
-        metrics["attack_seconds"] = time.perf_counter() - t0
+        config, report = cell.attack.config, None
+        if cell.tuning is not None:
+            config, report = tune(cls, config, cell.tuning, _stable_seed(seed, cell.attack.label, "tune"), defense,
+                                  data, cell.model.backbone, trainer, self.cache, cell.eval_count)
+            log.info("  tuned %s on aux (%d configurations): chose %s", cell.attack.label, len(report["tried"]),
+                     {k: report["chosen"][k] for k in cell.tuning.space})
+        output, reason, seconds = execute_attack(cls, config, seed, defense, data, releases,
+                                                 cell.model.backbone, trainer, self.cache)
+        if output is None:
+            return CellResult("not_applicable", reason)
+        rows = output.index.detach().cpu().long().numpy()
+        if len(rows) != len(releases) or not np.array_equal(np.sort(rows), np.arange(len(releases))):
+            raise RuntimeError(f"attack answered {len(np.unique(rows))} of the {len(releases)} releases it was "
+                               "given; every attack of a kind is scored on the same samples, so it must answer all")
+        truth = self.truth(data, sample_ids[rows], ev, cls.kind)
+        metrics, samples = scorer_for(cls.kind).score(output, truth)
+        metrics["attack_seconds"] = seconds
         metrics.update({f"attack.{k}": v for k, v in output.metrics.items()})
-        samples = {"eval": int(len(output.index)), "aux": len(data.aux), "train": len(data.train)}
-        return "ok", None, metrics, dict(output.budget), samples
+        counts = {"eval": int(len(np.unique(sample_ids))), "draws": cell.draws, "aux": len(data.aux),
+                  "train": len(data.train), "val": len(data.val)}
+        if output.images is not None:
+            gallery = self.gallery(data, sample_ids[rows], output.images)
+        else:
+            gallery = None
+        budget = dict(output.budget)
+        if report is not None:
+            budget["tuning"] = report
+            metrics["tuning_seconds"] = report["seconds"]
+        return CellResult("ok", None, metrics, budget, counts, {f"attack/{k}": v for k, v in samples.items()},
+                          gallery=gallery)
+
+    GALLERY = 8
+
+    @classmethod
+    def gallery(cls, data: ScenarioData, sample: np.ndarray, images: torch.Tensor) -> np.ndarray:
+        """The first eval samples beside their reconstructions (first draw), as uint8 ``[2, K, H, W, C]``."""
+        first = {}
+        for row, sid in enumerate(sample.tolist()):
+            first.setdefault(sid, row)
+        ids = sorted(first)[: cls.GALLERY]
+        truth = data.eval.images[torch.as_tensor(ids, device=data.eval.images.device)].cpu()
+        rec = images[torch.as_tensor([first[i] for i in ids], device=images.device)].detach().float().cpu()
+        rec = (rec.clamp(0, 1) * 255).round().to(torch.uint8)
+        return torch.stack([truth, rec]).permute(0, 1, 3, 4, 2).numpy()
+
+    @staticmethod
+    def truth(data: ScenarioData, sample: np.ndarray, ev: ModelEvaluation, kind: AttackKind) -> Truth:
+        """Eval ground truth of the answered rows, for the scorer (never for the attack)."""
+        ev_split = data.eval
+        idx = torch.as_tensor(sample, device=ev_split.images.device)
+        images = ev_split.images[idx].float() / 255.0 if kind == AttackKind.RECONSTRUCTION else None
+        baseline = (data.aux.images.float() / 255.0).mean(0, keepdim=True)
+        return Truth(sample=sample, task=ev_split.task[idx],
+                     sensitive=None if ev_split.sensitive is None else ev_split.sensitive[idx], images=images,
+                     baseline=baseline, utility_correct=ev.utility_correct,
+                     num_task_classes=data.info.num_task_classes,
+                     num_sensitive_classes=data.info.num_sensitive_classes)
 
     # -- the loop --------------------------------------------------------------------------------------------------
     def check(self, plan: list[tuple[ModelSpec, list[Cell]]]) -> None:
-        """Fail fast, before any training, on split points the backbones do not have."""
+        """Fail fast, before any training, on split points the backbones do not have and on eval counts larger
+        than the eval split."""
         from .backbones import create_model, split_points
         from .errors import did_you_mean
 
@@ -235,13 +264,23 @@ class Runner:
             if b.split not in points:
                 raise SplitbenchError(f"backbone {b.name!r} has no split point {b.split!r}"
                                       f"{did_you_mean(b.split, points)} (expected one of: {', '.join(points)})")
+        for spec, cells in plan:
+            n_eval = len(self.data_for(spec).eval)
+            for c in cells:
+                if c.eval_count is not None and c.eval_count > n_eval:
+                    kind = ATTACKS.get(c.attack.name).kind.value
+                    raise SplitbenchError(f"suite {self.suite.name}: eval_counts.{kind} = {c.eval_count} exceeds "
+                                          f"the eval split of scenario {spec.scenario.name!r} ({n_eval} samples)")
 
     def run(self) -> RunSummary:
         t_start = time.perf_counter()
         summary = RunSummary(self.out)
         plan = expand(self.suite)
         self.check(plan)
-        self._write_manifest(plan)
+        summary.manifest = write_manifest(self.out, self.suite.name, self.suite.source,
+                                          [c.file_name for _, cells in plan for c in cells],
+                                          self.suite.presentation(), self.suite.paper, self._env,
+                                          suite_to_raw(self.suite))
         n_models = len(plan)
         for i, (spec, cells) in enumerate(plan, 1):
             summary.total += len(cells)
@@ -254,79 +293,99 @@ class Runner:
             data = self.data_for(spec)  # missing or corrupt data stops the run with a clear error
             try:
                 t0 = time.perf_counter()
-                defense, model = self.defense_for(spec, data, summary)
-                log.info("%s: utility %.3f (%.1f s)", label, model["metrics"]["utility"], time.perf_counter() - t0)
+                defense, model_hash, cost = self.defense_for(spec, data, summary)
+                ev = evaluate(defense, data, self.trainer(spec.seed), spec.seed, max(c.draws for c in cells))
+                model_metrics = {**ev.metrics(), **cost}
+                log.info("%s: utility %.3f, validation %.3f (%.1f s)", label, model_metrics["utility"],
+                         model_metrics["val_utility"], time.perf_counter() - t0)
             except Exception as exc:  # one failing model must not stop the run
                 reason = f"defense failed: {type(exc).__name__}: {exc}"
                 log.warning("%s: %s", label, reason)
                 for cell in todo:
-                    self._write(cell, "failed", reason, {}, {}, {}, None, traceback.format_exc())
+                    self._write(cell, CellResult("failed", reason, traceback=traceback.format_exc()), None, None)
                     summary.failed += 1
                     summary.failures.append(f"{cell.file_name}: {reason}")
                 continue
+            model_outcomes = {"model/utility": ev.utility_correct, "model/val_utility": ev.val_correct,
+                              "model/task": data.eval.task.cpu().numpy()}
             for cell in todo:
-                tb = None
                 try:
-                    status, reason, metrics, budget, samples = self.run_attack(cell, defense, data, model["metrics"])
-                    bad = [k for k, v in metrics.items() if isinstance(v, float) and math.isnan(v)]
+                    result = self.run_attack(cell, defense, data, ev)
+                    finite = scorer_for(ATTACKS.get(cell.attack.name).kind).finite
+                    bad = sorted(k for k in finite if k in result.metrics and math.isnan(result.metrics[k]))
                     if bad:
-                        status, reason = "failed", f"metric(s) {bad} are NaN"
+                        result = CellResult("failed", f"metric(s) {bad} are NaN")
                 except SplitbenchError as exc:
-                    status, reason, metrics, budget, samples = "failed", str(exc), {}, {}, {}
+                    result = CellResult("failed", str(exc))
                 except Exception as exc:
-                    status, reason, metrics, budget, samples = ("failed", f"{type(exc).__name__}: {exc}", {}, {}, {})
-                    tb = traceback.format_exc()
-                all_metrics = {**model["metrics"], **metrics}
-                self._write(cell, status, reason, all_metrics, budget, samples, model["model_hash"], tb)
-                setattr(summary, status, getattr(summary, status) + 1)
-                if status == "failed":
-                    summary.failures.append(f"{cell.file_name}: {reason}")
-                    log.warning("%s %s: failed: %s", label, cell.attack.label, reason)
+                    result = CellResult("failed", f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+                result.metrics = {**model_metrics, **result.metrics}
+                result.outcomes = {**model_outcomes, **result.outcomes}
+                self._write(cell, result, model_hash, ev)
+                setattr(summary, result.status, getattr(summary, result.status) + 1)
+                if result.status == "failed":
+                    summary.failures.append(f"{cell.file_name}: {result.reason}")
+                    log.warning("%s %s: failed: %s", label, cell.attack.label, result.reason)
                 else:
-                    log.info("%s %s: %s", label, cell.attack.label, _brief(status, reason, metrics))
+                    log.info("%s %s: %s", label, cell.attack.label, _brief(result))
         summary.seconds = time.perf_counter() - t_start
         return summary
 
-    def _write(self, cell: Cell, status: str, reason: str | None, metrics: dict, budget: dict, samples: dict,
-               model_hash: str | None, tb: str | None) -> None:
-        cfg = cell.config()
-        rec = {
-            "status": status,
-            "reason": reason,
+    def _write(self, cell: Cell, result: CellResult, model_hash: str | None, ev: ModelEvaluation | None) -> None:
+        path = self.record_path(cell)
+        rec: dict[str, Any] = {
+            "status": result.status,
+            "reason": result.reason,
             "cell_id": cell.file_name[:-5],
-            "config": cfg,
+            "config": cell.config(),
             "config_hash": cell.hash(),
             "model_hash": model_hash,
-            "metrics": metrics,
-            "budget": budget,
-            "samples": samples,
+            "metrics": result.metrics,
+            "budget": result.budget,
+            "samples": result.samples,
             "env": self._env,
         }
-        if tb:
-            rec["traceback"] = tb
-        write_record(self.record_path(cell), rec)
-
-    def _write_manifest(self, plan: list) -> None:
-        manifest = {
-            "suite": self.suite.name,
-            "source": self.suite.source,
-            "reference": self.suite.reference,
-            "utility_budget": self.suite.utility_budget,
-            "paper": self.suite.paper,
-            "cells": sum(len(c) for _, c in plan),
-            "env": self._env,
-        }
-        atomic_write_text(self.out / "run.json", json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        if result.outcomes:
+            rec["outcomes"] = write_outcomes(path.with_suffix(".npz"), result.outcomes)
+        if result.gallery is not None:
+            rec["gallery"] = write_gallery(path.with_suffix(".png"), result.gallery)
+        if result.traceback:
+            rec["traceback"] = result.traceback
+        write_record(path, rec)
 
 
-def _brief(status: str, reason: str | None, m: dict[str, float]) -> str:
-    if status != "ok":
-        return f"{status} ({reason})"
-    parts = [f"leakage {m.get('leakage', float('nan')):.3f} (chance {m.get('leakage_chance', float('nan')):.3f})"]
-    if "psnr" in m:
-        parts.append(f"PSNR {m['psnr']:.2f} dB")
-    if "suppression_ratio_max" in m:
-        parts.append(f"SR {m['suppression_ratio_max']:.2f}")
+def execute_attack(cls: type, config: Any, seed: int, defense: Defense, data: ScenarioData, releases: torch.Tensor,
+                   backbone: Any, trainer: Trainer, cache: ModelCache | None = None
+                   ) -> tuple[AttackOutput | None, str | None, float]:
+    """Run one attack on releases the harness computed; return (output, None, seconds) or (None, reason, 0) when
+    it does not apply. Reads only ``data.aux`` and ``data.info``: never the eval images or labels, nor the
+    defender's train or validation split (the contract tests booby-trap them)."""
+    attack = cls(config, seed)
+    target = Target(defense, cls.requires, trainer, releases, data.aux, data.info, backbone, cache=cache, seed=seed)
+    reason = attack.applicable(target)
+    if reason:
+        return None, reason, 0.0
+    _seed_all(_stable_seed(seed, cls.name, "attack"))
+    t0 = time.perf_counter()
+    try:
+        output = attack.run(target, trainer)
+    except NotApplicable as exc:
+        return None, str(exc), 0.0
+    return output, None, time.perf_counter() - t0
+
+
+def _brief(result: CellResult) -> str:
+    m = result.metrics
+    if result.status != "ok":
+        return f"{result.status} ({result.reason})"
+    parts = [f"leakage {m.get('leakage', float('nan')):.3f}"]
+    if "attribute_accuracy" in m:
+        parts.append(f"accuracy {m['attribute_accuracy']:.3f} (floor {m['attribute_floor']:.3f})")
+    if "ssim" in m:
+        parts.append(f"SSIM {m['ssim']:.3f} (floor {m['ssim_baseline']:.3f}), PSNR {m['psnr']:.2f} dB")
+    if "unintended_acc_max" in m:
+        parts.append(f"best unintended {m.get('adaptive_unintended_acc_max', m['unintended_acc_max']):.3f} "
+                     f"(chance {m['unintended_chance']:.3f})")
     return ", ".join(parts)
 
 
@@ -335,55 +394,11 @@ def data_fingerprint(data: ScenarioData) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for sp in (data.train, data.aux, data.eval):
+    for sp in (data.train, data.val, data.aux, data.eval):
         for t in (sp.images, sp.task, sp.sensitive):
             if t is not None:
                 h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:20]
-
-
-def score_attack(kind: AttackKind, out: AttackOutput, data: ScenarioData, utility: float) -> dict[str, float]:
-    """Score an attack's predictions against eval ground truth it never saw (metrics defined in metrics.py)."""
-    idx = out.index.to(data.eval.images.device).long()
-    if len(idx) == 0:
-        raise RuntimeError("attack returned no predictions")
-    m: dict[str, float] = {}
-    if kind == AttackKind.ATTRIBUTE:
-        if out.attributes is None:
-            raise RuntimeError("attribute attack returned no attributes")
-        truth = data.eval.sensitive[idx]
-        acc = accuracy(out.attributes, truth)
-        chance = chance_rate(truth, data.info.num_sensitive_classes)
-        m.update(attribute_accuracy=acc, attribute_chance=chance, leakage=acc, leakage_chance=chance)
-    elif kind == AttackKind.RECONSTRUCTION:
-        if out.images is None:
-            raise RuntimeError("reconstruction attack returned no images")
-        truth = data.eval.images[idx].float() / 255.0
-        if tuple(out.images.shape) != tuple(truth.shape):
-            raise RuntimeError(f"reconstructions have shape {tuple(out.images.shape)}, expected {tuple(truth.shape)}")
-        baseline = (data.aux.images.float() / 255.0).mean(0, keepdim=True)
-        m.update(reconstruction_scores(out.images.to(truth.device), truth, baseline))
-        m.update(leakage=m["ssim"], leakage_chance=m["ssim_baseline"])
-    elif kind == AttackKind.TRANSFER:
-        if not out.task_predictions:
-            raise RuntimeError("transfer attack returned no predictions")
-        truth = data.eval.task[idx]
-        chance = chance_rate(truth, data.info.num_task_classes)
-        for prefix, preds in (("", out.task_predictions), ("adaptive_", out.extra_task_predictions)):
-            if not preds:
-                continue
-            accs = {name: accuracy(p, truth) for name, p in preds.items()}
-            for name, a in accs.items():
-                m[f"{prefix}unintended_acc/{name}"] = a
-            mx, mean = max(accs.values()), sum(accs.values()) / len(accs)
-            m[f"{prefix}unintended_acc_max"] = mx
-            m[f"{prefix}unintended_acc_mean"] = mean
-            m[f"{prefix}suppression_ratio_max"] = suppression_ratio(utility, mx)
-            m[f"{prefix}suppression_ratio_mean"] = suppression_ratio(utility, mean)
-        m.update(unintended_chance=chance, leakage=m["unintended_acc_max"], leakage_chance=chance)
-    else:  # pragma: no cover
-        raise RuntimeError(f"unknown attack kind {kind}")
-    return m
 
 
 def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: str = "cpu",

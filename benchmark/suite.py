@@ -8,8 +8,13 @@ Schema::
 
     name: quick                      # must match the file name
     description: ...
-    reference: no_pruning            # the defense Δutility and normalized leakage are measured against
-    utility_budget: 0.02             # a row is ranked only if its utility drop is at most this
+    reference: no_pruning            # the defense Δutility (and the secondary relative view) is measured against
+    utility_budget: 0.02             # a knob setting is admissible if its validation utility drop is at most this
+    eval_counts: {reconstruction: 32} # eval samples each attack kind is scored on (the first N of eval, the same N
+                                     #   for every attack of the kind; a kind left out or null: the whole split)
+    release_draws: 4                 # stochastic defenses: utility and leakage averaged over this many release draws
+    bootstrap: 1000                  # bootstrap replicates of every interval on the leaderboard
+    tuning: {budget: 4}              # tune attacks on the attacker's aux data first (see benchmark.tuning)
     seeds: [0]
     scenarios: [{name: digits, config: {...}}]      # or just [digits]
     backbones: [{name: test_resnet, split: layer1, pretrained: false}]
@@ -37,9 +42,11 @@ from .config import build_config, config_hash, to_dict
 from .errors import SplitbenchError, did_you_mean
 from .registry import ATTACKS, DEFENSES, SCENARIOS, SUITES
 from .trainer import TrainConfig
+from .tuning import Tuning, parse_tuning
 
-SUITE_KEYS = ("name", "description", "reference", "utility_budget", "seeds", "scenarios", "backbones", "train",
-              "defenses", "attacks", "paper")
+SUITE_KEYS = ("name", "description", "reference", "utility_budget", "eval_counts", "release_draws", "bootstrap",
+              "tuning", "seeds", "scenarios", "backbones", "train", "defenses", "attacks", "paper")
+EVAL_KINDS = ("attribute", "reconstruction", "transfer")
 ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "pretrained"),
               "defenses": ("name", "knob", "config"), "attacks": ("name", "label", "config")}
 
@@ -99,6 +106,19 @@ class Suite:
     attacks: tuple[AttackEntry, ...]
     paper: dict[str, Any]
     source: str = ""
+    eval_counts: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    release_draws: int = 1
+    bootstrap: int = 1000
+    tuning: dict[str, Tuning] = dataclasses.field(default_factory=dict)  # attack label -> how it is tuned
+    tuning_raw: dict[str, Any] | None = None  # the suite's tuning block as written
+
+    def eval_count(self, kind: str) -> int | None:
+        """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
+        return self.eval_counts.get(kind)
+
+    def presentation(self) -> dict[str, Any]:
+        """Settings that change how records combine, not what a cell computes (kept out of cell hashes)."""
+        return {"reference": self.reference, "utility_budget": self.utility_budget, "bootstrap": self.bootstrap}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,26 +137,34 @@ class ModelSpec:
             "scenario": self.scenario.spec,
             "backbone": to_dict(self.backbone),
             "defense": {"name": self.defense.name, "version": cls.version, "knob": cls.knob,
-                        "knob_value": self.defense.knob_value, "config": to_dict(self.defense.config)},
+                        "knob_value": self.defense.knob_value, "more_private": cls.knob_more_private,
+                        "white_box_client": cls.white_box_client, "stochastic": cls.stochastic_release,
+                        "config": to_dict(self.defense.config)},
             "seed": self.seed,
         }
 
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
+    """One attack on one trained model, scored on ``eval_count`` eval samples (None = all) in ``draws`` release
+    draws (1 unless the defense's release is stochastic)."""
+
     model: ModelSpec
     attack: AttackEntry
-    reference: str
-    utility_budget: float
+    eval_count: int | None = None
+    draws: int = 1
+    tuning: Tuning | None = None
 
     def config(self) -> dict[str, Any]:
         cls = ATTACKS.get(self.attack.name)
         d = self.model.as_dict()
         d["attack"] = {"name": self.attack.name, "label": self.attack.label, "version": cls.version,
-                       "kind": cls.kind.value, "config": to_dict(self.attack.config)}
+                       "kind": cls.kind.value, "requires": sorted(a.value for a in cls.requires),
+                       "config": to_dict(self.attack.config)}
+        d["eval"] = {"count": self.eval_count, "draws": self.draws}
+        if self.tuning is not None:
+            d["attack"]["tuning"] = self.tuning.as_dict()
         d["suite"] = self.model.suite
-        d["reference"] = self.reference
-        d["utility_budget"] = self.utility_budget
         return d
 
     def hash(self) -> str:
@@ -265,8 +293,12 @@ def parse_suite(raw: Any, source: str) -> Suite:
     reference = raw.get("reference", "no_pruning")
     DEFENSES.get(reference)
     budget = raw.get("utility_budget", 0.02)
-    if not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget < 0:
-        raise SplitbenchError(f"{where}: 'utility_budget' must be a non-negative number, got {budget!r}")
+    if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not 0.0 <= budget <= 1.0:
+        raise SplitbenchError(f"{where}: 'utility_budget' must be a number in [0, 1], got {budget!r}")
+    eval_counts = parse_eval_counts(raw.get("eval_counts", {}), where)
+    tuning = parse_tuning(raw.get("tuning"), attacks, where)
+    draws = _positive_int(raw.get("release_draws", 1), "release_draws", where)
+    replicates = _positive_int(raw.get("bootstrap", 1000), "bootstrap", where)
     paper = raw.get("paper", {}) or {}
     if not isinstance(paper, dict):
         raise SplitbenchError(f"{where}: 'paper' must be a mapping")
@@ -276,7 +308,49 @@ def parse_suite(raw: Any, source: str) -> Suite:
     if dup:
         raise SplitbenchError(f"{where}: defense settings listed twice: {sorted(dup)}")
     return Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
-                 tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source)
+                 tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
+                 replicates, tuning, raw.get("tuning"))
+
+
+def suite_to_raw(suite: Suite) -> dict[str, Any]:
+    """The suite as a plain mapping that :func:`parse_suite` reads back to the same suite (every config fully
+    resolved, command-line overrides included): what a run's manifest stores, so any cell can be re-run later."""
+    raw: dict[str, Any] = {
+        "name": suite.name, "description": suite.description, "reference": suite.reference,
+        "utility_budget": suite.utility_budget, "eval_counts": dict(suite.eval_counts),
+        "release_draws": suite.release_draws, "bootstrap": suite.bootstrap, "seeds": list(suite.seeds),
+        "scenarios": [{"name": e.name, "config": to_dict(e.config)} for e in suite.scenarios],
+        "backbones": [to_dict(b) for b in suite.backbones],
+        "train": to_dict(suite.train),
+        "defenses": [{"name": d.name, "config": to_dict(d.config)} for d in suite.defenses],
+        "attacks": [{"name": a.name, "label": a.label, "config": to_dict(a.config)} for a in suite.attacks],
+        "paper": suite.paper,
+    }
+    if suite.tuning:
+        first = next(iter(suite.tuning.values()))
+        raw["tuning"] = {"budget": first.budget, "select_fraction": first.select_fraction,
+                         "attacks": sorted(suite.tuning),
+                         "spaces": {label: t.as_dict()["space"] for label, t in suite.tuning.items()}}
+    return raw
+
+
+def _positive_int(value: Any, key: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SplitbenchError(f"{where}: {key!r} must be an integer of at least 1, got {value!r}")
+    return value
+
+
+def parse_eval_counts(raw: Any, where: str) -> dict[str, int | None]:
+    """``eval_counts``: attack kind -> number of eval samples (positive integer) or null for the whole split."""
+    if raw is None:
+        return {}
+    _check_keys(raw, EVAL_KINDS, f"{where}: eval_counts")
+    out: dict[str, int | None] = {}
+    for kind, n in raw.items():
+        if n is not None:
+            n = _positive_int(n, f"eval_counts.{kind}", where)
+        out[kind] = n
+    return out
 
 
 PAPER_KEYS = ("citation", "numbers")
@@ -320,7 +394,9 @@ def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
             for seed in suite.seeds:
                 for d in defenses:
                     m = ModelSpec(suite.name, scenario, backbone, d, seed)
-                    plan.append((m, [Cell(m, a, suite.reference, suite.utility_budget) for a in suite.attacks]))
+                    draws = suite.release_draws if DEFENSES.get(d.name).stochastic_release else 1
+                    plan.append((m, [Cell(m, a, suite.eval_count(ATTACKS.get(a.name).kind.value), draws,
+                                          suite.tuning.get(a.label)) for a in suite.attacks]))
     return plan
 
 
@@ -350,7 +426,9 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
     - seeds: replace the suite's seeds.
     - scenario_args: config fields applied to every selected scenario (``--scenario-arg key=value``).
     - overrides: ``{"train.KEY": v, "defense.NAME.KEY": v, "attack.NAME_OR_LABEL.KEY": v}`` (``--set``),
-      applied after selection; ``train.KEY`` applies to every defense's shared training settings.
+      applied after selection; ``train.KEY`` applies to every defense's shared training settings; the suite-level
+      ``eval_counts.KIND``, ``tuning.KEY`` (e.g. ``tuning.budget=4`` tunes every attack that declares a search
+      space), ``release_draws``, ``bootstrap`` and ``utility_budget`` may be set too.
     """
     changes: dict[str, Any] = {}
     names = _split_names(scenarios)
@@ -411,9 +489,22 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
     train_over: dict[str, Any] = {}
     per_defense: dict[str, dict[str, Any]] = {}
     per_attack: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    counts = dict(suite.eval_counts)
+    where = f"suite {suite.name} (--set)"
     for key, value in overrides.items():
         parts = key.split(".")
-        if parts[0] == "train" and len(parts) == 2:
+        if parts[0] == "eval_counts" and len(parts) == 2:
+            counts.update(parse_eval_counts({parts[1]: value}, where))
+        elif parts[0] == "tuning" and len(parts) == 2:
+            top.setdefault("tuning_raw", dict(suite.tuning_raw or {}))[parts[1]] = value
+        elif key in ("release_draws", "bootstrap"):
+            top[key] = _positive_int(value, key, where)
+        elif key == "utility_budget":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise SplitbenchError(f"--set utility_budget={value!r}: expected a number in [0, 1]")
+            top[key] = float(value)
+        elif parts[0] == "train" and len(parts) == 2:
             train_over[parts[1]] = value
         elif parts[0] == "defense" and len(parts) == 3:
             DEFENSES.get(parts[1])
@@ -423,7 +514,8 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
                 ATTACKS.get(parts[1])
             per_attack.setdefault(parts[1], {})[parts[2]] = value
         else:
-            raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY or attack.NAME.KEY")
+            raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY, attack.NAME.KEY, "
+                                  "eval_counts.KIND, tuning.KEY, release_draws, bootstrap or utility_budget")
     train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
     defenses = []
     for d in suite.defenses:
@@ -441,4 +533,7 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         set(per_attack) - {a.name for a in suite.attacks} - {a.label for a in suite.attacks})
     if unused:
         raise SplitbenchError(f"--set names {sorted(unused)}, which the selected suite does not run")
-    return dataclasses.replace(suite, train=train, defenses=tuple(defenses), attacks=tuple(attacks))
+    if "tuning_raw" in top:
+        top["tuning"] = parse_tuning(top["tuning_raw"], attacks, where)
+    return dataclasses.replace(suite, train=train, defenses=tuple(defenses), attacks=tuple(attacks),
+                               eval_counts=counts, **top)

@@ -142,6 +142,7 @@ class LatentMasking(Defense):
 
     Config = LatentMaskingConfig
     knob = "keep_ratio"
+    knob_more_private = "lower"  # fewer latent dimensions kept = less carried
     version = "1"
     release_kind = ReleaseKind.IMAGE
     smoke_config = {"latent_dim": 16, "width": 8, "mask_samples": 64, "warmup_epochs": 0, "mask_every": 1}

@@ -1,171 +1,254 @@
-"""Render leaderboard tables from a run directory's records.
+"""Render leaderboard tables (markdown, CSV) from the records of one run manifest.
 
-A track is (scenario, backbone, split). Each row is one defense at one knob value (metrics averaged over
-seeds). A row's rank is by its **worst-case normalized leakage** over all attacks, among the rows whose
-utility drop against the reference defense is within the utility budget. Rows over
-budget are listed unranked, and so are rows where an attack failed (their worst case is unknown); attacks
-that do not apply (no sensitive attribute) are left out of the worst case.
-
-Normalized leakage = (leakage - chance) / (reference leakage - reference chance), where an attack's leakage
-is its headline number (attribute accuracy, reconstruction SSIM, best unintended accuracy) and chance is the
-matching no-information level (majority class; the mean-image SSIM).
+The numbers come from :mod:`benchmark.scoring.table` (one definition of every figure, with its 95% bootstrap
+interval); this module only lays them out. Per track: the ranked rows (one per defense: its most private knob
+setting within the utility budget on validation data), the black-box view, the transfer view, every knob setting
+(the privacy-utility curve), and the floors each leakage scale is measured from.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from benchmark.metrics import normalized_leakage
-from benchmark.records import atomic_write_text, load_frame
+from benchmark.errors import SplitbenchError
+from benchmark.manifest import load_manifest
+from benchmark.records import atomic_write_text, iter_records, load_frame
+from benchmark.scoring.intervals import Estimate
+from benchmark.scoring.table import FAMILIES, CellData, Row, TableBuilder, Track
 
-TRACK = ["scenario", "backbone", "split"]
-ROW = ["defense", "knob", "knob_value"]
 
-
-def _fmt(v: float, digits: int = 3) -> str:
+def _fmt(v: float | None, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float) and math.isinf(v):
-        return "∞"
-    if isinstance(v, (int,)) or (isinstance(v, float) and abs(v) >= 1000):
+        return "∞" if v > 0 else "-∞"
+    if isinstance(v, int) or (isinstance(v, float) and abs(v) >= 1000):
         return f"{v:,.0f}"
     return f"{v:.{digits}f}"
 
 
-def _attack_summary(cells: pd.DataFrame) -> dict[str, float | str]:
-    ok = cells[cells.status == "ok"]
-    if ok.empty:
-        status = "failed" if (cells.status == "failed").any() else "n/a"
-        return {"status": status}
-    mean = ok.filter(like="m.").mean(numeric_only=True)
-    return {"status": "ok", **{k[2:]: float(v) for k, v in mean.items()}}
+def _est(e: Estimate, digits: int = 3) -> str:
+    if math.isnan(e.value):
+        return "–"
+    if not e.has_interval:
+        return _fmt(e.value, digits)
+    return f"{_fmt(e.value, digits)} [{_fmt(e.lo, digits)}, {_fmt(e.hi, digits)}]"
 
 
-def build_tables(frame: pd.DataFrame, budget: float | None = None, reference: str | None = None
-                 ) -> list[tuple[tuple[str, str, str], pd.DataFrame]]:
-    """One (track, table) per track; each table has one row per defense@knob with numeric columns."""
-    if frame.empty:
-        return []
-    out = []
-    for track, tf in frame.groupby(TRACK, sort=True):
-        ref = reference or (tf.reference.dropna().iloc[0] if tf.reference.notna().any() else "no_pruning")
-        bud = budget if budget is not None else (float(tf.utility_budget.dropna().iloc[0])
-                                                 if tf.utility_budget.notna().any() else 0.02)
-        attacks = sorted(tf.attack.unique())
-        summaries: dict[tuple, dict[str, dict]] = {}
-        for key, rf in tf.groupby(ROW, sort=True):
-            summaries[key] = {a: _attack_summary(rf[rf.attack == a]) for a in attacks}
-        ref_keys = [k for k in summaries if k[0] == ref]
-        ref_sum = summaries[ref_keys[0]] if ref_keys else {}
-        ref_utility = _row_metric(ref_sum, "utility")
+def _rank(r: tuple[int, int] | None) -> str:
+    if r is None:
+        return "–"
+    return str(r[0]) if r[0] == r[1] else f"{r[0]}–{r[1]}"
+
+
+def build_tracks(run_dir: str | Path, budget: float | None = None, reference: str | None = None,
+                 replicates: int | None = None, manifest: str | None = None, partial: bool = False
+                 ) -> tuple[list[Track], dict[str, Any]]:
+    """The tracks of one manifest of ``run_dir`` (presentation settings from the manifest unless given)."""
+    man = load_manifest(Path(run_dir), manifest)
+    pres = man.get("presentation", {})
+    budget = pres.get("utility_budget", 0.02) if budget is None else budget
+    reference = pres.get("reference", "no_pruning") if reference is None else reference
+    replicates = pres.get("bootstrap", 1000) if replicates is None else replicates
+    cells = [CellData(p, rec) for p, rec in iter_records(Path(run_dir), man["manifest_id"], partial)]
+    tracks = TableBuilder(cells, reference, float(budget), int(replicates)).build()
+    man = {**man, "presentation": {"utility_budget": budget, "reference": reference, "bootstrap": replicates}}
+    return tracks, man
+
+
+def build_tables(run_dir: str | Path, **kw: Any) -> list[Track]:
+    """The tracks of a run directory (see :func:`build_tracks`)."""
+    return build_tracks(run_dir, **kw)[0]
+
+
+# -- markdown -----------------------------------------------------------------------------------------------------
+def _family_cell(r: Row, fam: str) -> str:
+    if fam not in r.family:
+        return "n/a"
+    e = r.family[fam]
+    if math.isnan(e.value):
+        return "incomplete"
+    return f"{_est(e, 2)} ({r.family_attack.get(fam, '')})"
+
+
+def _attack_cell(r: Row, attack: str) -> str:
+    s = r.attacks.get(attack)
+    if s is None or s.status == "missing":
+        return "–"
+    if s.status != "ok":
+        return "failed" if s.status == "failed" else "n/a"
+    f = s.figures
+    extra = ""
+    if "attribute_accuracy" in f:
+        extra = f"acc {_fmt(f['attribute_accuracy'])}"
+    elif "ssim" in f:
+        extra = f"SSIM {_fmt(f['ssim'])}, {f['psnr']:.1f} dB"
+    elif "unintended_acc_max" in f:
+        acc = f.get("adaptive_unintended_acc_max", f["unintended_acc_max"])
+        sr = f.get("adaptive_suppression_ratio_max", f.get("suppression_ratio_max"))
+        extra = f"acc {_fmt(acc)}, SR {_fmt(sr, 2)}"
+    return f"{_est(s.leakage, 2)} ({extra})"
+
+
+def _cost_cells(r: Row) -> list[str]:
+    c = r.cost
+    return [_fmt(c.get("client_ms_b1_p50"), 2), _fmt(c.get("payload_bytes"), 0), _fmt(c.get("client_params"), 0),
+            _fmt(c.get("client_macs"), 0)]
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    out += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return out + [""]
+
+
+def _knob(r: Row) -> str:
+    return f"{r.knob}={r.knob_value:g}"
+
+
+def track_markdown(t: Track, replicates: int) -> list[str]:
+    lines = [f"## {t.scenario} · {t.backbone} @ {t.split}", ""]
+    ref = next((r for r in t.rows if r.defense == t.reference), None)
+    seeds = f"{len(t.seeds)} seed{'s' if len(t.seeds) != 1 else ''}"
+    lines.append(f"Reference `{t.reference}`" + (f" (utility {_est(ref.utility)})" if ref else "") +
+                 f". Each defense's ranked row is its most private knob setting whose validation utility is within "
+                 f"{t.budget:.3f} of the reference's. Privacy score = the worse of the attribute and reconstruction "
+                 f"leakage, each that of the strongest attack of its family (0 = no more than the floor, 1 = "
+                 f"everything; lower is better). Intervals: 95% bootstrap over eval samples ({seeds}, {replicates} "
+                 "replicates); a rank range means intervals overlap (a tie).")
+    lines.append("")
+    for f in t.flags:
+        lines += [f"**Not ranked:** {f}.", ""]
+    chosen = sorted(t.selected(), key=lambda r: (r.rank is None, r.privacy.value if not math.isnan(r.privacy.value)
+                                                 else math.inf))
+    head = ["rank", "defense", "knob", "privacy score", "attribute", "reconstruction", "utility", "Δutility",
+            "transfer", "vs reference", "tuned attacks", "client ms (b1 p50)", "bytes/sample", "client params",
+            "client MACs"]
+    rows = []
+    for r in chosen:
+        rank = _rank(r.rank)
+        if not r.white_box_client:
+            rank = "bb only"
+        elif not r.complete:
+            rank = "incomplete"
+        rows.append([rank, f"`{r.defense}`", _knob(r), _est(r.privacy, 2), _family_cell(r, "attribute"),
+                     _family_cell(r, "reconstruction"), _est(r.utility), _est(r.delta_utility),
+                     _family_cell(r, "transfer"), _fmt(r.relative, 2), r.tuned] + _cost_cells(r))
+    lines += ["### Ranking", ""] + _table(head, rows)
+    unchosen = sorted({r.defense for r in t.rows} - {r.defense for r in chosen})
+    if unchosen:
+        lines += ["Not ranked (no knob setting within the utility budget on validation data): "
+                  + ", ".join(f"`{d}`" for d in unchosen) + ".", ""]
+    bb = sorted([r for r in chosen if r.rank_blackbox], key=lambda r: r.privacy_blackbox.value)
+    if bb:
+        lines += ["### Black-box view", "",
+                  "Only attacks that need no client weights; defenses that deny attackers the client weights are "
+                  "ranked here only.", ""]
+        lines += _table(["rank", "defense", "knob", "black-box privacy score", "white-box access"],
+                        [[_rank(r.rank_blackbox), f"`{r.defense}`", _knob(r), _est(r.privacy_blackbox, 2),
+                          "given" if r.white_box_client else "denied"] for r in bb])
+    tr = sorted([r for r in chosen if r.rank_transfer], key=lambda r: r.family["transfer"].value)
+    if tr:
+        lines += ["### Transfer view", "",
+                  "Model specificity: the best unintended model's advantage over the task's majority rate "
+                  "(adaptive, i.e. fine-tuned on aux releases, where run); lower = more specific to the designated "
+                  "model. Not part of the privacy score.", ""]
         rows = []
-        for key, per_attack in summaries.items():
-            row: dict[str, object] = dict(zip(ROW, key))
-            for m in ("utility", "client_ms_b1_p50", "client_ms_bB_p50", "payload_bytes", "client_params",
-                      "client_macs"):
-                row[m] = _row_metric(per_attack, m)
-            row["delta_utility"] = row["utility"] - ref_utility if ref_keys else float("nan")
-            worst = -math.inf
-            incomplete = False  # a failed attack leaves the worst case unknown: the row is not ranked
-            for a in attacks:
-                s = per_attack[a]
-                if s["status"] != "ok":
-                    row[f"{a}"] = s["status"]
-                    row[f"{a}:norm"] = float("nan")
-                    incomplete |= s["status"] == "failed"
-                    continue
-                r = ref_sum.get(a, {})
-                norm = (normalized_leakage(s["leakage"], s["leakage_chance"], r["leakage"], r["leakage_chance"])
-                        if r.get("status") == "ok" else float("nan"))
-                row[a] = s["leakage"]
-                row[f"{a}:chance"] = s["leakage_chance"]
-                row[f"{a}:norm"] = norm
-                for extra in ("psnr", "suppression_ratio_max", "suppression_ratio_mean",
-                              "adaptive_suppression_ratio_max"):
-                    if extra in s:
-                        row[f"{a}:{extra}"] = s[extra]
-                if not math.isnan(norm):
-                    worst = max(worst, norm)
-            row["worst_norm_leakage"] = worst if worst > -math.inf and not incomplete else float("nan")
-            du = row["delta_utility"]
-            row["within_budget"] = bool(not math.isnan(du) and du >= -bud - 1e-12)
-            rows.append(row)
-        table = pd.DataFrame(rows)
-        ranked = table[table.within_budget & table.worst_norm_leakage.notna()].sort_values(
-            ["worst_norm_leakage", "utility"], ascending=[True, False])
-        table["rank"] = pd.Series(dtype="Int64")
-        for i, idx in enumerate(ranked.index, 1):
-            table.loc[idx, "rank"] = i
-        table = table.sort_values(["rank", "defense", "knob_value"], na_position="last").reset_index(drop=True)
-        table.attrs.update(budget=bud, reference=ref, attacks=attacks)
-        out.append((track, table))
-    return out
+        for r in tr:
+            s = r.attacks[r.family_attack["transfer"]].figures
+            rows.append([_rank(r.rank_transfer), f"`{r.defense}`", _knob(r), _family_cell(r, "transfer"),
+                         _fmt(s.get("transfer_advantage"), 2), _fmt(s.get("suppression_ratio_max"), 2),
+                         _fmt(s.get("adaptive_suppression_ratio_corrected", s.get("suppression_ratio_corrected")), 2)])
+        lines += _table(["rank", "defense", "knob", "transfer leakage", "plain advantage", "suppression ratio",
+                         "corrected SR"], rows)
+    lines += ["### Every knob setting", "",
+              "The privacy-utility curve: every setting run, the ranked one marked ✓. Attack cells: leakage on "
+              "the family's scale [interval] (raw figure); \"(tuned)\": the attack's configuration was chosen per "
+              "cell on the attacker's own aux data before it ran on eval.", ""]
+    head = (["defense", "knob", "✓", "val utility", "utility", "Δutility"]
+            + [f"{a} (tuned)" if t.tuned(a) else a for a in t.attacks] + ["privacy score"])
+    rows = []
+    for r in sorted(t.rows, key=lambda r: (r.defense != t.reference, r.defense, r.knob_value)):
+        rows.append([f"`{r.defense}`", _knob(r), "✓" if r.selected else "", _fmt(r.val_utility), _est(r.utility),
+                     _est(r.delta_utility)] + [_attack_cell(r, a) for a in t.attacks] + [_est(r.privacy, 2)])
+    lines += _table(head, rows)
+    notes = []
+    for a, fl in t.floors.items():
+        parts = []
+        if "attribute_floor" in fl:
+            parts.append(f"floor from the task label {_fmt(fl['attribute_floor'])}, majority rate "
+                         f"{_fmt(fl['attribute_majority'])}")
+        if "ssim_baseline" in fl:
+            parts.append(f"mean-aux-image SSIM {_fmt(fl['ssim_baseline'])}, {fl['psnr_baseline']:.1f} dB")
+        if "unintended_chance" in fl:
+            parts.append(f"task majority rate {_fmt(fl['unintended_chance'])}")
+        notes.append(f"{a}: {'; '.join(parts)}")
+    if notes:
+        lines += ["Floors (on the reference's eval samples): " + ". ".join(notes) + ".", ""]
+    if t.weak_attacks:
+        lines += ["Weak on this track (leakage interval on the reference reaches 0; not used for 'vs reference'): "
+                  + ", ".join(t.weak_attacks) + ".", ""]
+    return lines
 
 
-def _row_metric(per_attack: dict[str, dict], metric: str) -> float:
-    vals = [s[metric] for s in per_attack.values() if s.get("status") == "ok" and metric in s]
-    return float(sum(vals) / len(vals)) if vals else float("nan")
-
-
-def to_markdown(tables: list[tuple[tuple[str, str, str], pd.DataFrame]], title: str = "") -> str:
+def to_markdown(tracks: list[Track], title: str = "", manifest: dict[str, Any] | None = None,
+                replicates: int = 1000) -> str:
     lines = [f"# {title}" if title else "# splitbench leaderboard", ""]
-    for (scenario, backbone, split), t in tables:
-        attacks = t.attrs["attacks"]
-        lines.append(f"## {scenario} · {backbone} @ {split}")
-        lines.append("")
-        lines.append(f"Reference: `{t.attrs['reference']}`. Ranked by worst-case normalized leakage among rows "
-                     f"whose utility drop is at most {t.attrs['budget']:.3f}; leakage cells show the attack's "
-                     "headline number (normalized in brackets).")
-        lines.append("")
-        head = ["rank", "defense", "knob", "utility", "Δutility"] + attacks + ["worst norm. leakage",
-                                                                              "client ms (b1 p50)",
-                                                                              "bytes/sample", "client params",
-                                                                              "client MACs"]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "|".join(["---"] * len(head)) + "|")
-        for _, r in t.iterrows():
-            cells = [str(int(r["rank"])) if pd.notna(r["rank"]) else "–", f"`{r['defense']}`",
-                     f"{r['knob']}={r['knob_value']:g}", _fmt(r["utility"]), _fmt(r["delta_utility"], 3)]
-            for a in attacks:
-                v = r.get(a)
-                if isinstance(v, str):
-                    cells.append(v)
-                    continue
-                text = f"{_fmt(v)} ({_fmt(r.get(f'{a}:norm'), 2)})"
-                if f"{a}:psnr" in r and pd.notna(r.get(f"{a}:psnr")):
-                    text += f", {r[f'{a}:psnr']:.1f} dB"
-                if f"{a}:suppression_ratio_max" in r and pd.notna(r.get(f"{a}:suppression_ratio_max")):
-                    text += f", SR {_fmt(r[f'{a}:suppression_ratio_max'], 2)}"
-                cells.append(text)
-            cells += [_fmt(r["worst_norm_leakage"], 2), _fmt(r["client_ms_b1_p50"], 2),
-                      _fmt(r["payload_bytes"], 0), _fmt(r["client_params"], 0), _fmt(r["client_macs"], 0)]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        chance = {a: t[f"{a}:chance"].dropna().iloc[0] for a in attacks
-                  if f"{a}:chance" in t and t[f"{a}:chance"].notna().any()}
-        if chance:
-            lines.append("Chance levels: " + ", ".join(f"{a} {_fmt(c)}" for a, c in chance.items()) + ".")
-            lines.append("")
+    if manifest:
+        others = manifest.get("others") or []
+        lines += [f"Manifest `{manifest['manifest_id']}` ({len(manifest['cells'])} cells, written "
+                  f"{manifest.get('updated', '')[:19].replace('T', ' ')} UTC)"
+                  + (f"; other manifests in this folder: {', '.join(others)}" if others else "") + ".", ""]
+    for t in tracks:
+        lines += track_markdown(t, replicates)
     return "\n".join(lines)
 
 
-def to_csv(tables: list[tuple[tuple[str, str, str], pd.DataFrame]]) -> str:
-    frames = []
-    for (scenario, backbone, split), t in tables:
-        t = t.copy()
-        t.insert(0, "split", split)
-        t.insert(0, "backbone", backbone)
-        t.insert(0, "scenario", scenario)
-        frames.append(t)
-    if not frames:
-        return ""
-    return pd.concat(frames, ignore_index=True).to_csv(index=False)
+# -- CSV ---------------------------------------------------------------------------------------------------------------
+def _put(d: dict[str, Any], name: str, e: Estimate) -> None:
+    d[name], d[f"{name}_lo"], d[f"{name}_hi"] = e.value, e.lo, e.hi
 
 
+def to_frame(tracks: list[Track]) -> pd.DataFrame:
+    """One row per track and defense @ knob; each interval as ``_lo`` / ``_hi`` columns beside its value."""
+    out = []
+    for t in tracks:
+        for r in t.rows:
+            d: dict[str, Any] = {"scenario": t.scenario, "backbone": t.backbone, "split": t.split,
+                                 "defense": r.defense, "knob": r.knob, "knob_value": r.knob_value,
+                                 "selected": r.selected, "admissible": r.admissible,
+                                 "white_box_client": r.white_box_client, "complete": r.complete,
+                                 "rank_lo": r.rank[0] if r.rank else None, "rank_hi": r.rank[1] if r.rank else None,
+                                 "blackbox_rank_lo": r.rank_blackbox[0] if r.rank_blackbox else None,
+                                 "blackbox_rank_hi": r.rank_blackbox[1] if r.rank_blackbox else None,
+                                 "seeds": len(r.seeds)}
+            _put(d, "privacy", r.privacy)
+            _put(d, "privacy_blackbox", r.privacy_blackbox)
+            for fam in FAMILIES:
+                _put(d, fam, r.family.get(fam, Estimate(math.nan)))
+                d[f"{fam}_attack"] = r.family_attack.get(fam, "")
+            _put(d, "utility", r.utility)
+            _put(d, "delta_utility", r.delta_utility)
+            d["val_utility"], d["val_delta_utility"], d["relative"] = r.val_utility, r.val_delta_utility, r.relative
+            for a, s in r.attacks.items():
+                _put(d, f"{a}", s.leakage)
+                d[f"{a}_status"] = s.status
+            d.update(r.cost)
+            d["track_flags"] = "; ".join(t.flags)
+            out.append(d)
+    return pd.DataFrame(out)
+
+
+def to_csv(tracks: list[Track]) -> str:
+    frame = to_frame(tracks)
+    return frame.to_csv(index=False) if not frame.empty else ""
+
+
+# -- paper numbers --------------------------------------------------------------------------------------------------
 def paper_rows(frame: pd.DataFrame, numbers: list[dict]) -> list[dict]:
     """The paper's numbers beside ours: one row per paper number and (backbone, knob value) we ran for it."""
     rows = []
@@ -202,27 +285,27 @@ def paper_markdown(rows: list[dict], citation: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_run(run_dir: str | Path, fmt: str = "md", budget: float | None = None, write: bool = True) -> str:
-    """Build the leaderboard of a run directory; write leaderboard.md / .csv into it; return one of them."""
+def render_run(run_dir: str | Path, fmt: str = "md", budget: float | None = None, write: bool = True,
+               manifest: str | None = None, partial: bool = False, replicates: int | None = None,
+               reference: str | None = None) -> str:
+    """Build the leaderboard of one manifest of a run directory; write leaderboard.md / .csv into it; return one."""
     run_dir = Path(run_dir)
-    frame = load_frame(run_dir)
-    title = "splitbench leaderboard"
-    manifest = run_dir / "run.json"
-    paper: dict = {}
-    if manifest.is_file():
-        try:
-            meta = json.loads(manifest.read_text())
-            title += f" — suite `{meta.get('suite')}`"
-            paper = meta.get("paper") or {}
-        except (OSError, json.JSONDecodeError):
-            pass
-    tables = build_tables(frame, budget)
-    md, csv = to_markdown(tables, title), to_csv(tables)
-    if paper.get("numbers") and not frame.empty:
-        rows = paper_rows(frame, paper["numbers"])
-        md += "\n" + paper_markdown(rows, " ".join(str(paper.get("citation", "")).split()))
-        if write:
-            atomic_write_text(run_dir / "paper.csv", pd.DataFrame(rows).to_csv(index=False))
+    if budget is not None and not 0.0 <= budget <= 1.0:
+        raise SplitbenchError(f"--budget must be in [0, 1], got {budget}")
+    if replicates is not None and replicates < 1:
+        raise SplitbenchError(f"--bootstrap must be at least 1, got {replicates}")
+    tracks, man = build_tracks(run_dir, budget, reference, replicates, manifest, partial)
+    title = f"splitbench leaderboard — suite `{man.get('suite')}`"
+    md = to_markdown(tracks, title, man, man["presentation"]["bootstrap"])
+    csv = to_csv(tracks)
+    paper = man.get("paper") or {}
+    if paper.get("numbers"):
+        frame = load_frame(run_dir, man["manifest_id"], partial)
+        if not frame.empty:
+            rows = paper_rows(frame, paper["numbers"])
+            md += "\n" + paper_markdown(rows, " ".join(str(paper.get("citation", "")).split()))
+            if write:
+                atomic_write_text(run_dir / "paper.csv", pd.DataFrame(rows).to_csv(index=False))
     if write:
         atomic_write_text(run_dir / "leaderboard.md", md + "\n")
         atomic_write_text(run_dir / "leaderboard.csv", csv)

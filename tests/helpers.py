@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -55,10 +56,39 @@ def train_only(data: ScenarioData) -> ScenarioData:
     return dataclasses.replace(data, aux=Forbidden("aux"), eval=Forbidden("eval"))
 
 
-def make_target(defense, data, requires, trainer, cache=None, seed=0, backbone=None):
+def make_target(defense, data, requires, trainer, cache=None, seed=0, backbone=None, limit=None):
     """The :class:`~benchmark.interfaces.Target` an attack sees of a fitted, frozen ``defense`` on ``data`` (the
-    way the runner builds it), for tests that run an attack directly."""
+    way the runner builds it: the first ``limit`` eval samples released once, the attacker's aux split), for
+    tests that run an attack directly."""
     from benchmark.interfaces import Target
 
-    return Target(defense, data, frozenset(requires), trainer, utility=1.0,
-                  backbone=backbone or defense.backbone, cache=cache, seed=seed)
+    releases = trainer.map(lambda b: defense.release(b.x), data.eval, limit)
+    return Target(defense, frozenset(requires), trainer, releases, data.aux, data.info,
+                  backbone or defense.backbone, cache=cache, seed=seed)
+
+
+@contextlib.contextmanager
+def float64(defense):
+    """Run a defense and everything an attack creates in float64, where rounding noise is far below Adam's eps
+    (in float32, Adam's normalised steps turn the last-bit differences of batched vs single computations into
+    visible drift after enough steps, so float32 agreement would only be checkable for a handful of steps)."""
+    defense = defense.double()
+    plain = type(defense).release
+    defense.release = lambda x: plain(defense, x.double())
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield defense
+    finally:
+        torch.set_default_dtype(old)
+        del defense.release
+        defense.float()
+
+
+def reconstruction_scores_of(out, data):
+    """PSNR / SSIM of an attack's reconstructions of the first eval images, beside the attacker's mean aux image."""
+    from benchmark.metrics import reconstruction_scores
+
+    truth = data.eval.images[out.index].float() / 255.0
+    baseline = (data.aux.images.float() / 255.0).mean(0, keepdim=True)
+    return reconstruction_scores(out.images, truth, baseline)

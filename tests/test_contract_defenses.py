@@ -61,6 +61,7 @@ def test_config_is_frozen_with_help_and_knob(name):
     assert "train" in fields
     hints = typing.get_type_hints(cls.Config)
     assert hints[cls.knob] in (float, int), "the knob must be a number"
+    assert cls.knob_more_private in ("higher", "lower"), "declare which end of the knob is the more private one"
     for f in fields.values():
         if f.name != "train":
             assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
@@ -69,7 +70,7 @@ def test_config_is_frozen_with_help_and_knob(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_reads_train_only_and_release_serves_the_task(name, fitted, tiny_data):
-    d = fitted(name)  # fit() ran on data whose aux and eval splits fail on any access
+    d = fitted(name)  # fit() ran on data whose aux and eval splits fail on any access (val is the defender's)
     x = tiny_data.info.normalize(tiny_data.eval.images[:8])
     with torch.no_grad():
         z = d.release(x)

@@ -1,11 +1,13 @@
-"""Cross-model transfer: the suppression ratio in a record is computed from the unintended accuracies in the same
-record, unintended models are trained once and then come from the cache, image-shaped releases need no white
-box and share one unintended set across defenses, and activation releases need the client's weights."""
+"""Cross-model transfer: the suppression ratios in a record are computed from the unintended accuracies in the same
+record, unintended models are trained once (on the attacker's aux images) and then come from the cache,
+image-shaped releases need no white box and share one unintended set across defenses, and activation releases
+need the client's weights."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from torch import nn
 
@@ -13,11 +15,11 @@ import benchmark
 from attacks.cross_model import CrossModelConfig, CrossModelTransfer
 from benchmark.backbones import BackboneSpec, fresh_model
 from benchmark.cache import ModelCache
-from benchmark.interfaces import Access, Defense, ReleaseKind, Target
+from benchmark.interfaces import Access, Defense, ReleaseKind
 from benchmark.registry import DEFENSES
-from benchmark.runner import score_attack
+from benchmark.scoring import scorer_for
 from benchmark.trainer import Trainer
-from tests.helpers import smoke_defense
+from tests.helpers import make_target, smoke_defense
 
 SUITE = """
 name: t
@@ -53,9 +55,9 @@ def test_suppression_ratio_is_computed_from_the_numbers_in_the_record(first_run)
             assert m[f"{prefix}unintended_acc_max"] == pytest.approx(max(accs))
             assert m[f"{prefix}unintended_acc_mean"] == pytest.approx(sum(accs) / 2)
             assert m[f"{prefix}suppression_ratio_max"] == pytest.approx(m["utility"] / m[f"{prefix}unintended_acc_max"])
-            assert m[f"{prefix}suppression_ratio_mean"] == pytest.approx(
-                m["utility"] / m[f"{prefix}unintended_acc_mean"])
-        assert m["leakage"] == m["unintended_acc_max"] and m["leakage_chance"] == m["unintended_chance"]
+            c = m["unintended_chance"]
+            assert m[f"{prefix}transfer_advantage"] == pytest.approx((m[f"{prefix}unintended_acc_max"] - c) / (1 - c))
+        assert m["leakage"] == m["adaptive_transfer_advantage"]  # the adaptive attacker is the headline
         assert rec["budget"]["models"] == ["test_resnet", "test_efficientnet"] and rec["budget"]["epochs"] == 1
 
 
@@ -115,14 +117,20 @@ def test_image_releases_need_no_white_box_and_share_one_unintended_set(tiny_data
     for mirror in (False, True):
         d = ImageRelease({"mirror": mirror}, BackboneSpec("test_resnet", "layer1"), tiny_data.info).eval()
         trainer = Trainer("cpu", seed=0, progress=False)
-        target = Target(d, tiny_data, access, trainer, 0.8, d.backbone, cache=cache, seed=0)
+        target = make_target(d, tiny_data, access, trainer, cache=cache)
         assert attack.applicable(target) is None
         outs[mirror] = attack.run(target, trainer)
         if not mirror:  # the second defense must reuse the unintended model trained for the first
             monkeypatch.setattr(CrossModelTransfer, "_train", lambda *a, **k: pytest.fail("retrained"))
     assert len(list((tmp_path / "unintended").glob("*.safetensors"))) == 1
     assert outs[True].extra_task_predictions is None
-    m = score_attack(CrossModelTransfer.kind, outs[False], tiny_data, 0.8)
+    from benchmark.evaluation import ModelEvaluation
+    from benchmark.runner import Runner
+
+    n = len(tiny_data.eval)
+    ev = ModelEvaluation(np.full(n, 0.8, dtype=np.float32), np.ones(1, dtype=np.float32), [], 0.0)
+    truth = Runner.truth(tiny_data, np.arange(n), ev, CrossModelTransfer.kind)
+    m, _ = scorer_for(CrossModelTransfer.kind).score(outs[False], truth)
     assert m["suppression_ratio_max"] == pytest.approx(0.8 / m["unintended_acc/test_resnet"])
 
 
@@ -131,7 +139,7 @@ def test_activation_releases_need_the_client_weights(tiny_data, tiny_backbone, t
         white_box_client = False
 
     d = smoke_defense(Sealed, tiny_backbone, tiny_data.info)
-    target = Target(d, tiny_data, CrossModelTransfer.requires, trainer, 0.9, tiny_backbone)
+    target = make_target(d, tiny_data, CrossModelTransfer.requires, trainer)
     reason = CrossModelTransfer(CrossModelConfig(), seed=0).applicable(target)
     assert reason and "client weights" in reason
 

@@ -18,32 +18,39 @@ from attacks.deep_image_prior import (
     SkipGenerators,
     levels_for,
 )
+from benchmark.interfaces import Access
 from benchmark.trainer import Trainer
-from tests.test_optimization import fitted_no_pruning, float64, scores, white_box_target
+from tests.helpers import fitted_frozen, float64, make_target, reconstruction_scores_of
 
-SMALL = DeepImagePriorConfig(max_images=4, steps=100, lr=0.02, channels=(8, 16), kernels=(3, 3), code_channels=8)
+SMALL = DeepImagePriorConfig(steps=100, lr=0.02, channels=(8, 16), kernels=(3, 3), code_channels=8)
 
 
 @pytest.fixture(scope="module")
-def shallow(tiny_data):
-    return fitted_no_pruning(tiny_data)
+def shallow(tiny_data, tiny_backbone):
+    """no_pruning on the quick suite's own backbone (test_resnet @ layer1), trained one epoch on the tiny data."""
+    return fitted_frozen("no_pruning", tiny_backbone, tiny_data)
+
+
+def white_box_target(defense, data, trainer, images):
+    return make_target(defense, data, {Access.WHITE_BOX}, trainer, limit=images)
 
 
 def test_dip_recovers_the_input_far_better_than_a_constant_image(shallow, tiny_data, trainer):
-    target = white_box_target(shallow, tiny_data, trainer)
+    target = white_box_target(shallow, tiny_data, trainer, 4)
     out = DeepImagePrior(SMALL, seed=0).run(target, trainer)
     assert out.images.shape == (4, 3, 32, 32) and out.images.min() >= 0 and out.images.max() <= 1
-    s = scores(out, tiny_data)
-    assert s["psnr"] > s["psnr_baseline"] + 8.0, s
-    assert s["ssim"] > s["ssim_baseline"] + 0.4, s
+    s = reconstruction_scores_of(out, tiny_data)
+    # on the quick suite's ReLU client, trained one epoch on 102 images, 100 steps of a small generator
+    assert s["psnr"] > s["psnr_baseline"] + 2.0, s
+    assert s["ssim"] > s["ssim_baseline"] + 0.3, s
     assert out.budget["levels"] == 2 and out.budget["steps"] == 100 and out.budget["images"] == 4
 
 
 def test_generators_fitted_together_equal_generators_fitted_alone(shallow, tiny_data):
     trainer = Trainer("cpu", seed=0, progress=False)
-    cfg = dataclasses.replace(SMALL, max_images=3, steps=25)
+    cfg = dataclasses.replace(SMALL, steps=25)
     with float64(shallow) as d64:
-        target = white_box_target(d64, tiny_data, trainer)
+        target = white_box_target(d64, tiny_data, trainer, 3)
         together = DeepImagePrior(dataclasses.replace(cfg, batch_size=3), seed=5).run(target, trainer)
         alone = DeepImagePrior(dataclasses.replace(cfg, batch_size=1), seed=5).run(target, trainer)
     torch.testing.assert_close(together.images, alone.images, atol=1e-6, rtol=0)
@@ -185,9 +192,9 @@ def test_input_noise_is_per_image_and_changes_the_fit(shallow, tiny_data):
     """With input noise, a batch still equals its images fitted alone (each image draws from its own stream),
     and the noise does change what is fitted."""
     trainer = Trainer("cpu", seed=0, progress=False)
-    cfg = dataclasses.replace(SMALL, max_images=2, steps=12, input_noise=((8, 0.5),))
+    cfg = dataclasses.replace(SMALL, steps=12, input_noise=((8, 0.5),))
     with float64(shallow) as d64:
-        target = white_box_target(d64, tiny_data, trainer)
+        target = white_box_target(d64, tiny_data, trainer, 2)
         together = DeepImagePrior(dataclasses.replace(cfg, batch_size=2), seed=5).run(target, trainer)
         alone = DeepImagePrior(dataclasses.replace(cfg, batch_size=1), seed=5).run(target, trainer)
         quiet = DeepImagePrior(dataclasses.replace(cfg, batch_size=2, input_noise=()), seed=5).run(target, trainer)

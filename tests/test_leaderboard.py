@@ -1,88 +1,229 @@
-"""Leaderboard ranking: worst-case normalized leakage at iso-utility."""
+"""Leaderboard math on hand-made records: strongest attack per family on fixed scales, privacy score with
+intervals, knob selection on validation data only, threat-model views, guards, manifests, bad input."""
 
 from __future__ import annotations
 
+import json
 import math
 
-import pandas as pd
+import numpy as np
+import pytest
 
-from leaderboard.render import build_tables, to_csv, to_markdown
-
-
-def row(defense, knob_value, attack, utility, leakage, chance, status="ok"):
-    r = {"scenario": "s", "backbone": "b", "split": "l1", "defense": defense, "knob": "r", "knob_value": knob_value,
-         "attack": attack, "seed": 0, "reference": "ref", "utility_budget": 0.02, "status": status}
-    if status == "ok":
-        r.update({"m.utility": utility, "m.leakage": leakage, "m.leakage_chance": chance,
-                  "m.client_ms_b1_p50": 1.0, "m.client_ms_bB_p50": 0.1, "m.payload_bytes": 100.0,
-                  "m.client_params": 10.0, "m.client_macs": 1000.0})
-    return r
+from benchmark.errors import SplitbenchError
+from leaderboard.render import build_tracks, render_run, to_csv
+from tests.fake_runs import FakeCell, write_run
 
 
-def frame():
-    rows = [
-        row("ref", 0, "attr", 0.90, 0.80, 0.10), row("ref", 0, "recon", 0.90, 0.90, 0.30),
-        # within budget, leaks half as much on attr, as much on recon -> worst = 1.0
-        row("a", 0.5, "attr", 0.89, 0.45, 0.10), row("a", 0.5, "recon", 0.89, 0.90, 0.30),
-        # within budget, leaks less on both -> worst = 0.5 -> rank 1
-        row("b", 0.5, "attr", 0.885, 0.45, 0.10), row("b", 0.5, "recon", 0.885, 0.60, 0.30),
-        # leaks least but drops 10 points -> unranked
-        row("c", 0.9, "attr", 0.80, 0.10, 0.10), row("c", 0.9, "recon", 0.80, 0.30, 0.30),
-        # an attack that failed
-        row("d", 0.1, "attr", 0.90, 0.2, 0.10), row("d", 0.1, "recon", 0.9, 0, 0, status="failed"),
-    ]
-    return pd.DataFrame(rows)
+def cells(defense, knob, attr=None, recon=None, wb_recon=None, xfer=None, **kw):
+    out = []
+    for attack, value in (("attr", attr), ("recon", recon), ("wb_recon", wb_recon), ("xfer", xfer)):
+        if value is not None:
+            out.append(FakeCell(defense, knob, attack, value, **kw))
+    return out
 
 
-def test_ranking_by_worst_case_within_budget():
-    (track, t), = build_tables(frame())
-    assert track == ("s", "b", "l1")
-    by = t.set_index("defense")
-    assert by.loc["ref", "attr:norm"] == 1.0
-    assert math.isclose(by.loc["a", "attr:norm"], 0.5)
-    assert math.isclose(by.loc["b", "worst_norm_leakage"], 0.5)
-    assert math.isclose(by.loc["a", "worst_norm_leakage"], 1.0)
-    assert by.loc["b", "rank"] == 1 and by.loc["a", "rank"] in (2, 3) and by.loc["ref", "rank"] in (2, 3)
-    assert pd.isna(by.loc["c", "rank"]) and not by.loc["c", "within_budget"]
-    assert math.isclose(by.loc["c", "delta_utility"], -0.10)
-    assert by.loc["d", "recon"] == "failed"
-    assert pd.isna(by.loc["d", "rank"]) and pd.isna(by.loc["d", "worst_norm_leakage"])
+def only_track(run_dir, **kw):
+    (t,), _ = build_tracks(run_dir, **kw)
+    return t
 
 
-def test_budget_can_be_widened():
-    (_, t), = build_tables(frame(), budget=0.2)
-    assert t.set_index("defense").loc["c", "rank"] == 1
+def row(track, defense, knob=None):
+    rows = [r for r in track.rows if r.defense == defense and (knob is None or r.knob_value == knob)]
+    assert len(rows) == 1, rows
+    return rows[0]
 
 
-def test_markdown_and_csv():
-    tables = build_tables(frame())
-    md = to_markdown(tables, "x")
-    assert "## s · b @ l1" in md and "| 1 | `b` |" in md and "failed" in md
-    csv = to_csv(tables)
-    assert csv.splitlines()[0].startswith("scenario,backbone,split,rank") or "worst_norm_leakage" in csv
+def test_the_strongest_attack_of_each_family_sets_the_row_and_a_weak_reference_cannot_inflate_it(tmp_path):
+    # The weak white-box attack barely beats its floor on the reference (SSIM 0.31 vs 0.30): under the old
+    # normalisation by the reference it would have made `a` look 3x worse than no defense.
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8, wb_recon=0.31, utility=0.95)
+              + cells("a", 0.5, attr=0.3, recon=0.5, wb_recon=0.33, utility=0.95))
+    t = only_track(tmp_path)
+    a = row(t, "a")
+    assert a.family_attack["reconstruction"] == "recon"
+    assert a.family["reconstruction"].value == pytest.approx((0.5 - 0.3) / 0.7)
+    assert a.family["attribute"].value == pytest.approx((0.3 - 0.2) / 0.8)  # floor from the task label: 0.2
+    assert a.privacy.value == pytest.approx(max((0.5 - 0.3) / 0.7, 0.1 / 0.8))
+    assert a.privacy.value <= 1.0 and a.privacy.lo <= a.privacy.value <= a.privacy.hi
+    assert "wb_recon" in t.weak_attacks  # its interval on the reference reaches 0
 
 
-def test_an_infinite_suppression_ratio_survives_the_json_record(tmp_path):
-    """JSON has no infinity: a suppression ratio over zero unintended accuracy is stored as a stand-in and comes
-    back as inf, printed as the infinity sign rather than a 309-digit number."""
-    from benchmark.records import load_frame, read_record, write_record
+def test_ranks_are_ranges_when_intervals_overlap(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.95, recon=0.9, utility=0.9)
+              + cells("a", 0.5, attr=0.30, recon=0.35, utility=0.9)
+              + cells("b", 0.5, attr=0.31, recon=0.36, utility=0.9))
+    t = only_track(tmp_path)
+    a, b, ref = row(t, "a"), row(t, "b"), row(t, "ref")
+    assert a.rank == (1, 2) and b.rank == (1, 2)  # a tie: their intervals overlap
+    assert ref.rank == (3, 3)
+    md = render_run(tmp_path, write=False)
+    assert "| 1–2 | `a` |" in md and "| 3 | `ref` |" in md
 
-    def record(defense, unintended, ratio):
-        cfg = {"scenario": {"name": "s"}, "backbone": {"name": "b", "split": "l1"},
-               "defense": {"name": defense, "knob": "r", "knob_value": 0},
-               "attack": {"name": "cross_model", "kind": "transfer"}, "seed": 0, "reference": "ref",
-               "utility_budget": 0.02}
-        metrics = {"utility": 0.9, "leakage": unintended, "leakage_chance": 0.1, "suppression_ratio_max": ratio,
-                   "client_ms_b1_p50": 1.0, "payload_bytes": 10.0, "client_params": 1.0, "client_macs": 1.0}
-        write_record(tmp_path / "records" / f"{defense}.json",
-                     {"status": "ok", "cell_id": defense, "config": cfg, "config_hash": defense, "metrics": metrics,
-                      "budget": {}, "env": {"device": "cpu"}})
 
+def test_knob_selection_reads_validation_utility_only(tmp_path):
+    # On eval the 0.9 setting looks fine (utility 0.95) but on validation it drops 10 points: the defender,
+    # who may not look at eval, must pick 0.5. The reverse for the 0.7 setting.
+    run = cells("ref", 0, attr=0.9, recon=0.8, utility=0.95, val_utility=0.95)
+    run += cells("d", 0.5, attr=0.6, recon=0.6, utility=0.80, val_utility=0.94)
+    run += cells("d", 0.7, attr=0.5, recon=0.5, utility=0.80, val_utility=0.90)
+    run += cells("d", 0.9, attr=0.2, recon=0.3, utility=0.95, val_utility=0.85)
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    chosen = [r for r in t.rows if r.defense == "d" and r.selected]
+    assert [r.knob_value for r in chosen] == [0.5]
+    assert not row(t, "d", 0.9).admissible and row(t, "d", 0.5).admissible
+
+
+def test_knob_selection_follows_the_declared_private_end(tmp_path):
+    run = cells("ref", 0, attr=0.9, recon=0.8)
+    run += cells("keep", 0.1, attr=0.3, recon=0.4, more_private="lower")
+    run += cells("keep", 0.5, attr=0.6, recon=0.6, more_private="lower")
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    assert row(t, "keep", 0.1).selected and not row(t, "keep", 0.5).selected
+
+
+def test_a_defense_denying_white_box_access_is_ranked_only_in_the_black_box_view(tmp_path):
+    run = cells("ref", 0, attr=0.9, recon=0.8, wb_recon=0.9)
+    run += cells("open", 0.5, attr=0.5, recon=0.6, wb_recon=0.7)
+    closed = cells("closed", 0.5, attr=0.3, recon=0.35)
+    closed.append(FakeCell("closed", 0.5, "wb_recon", status="not_applicable", white_box_client=False))
+    for c in closed:
+        c.white_box_client = False
+    write_run(tmp_path, run + closed)
+    t = only_track(tmp_path)
+    c = row(t, "closed")
+    assert c.rank is None and c.rank_blackbox is not None
+    assert row(t, "open").rank is not None
+    md = render_run(tmp_path, write=False)
+    assert "| bb only | `closed` |" in md
+
+
+def test_a_failed_attack_leaves_the_row_unranked_and_a_missing_family_is_skipped(tmp_path):
+    run = cells("ref", 0, recon=0.8)  # no attribute attack run at all: the attribute family is simply absent
+    run += cells("a", 0.5, recon=0.4)
+    run.append(FakeCell("b", 0.5, "recon", status="failed"))
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    assert row(t, "a").privacy.value == pytest.approx((0.4 - 0.3) / 0.7)
+    assert "attribute" not in row(t, "a").family
+    b = row(t, "b")
+    assert not b.complete and b.rank is None and math.isnan(b.privacy.value)
+
+
+def test_not_applicable_attribute_attacks_leave_reconstruction_as_the_score(tmp_path):
+    run = cells("ref", 0, recon=0.8) + cells("a", 0.5, recon=0.5)
+    run += [FakeCell("ref", 0, "attr", status="not_applicable"), FakeCell("a", 0.5, "attr", status="not_applicable")]
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    assert row(t, "a").complete and row(t, "a").privacy.value == pytest.approx(0.2 / 0.7)
+
+
+def test_delta_utility_is_paired_over_the_seeds_both_rows_have(tmp_path):
+    run = cells("ref", 0, attr=0.9, utility=0.9, seed=0)
+    run += cells("a", 0.5, attr=0.5, utility=0.8, seed=0) + cells("a", 0.5, attr=0.5, utility=0.6, seed=1)
+    write_run(tmp_path, run)
+    a = row(only_track(tmp_path), "a")
+    assert a.seeds == (0, 1)
+    assert a.delta_utility.value == pytest.approx(-0.1)  # seed 1 has no reference: not in the pairing
+    assert a.utility.value == pytest.approx(0.7)         # but it counts for utility itself
+
+
+def test_two_seeds_widen_the_interval_when_they_disagree(tmp_path):
+    one = tmp_path / "one"
+    write_run(one, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5, seed=0))
+    two = tmp_path / "two"
+    write_run(two, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.3, seed=0) + cells("a", 0.5, attr=0.7, seed=1))
+    w1 = row(only_track(one), "a").family["attribute"]
+    w2 = row(only_track(two), "a").family["attribute"]
+    assert w1.value == pytest.approx(w2.value)
+    assert (w2.hi - w2.lo) > 1.5 * (w1.hi - w1.lo)
+
+
+def test_missing_reference_and_a_reference_at_chance_are_flagged_and_not_ranked(tmp_path):
+    write_run(tmp_path / "noref", cells("a", 0.5, attr=0.5) + cells("b", 0.5, attr=0.4))
+    t = only_track(tmp_path / "noref")
+    assert t.flags and all(r.rank is None for r in t.rows)
+    # task labels alternate, so the majority rate is 0.5; a reference at 0.52 on 200 samples is not clearly above
+    write_run(tmp_path / "chance", cells("ref", 0, attr=0.9, utility=0.52) + cells("a", 0.5, attr=0.4, utility=0.62))
+    t = only_track(tmp_path / "chance")
+    assert any("not clearly above task chance" in f for f in t.flags)
+    assert all(r.rank is None for r in t.rows)
+    assert "**Not ranked:**" in render_run(tmp_path / "chance", write=False)
+
+
+def test_a_second_run_with_other_settings_is_a_new_manifest_and_never_mixed_in(tmp_path):
+    first = write_run(tmp_path, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5))
+    second = write_run(tmp_path, cells("ref", 0, attr=0.9, seed=1) + cells("a", 0.5, attr=0.3, seed=1))
+    assert first != second
+    t, man = build_tracks(tmp_path)
+    assert man["manifest_id"] == second and man["others"] == [first]
+    assert row(t[0], "a").seeds == (1,)  # the first run's records are not averaged in as another seed
+    t_old, _ = build_tracks(tmp_path, manifest=first)
+    assert row(t_old[0], "a").seeds == (0,)
+    assert f"other manifests in this folder: {first}" in render_run(tmp_path, write=False)
+
+
+def test_csv_has_a_column_per_family_with_interval_bounds(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8, xfer=0.9) + cells("a", 0.5, attr=0.5, recon=0.5,
+                                                                                xfer=0.6))
+    header = to_csv(build_tracks(tmp_path)[0]).splitlines()[0].split(",")
+    for col in ("privacy", "attribute", "reconstruction", "transfer", "utility", "delta_utility"):
+        assert col in header and f"{col}_lo" in header and f"{col}_hi" in header
+
+
+def test_transfer_is_its_own_view_and_not_part_of_the_privacy_score(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9, xfer=0.95) + cells("a", 0.5, attr=0.3, xfer=0.99))
+    a = row(only_track(tmp_path), "a")
+    assert a.family["transfer"].value == pytest.approx((0.99 - 0.5) / 0.5)
+    assert a.privacy.value == pytest.approx(0.1 / 0.8)
+    assert a.rank_transfer is not None
+
+
+def test_the_attribute_scale_is_undefined_when_the_task_determines_the_attribute():
+    from benchmark.scoring.attribute import AttributeScorer
+
+    n = 50
+    task = np.arange(n) % 2
+    samples = {"sample": np.arange(n), "correct": np.ones(n), "task": task, "sensitive": task.copy()}
+    point = AttributeScorer().point(samples)
+    assert point["attribute_floor"] == 1.0 and math.isnan(point["leakage"])
+
+
+# -- bad input -------------------------------------------------------------------------------------------------------
+def test_a_run_without_manifest_is_one_clear_error(tmp_path):
     (tmp_path / "records").mkdir()
-    record("ref", 0.9, 1.0)
-    record("wall", 0.0, math.inf)
-    assert read_record(tmp_path / "records" / "wall.json")["metrics"]["suppression_ratio_max"] < math.inf
-    frame = load_frame(tmp_path)
-    assert frame.set_index("defense").loc["wall", "m.suppression_ratio_max"] == math.inf
-    md = to_markdown(build_tables(frame))
-    assert "SR ∞" in md and "1e+308" not in md and "000,000,000" not in md
+    with pytest.raises(SplitbenchError, match="no run manifest"):
+        render_run(tmp_path, write=False)
+
+
+def test_a_manifest_naming_a_missing_record_names_the_file(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5))
+    victim = sorted((tmp_path / "records").glob("*a@0.5*.json"))[0]
+    victim.unlink()
+    with pytest.raises(SplitbenchError, match=victim.name):
+        render_run(tmp_path, write=False)
+    assert "`a`" not in render_run(tmp_path, write=False, partial=True).split("### Ranking")[1].split("###")[0]
+
+
+def test_a_tampered_outcomes_file_is_refused_with_its_name(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5))
+    npz = sorted((tmp_path / "records").glob("*a@0.5*.npz"))[0]
+    npz.write_bytes(npz.read_bytes() + b"x")
+    with pytest.raises(SplitbenchError, match=npz.name):
+        render_run(tmp_path, write=False)
+
+
+@pytest.mark.parametrize("kw, match", [({"budget": 1.5}, "budget"), ({"budget": -0.1}, "budget"),
+                                       ({"replicates": 0}, "bootstrap")])
+def test_bad_presentation_settings(tmp_path, kw, match):
+    write_run(tmp_path, cells("ref", 0, attr=0.9))
+    with pytest.raises(SplitbenchError, match=match):
+        render_run(tmp_path, write=False, **kw)
+
+
+def test_the_manifest_lists_exactly_the_cells(tmp_path):
+    mid = write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8))
+    man = json.loads((tmp_path / "manifests" / f"{mid}.json").read_text())
+    assert sorted(man["cells"]) == sorted(p.name for p in (tmp_path / "records").glob("*.json"))
+    assert man["presentation"]["utility_budget"] == 0.02

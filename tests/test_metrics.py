@@ -69,14 +69,11 @@ def test_reconstruction_scores_include_the_constant_baseline():
     assert s["psnr"] > s["psnr_baseline"] and s["ssim"] > s["ssim_baseline"]
 
 
-def test_accuracy_chance_and_normalized_leakage():
+def test_accuracy_and_chance():
     y = torch.tensor([0, 0, 0, 1])
     assert M.accuracy(torch.tensor([0, 0, 1, 1]), y) == 0.75
     assert M.accuracy(torch.tensor([[2.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 3.0]]), y) == 0.75
     assert M.chance_rate(y) == 0.75
-    assert M.normalized_leakage(0.5, 0.1, 0.9) == pytest.approx(0.5)
-    assert M.normalized_leakage(0.1, 0.1, 0.9) == 0.0
-    assert math.isnan(M.normalized_leakage(0.3, 0.1, 0.1))
 
 
 def test_suppression_ratio():

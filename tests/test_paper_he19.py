@@ -15,7 +15,7 @@ from benchmark.suite import expand, load_suite
 from tests.fixtures import write_cifar10
 
 TINY = {"train.epochs": 1, "train.batch_size": 16, "attack.optimization.steps": 2,
-        "attack.optimization.max_images": 4, "attack.inversion_decoder.epochs": 1}
+        "attack.inversion_decoder.epochs": 1, "eval_counts.reconstruction": 4}
 
 
 def test_paper_he19_is_the_papers_setting():

@@ -36,7 +36,7 @@ def test_paper_dcp_is_the_papers_setting():
     assert nums[("dynamic_channel_pruning", "attribute_accuracy")] == 0.20
     assert nums[("random_pruning", "attribute_accuracy")] == 0.43
     assert nums[("no_pruning", "attribute_accuracy")] == 0.40
-    assert nums[("no_pruning", "attribute_chance")] == 0.14
+    assert nums[("no_pruning", "attribute_majority")] == 0.14
 
 
 def test_paper_latent_is_the_papers_setting():

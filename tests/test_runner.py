@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 import benchmark
+from benchmark.errors import SplitbenchError
 from benchmark.records import SCHEMA_VERSION, iter_records, load_frame
 from benchmark.registry import ATTACKS, DEFENSES, load_plugin
 
@@ -15,6 +16,8 @@ TINY = textwrap.dedent("""
     name: tiny
     description: a tiny suite for tests
     reference: no_pruning
+    eval_counts: {reconstruction: 8}
+    release_draws: 2
     seeds: [0]
     scenarios:
       - {name: digits, config: {max_samples: 200}}
@@ -120,7 +123,7 @@ FAILING = textwrap.dedent('''
                 raise RuntimeError("attack exploded")
             if self.config.mode == "interrupt":
                 raise KeyboardInterrupt
-            n = 4
+            n = target.num_eval
             return AttackOutput(index=torch.arange(n), images=torch.full((n, *target.image_shape), float("nan")),
                                 budget={{"steps": 0}})
 
@@ -183,7 +186,7 @@ def test_interrupted_run_keeps_finished_records_and_resumes(suite_file, tmp_path
         benchmark.run(str(suite_file), out=out, defenses=["no_pruning"],
                       attacks=["attribute_inference", f"{broken}_attack"],
                       overrides={f"attack.{broken}_attack.mode": "interrupt"}, progress=False)
-    done = list(iter_records(out))
+    done = list(iter_records(out, partial=True))  # the manifest names the cell the interrupt cut short
     assert len(done) == 1 and done[0][1]["status"] == "ok"
     assert not list((out / "records").glob(".*.tmp"))
     resumed = benchmark.run(str(suite_file), out=out, defenses=["no_pruning"], attacks=["attribute_inference"],
@@ -214,7 +217,7 @@ def test_attribute_attack_is_not_applicable_without_a_sensitive_attribute(suite_
 def test_manifest_names_the_suite(finished_run):
     root, _ = finished_run
     manifest = json.loads((root / "out" / "run.json").read_text())
-    assert manifest["suite"] == "tiny" and manifest["cells"] == 4
+    assert manifest["suite"] == "tiny" and len(manifest["cells"]) == 4
 
 
 def test_paper_numbers_are_shown_beside_ours(suite_file, tmp_path):
@@ -237,3 +240,73 @@ def test_paper_numbers_are_shown_beside_ours(suite_file, tmp_path):
     assert f"| 0.400 | {ours:.3f} | {ours - 0.40:+.3f} |" in md
     assert "| not run | – |" in md  # random_pruning was not run at knob 0.9
     assert (out / "paper.csv").is_file()
+
+
+def test_records_carry_per_sample_outcomes_with_a_checksum(finished_run):
+    import numpy as np
+
+    from benchmark.records import read_outcomes
+
+    root, _ = finished_run
+    for path, rec in iter_records(root / "out"):
+        out = read_outcomes(path, rec)
+        n_eval = rec["metrics"]["eval_samples"]
+        assert out["model/utility"].shape == (n_eval,) and out["model/task"].shape == (n_eval,)
+        assert np.isclose(out["model/utility"].mean(), rec["metrics"]["utility"])
+        assert np.isclose(out["model/val_utility"].mean(), rec["metrics"]["val_utility"])
+        if rec["config"]["attack"]["kind"] == "reconstruction":
+            assert len(out["attack/sample"]) == rec["config"]["eval"]["count"] == 8 == rec["samples"]["eval"]
+        if rec["config"]["defense"]["name"] == "random_pruning":  # stochastic: averaged over the suite's draws
+            assert rec["metrics"]["release_draws"] == 2 and rec["samples"]["draws"] == 2
+            assert set(np.unique(out["model/utility"])) <= {0.0, 0.5, 1.0}
+
+
+def test_an_eval_count_larger_than_the_eval_split_is_one_line_naming_the_key(suite_file, tmp_path):
+    with pytest.raises(SplitbenchError, match=r"eval_counts.reconstruction = 5000 exceeds the eval split"):
+        benchmark.run(str(suite_file), out=tmp_path / "out", overrides={"eval_counts.reconstruction": 5000},
+                      progress=False)
+    assert not (tmp_path / "out" / "records").exists()  # nothing trained, nothing written
+
+
+def test_a_new_budget_reruns_nothing_and_writes_a_new_manifest(finished_run):
+    root, _ = finished_run
+    again = benchmark.run(str(root / "tiny.yaml"), out=root / "out", overrides={"utility_budget": 0.1},
+                          progress=False)
+    assert again.skipped == again.total == 4 and again.models_trained == 0
+    manifests = sorted((root / "out" / "manifests").glob("*.json"))
+    assert len(manifests) >= 2
+    budgets = {json.loads(p.read_text())["presentation"]["utility_budget"] for p in manifests}
+    assert {0.02, 0.1} <= budgets
+
+
+def test_the_model_cache_key_names_device_precision_and_versions(finished_run):
+    import torch
+
+    from benchmark.runner import model_cache_key
+    from benchmark.scenarios.digits import Digits, DigitsConfig
+    from benchmark.suite import expand, load_suite
+
+    root, _ = finished_run
+    spec, _ = expand(load_suite(str(root / "tiny.yaml")))[0]
+    data = Digits(DigitsConfig(max_samples=200)).load()
+    key = model_cache_key(spec, data, torch.device("cpu"), amp=False)
+    assert key["device_type"] == "cpu" and key["precision"] == "fp32"
+    assert {"torch", "timm", "splitbench"} <= set(key)
+    assert model_cache_key(spec, data, torch.device("cpu"), amp=True)["precision"] != key["precision"]
+
+
+def test_reconstruction_cells_save_a_small_gallery_png(finished_run):
+    from PIL import Image
+
+    from benchmark.records import sha256_file
+
+    root, _ = finished_run
+    recs = [(p, r) for p, r in iter_records(root / "out") if r["config"]["attack"]["kind"] == "reconstruction"]
+    assert recs
+    for path, rec in recs:
+        png = path.parent / rec["gallery"]["file"]
+        assert sha256_file(png) == rec["gallery"]["sha256"]
+        with Image.open(png) as img:
+            assert img.format == "PNG" and img.width > img.height > 0  # 8 images in a row, truth above recon
+    attr = [r for _, r in iter_records(root / "out") if r["config"]["attack"]["kind"] == "attribute"]
+    assert attr and all("gallery" not in r for r in attr)

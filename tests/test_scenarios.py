@@ -28,15 +28,18 @@ def assert_disjoint_splits(data):
         assert len(sp) > 0 and sp.images.dtype == torch.uint8 and sp.images.ndim == 4
         keys[s] = {sp.images[i].numpy().tobytes() + bytes([int(sp.task[i])]) for i in range(len(sp))}
     # fixtures use random images, so equal bytes would mean a sample sits in two splits
-    assert not keys["train"] & keys["aux"] and not keys["train"] & keys["eval"] and not keys["aux"] & keys["eval"]
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i + 1:]:
+            assert not keys[a] & keys[b], f"a sample sits in both {a} and {b}"
 
 
 def test_digits_is_embedded_and_labelled():
     data = load("digits")
-    assert (len(data.train), len(data.aux), len(data.eval)) == (1078, 359, 359)
+    # 60 / 20 / 20 of 1,797, and 15% of the train part held out as the defender's validation split
+    assert (len(data.train), len(data.val), len(data.aux), len(data.eval)) == (917, 161, 359, 359)
     assert data.train.images.shape[1:] == (3, 32, 32)
     assert data.info.task_classes == ("even", "odd") and data.info.num_sensitive_classes == 10
-    for sp in (data.train, data.aux, data.eval):
+    for sp in (data.train, data.val, data.aux, data.eval):
         assert torch.equal(sp.task, sp.sensitive % 2)
 
 
@@ -48,7 +51,7 @@ def test_digits_splits_are_seeded_and_disjoint():
     from sklearn.datasets import load_digits
     n = len(load_digits().target)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    sizes = [len(a.train), len(a.aux), len(a.eval)]
+    sizes = [len(a.train), len(a.val), len(a.aux), len(a.eval)]
     parts = torch.split(order[: sum(sizes)], sizes)
     assert sum(len(set(p.tolist())) for p in parts) == len(set(order[: sum(sizes)].tolist()))
 
@@ -62,7 +65,7 @@ def test_normalize_roundtrip():
 def test_cifar10_from_torchvision_layout(tmp_path):
     fixtures.write_cifar10(tmp_path)
     data = load("cifar10", tmp_path)
-    assert len(data.train) + len(data.aux) + len(data.eval) == 120
+    assert len(data.train) + len(data.val) + len(data.aux) + len(data.eval) == 120
     assert data.info.task_classes[0] == "airplane" and data.info.sensitive_classes == ("vehicle", "animal")
     assert_disjoint_splits(data)
 
@@ -108,7 +111,7 @@ def test_fairface_from_hub_parquet_layout(tmp_path):
     data = load("fairface", tmp_path, image_size=32)
     assert data.info.task_classes == ("Male", "Female")
     assert data.info.sensitive_classes == tuple(fixtures.FAIRFACE_RACES)
-    assert len(data.train) + len(data.aux) + len(data.eval) == 80
+    assert len(data.train) + len(data.val) + len(data.aux) + len(data.eval) == 80
     assert data.train.images.shape[1:] == (3, 32, 32)
     rev = load("fairface", tmp_path, image_size=32, task="race", sensitive="gender")
     assert rev.info.num_task_classes == 7 and rev.info.num_sensitive_classes == 2
@@ -117,7 +120,7 @@ def test_fairface_from_hub_parquet_layout(tmp_path):
 def test_fairface_decode_cache_gives_identical_data(tmp_path):
     fixtures.write_fairface(tmp_path, n=30)
     a = load("fairface", tmp_path, image_size=24)
-    b = load("fairface", tmp_path, image_size=24)  # second load reads the safetensors cache
+    b = load("fairface", tmp_path, image_size=24)  # second load maps the decode cache (.npy)
     assert torch.equal(a.train.images, b.train.images)
 
 

@@ -41,7 +41,12 @@ def base():
     ({"defenses": [{"name": "random_pruning", "knob": [2.0]}]}, r"prune_ratio must be in \[0, 1\)"),
     ({"defenses": [{"name": "random_pruning", "knob": [0.5], "config": {"prune_ratio": 0.5}}]}, "set the knob"),
     ({"defenses": [{"name": "random_pruning", "knob": [0.5, 0.5]}]}, "listed twice"),
-    ({"utility_budget": -1}, "non-negative"),
+    ({"utility_budget": -1}, r"'utility_budget' must be a number in \[0, 1\]"),
+    ({"utility_budget": 1.5}, r"'utility_budget' must be a number in \[0, 1\]"),
+    ({"eval_counts": {"reconstruction": 0}}, "eval_counts.reconstruction' must be an integer of at least 1"),
+    ({"eval_counts": {"recon": 8}}, "unknown key 'recon'; did you mean 'reconstruction'"),
+    ({"release_draws": 0}, "'release_draws' must be an integer of at least 1"),
+    ({"bootstrap": 0}, "'bootstrap' must be an integer of at least 1"),
     ({"reference": "none_pruning"}, "did you mean 'no_pruning'"),
 ])
 def test_bad_suites_are_rejected_with_the_path(change, message):
@@ -81,3 +86,33 @@ def test_two_configs_of_one_attack_need_labels():
 def test_paper_numbers_are_validated(number, message):
     with pytest.raises(SplitbenchError, match=message):
         parse_suite({**base(), "paper": {"citation": "c", "numbers": [number]}}, "x")
+
+
+def test_presentation_settings_are_not_part_of_any_cell_hash():
+    a = parse_suite({**base(), "utility_budget": 0.02, "bootstrap": 1000}, "x")
+    b = parse_suite({**base(), "utility_budget": 0.10, "bootstrap": 50, "reference": "no_pruning"}, "x")
+    assert [c.hash() for _, cs in expand(a) for c in cs] == [c.hash() for _, cs in expand(b) for c in cs]
+
+
+def test_eval_counts_and_release_draws_reach_the_cells():
+    raw = {**base(), "defenses": ["no_pruning", {"name": "random_pruning", "knob": [0.5]}],
+           "attacks": ["attribute_inference", "inversion_decoder"], "eval_counts": {"reconstruction": 16},
+           "release_draws": 3}
+    cells = {(c.model.defense.name, c.attack.name): c for _, cs in expand(parse_suite(raw, "x")) for c in cs}
+    assert cells[("no_pruning", "inversion_decoder")].eval_count == 16
+    assert cells[("no_pruning", "attribute_inference")].eval_count is None  # the whole eval split
+    assert cells[("no_pruning", "inversion_decoder")].draws == 1            # a deterministic release
+    assert cells[("random_pruning", "inversion_decoder")].draws == 3
+    assert cells[("random_pruning", "inversion_decoder")].config()["eval"] == {"count": 16, "draws": 3}
+
+
+@pytest.mark.parametrize("name", SUITES.names())
+def test_a_resolved_suite_reads_back_to_the_same_cells(name):
+    from benchmark.suite import suite_to_raw
+
+    suite = load_suite(name)
+    again = parse_suite(suite_to_raw(suite), "resolved")
+    assert [c.file_name for _, cs in expand(again) for c in cs] == [c.file_name for _, cs in expand(suite) for c in cs]
+    tuned = parse_suite({**base(), "tuning": {"budget": 2}}, "x")
+    back = parse_suite(suite_to_raw(tuned), "x")
+    assert [c.hash() for _, cs in expand(back) for c in cs] == [c.hash() for _, cs in expand(tuned) for c in cs]

@@ -1,0 +1,100 @@
+"""Hand-made run directories for leaderboard tests: records and per-sample outcomes written by the real writers,
+with figures chosen exactly (a fraction ``a`` of ``n`` samples correct, a constant SSIM, ...)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.manifest import write_manifest
+from benchmark.records import write_outcomes, write_record
+
+N = 200
+KINDS = {"attr": "attribute", "recon": "reconstruction", "xfer": "transfer", "wb_recon": "reconstruction"}
+WHITE_BOX = {"wb_recon"}
+
+
+def hits(rate: float, n: int = N, offset: int = 0) -> np.ndarray:
+    """0/1 outcomes with exactly round(rate * n) ones, spread over the samples."""
+    k = int(round(rate * n))
+    out = np.zeros(n, dtype=np.float32)
+    out[(np.arange(k) * n // max(k, 1) + offset) % n] = 1.0
+    if k and out.sum() != k:  # collisions from the offset: fill in order
+        out[:] = 0
+        out[:k] = 1
+    return out
+
+
+@dataclasses.dataclass
+class FakeCell:
+    defense: str
+    knob: float
+    attack: str
+    value: float = 0.5          # attr: accuracy; recon: SSIM; xfer: adaptive unintended accuracy
+    utility: float = 0.9
+    val_utility: float | None = None
+    seed: int = 0
+    status: str = "ok"
+    white_box_client: bool = True
+    more_private: str = "higher"
+    scenario: str = "s"
+    baseline_ssim: float = 0.3
+    n: int = N
+
+    @property
+    def kind(self) -> str:
+        return KINDS[self.attack]
+
+
+def task_labels(n: int) -> np.ndarray:
+    return (np.arange(n) % 2).astype(np.int64)
+
+
+def sensitive_labels(n: int) -> np.ndarray:
+    return (np.arange(n) % 10).astype(np.int64)  # floor from the task label: 0.2; majority rate 0.1
+
+
+def write_cell(out: Path, c: FakeCell) -> str:
+    name = f"{c.scenario}__{c.defense}@{c.knob:g}__{c.attack}__s{c.seed}.json"
+    cfg = {"scenario": {"name": c.scenario, "config": {}}, "backbone": {"name": "b", "split": "l1"},
+           "defense": {"name": c.defense, "knob": "k", "knob_value": c.knob, "more_private": c.more_private,
+                       "white_box_client": c.white_box_client, "stochastic": False, "config": {}},
+           "attack": {"name": c.attack, "label": c.attack, "kind": c.kind,
+                      "requires": ["white_box_client"] if c.attack in WHITE_BOX else ["aux_pairs"], "config": {}},
+           "eval": {"count": None, "draws": 1}, "seed": c.seed, "suite": "fake"}
+    n = c.n
+    outcomes = {"model/utility": hits(c.utility, n), "model/val_utility": hits(c.val_utility if c.val_utility
+                                                                                is not None else c.utility, n),
+                "model/task": task_labels(n)}
+    if c.status == "ok":
+        ids = np.arange(n)
+        if c.kind == "attribute":
+            att = {"sample": ids, "correct": hits(c.value, n), "task": task_labels(n),
+                   "sensitive": sensitive_labels(n)}
+        elif c.kind == "reconstruction":
+            spread = np.where(ids % 2 == 0, 0.2, -0.2) * min(1.0, c.value, 1 - c.value) / 0.5  # mean exactly value
+            att = {"sample": ids, "ssim": (c.value + spread).astype(np.float32),
+                   "psnr": np.full(n, 20.0, np.float32),
+                   "ssim_baseline": np.full(n, c.baseline_ssim, np.float32),
+                   "psnr_baseline": np.full(n, 12.0, np.float32)}
+        else:
+            att = {"sample": ids, "task": task_labels(n), "utility": hits(c.utility, n),
+                   "correct/m": hits(min(1.0, c.value + 0.05), n), "adaptive_correct/m": hits(c.value, n)}
+        outcomes.update({f"attack/{k}": v for k, v in att.items()})
+    metrics = {"utility": float(outcomes["model/utility"].mean()), "client_ms_b1_p50": 1.0, "payload_bytes": 10.0,
+               "client_params": 5.0, "client_macs": 50.0, "client_ms_bB_p50": 0.1}
+    rec = {"status": c.status, "reason": None if c.status == "ok" else f"{c.status} on purpose",
+           "cell_id": name[:-5], "config": cfg, "config_hash": name, "model_hash": "m", "metrics": metrics,
+           "budget": {}, "samples": {}, "env": {"device": "cpu"}}
+    rec["outcomes"] = write_outcomes(out / "records" / (name[:-5] + ".npz"), outcomes)
+    write_record(out / "records" / name, rec)
+    return name
+
+
+def write_run(out: Path, cells: list[FakeCell], reference: str = "ref", budget: float = 0.02,
+              bootstrap: int = 300) -> str:
+    names = [write_cell(out, c) for c in cells]
+    return write_manifest(out, "fake", "fake.yaml", names,
+                          {"reference": reference, "utility_budget": budget, "bootstrap": bootstrap}, {}, {})
