@@ -1,4 +1,4 @@
-"""The ``splitbench`` command: ``list``, ``run``, ``leaderboard``.
+"""The ``splitbench`` command: ``list``, ``run``, ``leaderboard``, ``site``, ``submit``, ``verify``.
 
 Errors a user can cause exit with status 2 and one line on stderr (``--traceback`` for the full stack); a run
 in which some cells failed exits with status 1.
@@ -76,6 +76,31 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--partial", action="store_true",
                     help="render a run whose manifest names cells not finished yet (they are left out)")
     lb.add_argument("--no-write", action="store_true", help="print only; do not write files")
+
+    site = sub.add_parser("site", help="render a static leaderboard site from entries and run directories",
+                          description="Render a static HTML site (readable offline) from leaderboard entries and "
+                                      "run directories: tracks, ranked tables, plots, heatmaps, galleries.")
+    site.add_argument("sources", nargs="*", metavar="ENTRY_OR_RUN",
+                      help="entry folders or run directories (default: every entry under leaderboard/entries)")
+    site.add_argument("--out", default="site", help="output folder (default: site/)")
+
+    submit = sub.add_parser("submit", help="pack and validate a run directory as a leaderboard entry",
+                            description="Pack a finished run directory, its card and the defense's code into an "
+                                        "entry folder with checksums, after validating all of it.")
+    submit.add_argument("run_dir", help="the --out directory of `splitbench run`")
+    submit.add_argument("--card", required=True, help="the entry card (entry.yaml)")
+    submit.add_argument("--out", required=True, help="the entry folder to write")
+    submit.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="the plugin file(s) that define the submitted defense")
+
+    verify = sub.add_parser("verify", help="re-run sampled cells of an entry and compare every metric",
+                            description="Check an entry's checksums and schema, re-run N sampled cells from its "
+                                        "own code and config, compare every metric and write a verification "
+                                        "report into the entry.")
+    verify.add_argument("entry", help="an entry folder")
+    verify.add_argument("--cells", type=int, default=2, metavar="N", help="cells to re-run (default: 2)")
+    verify.add_argument("--seed", type=int, default=0, help="seed of the cell sampling (default: 0)")
+    verify.add_argument("--device", default="cpu", help="device to re-run on (default: cpu)")
     return p
 
 
@@ -188,6 +213,24 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_site(args: argparse.Namespace) -> int:
+    from leaderboard.site import cmd_site
+
+    return cmd_site(args)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from leaderboard.entries import cmd_submit
+
+    return cmd_submit(args)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from leaderboard.entries import cmd_verify
+
+    return cmd_verify(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -197,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     try:
-        handler = {"list": _cmd_list, "run": _cmd_run, "leaderboard": _cmd_leaderboard}[args.command]
+        handler = {"list": _cmd_list, "run": _cmd_run, "leaderboard": _cmd_leaderboard, "site": _cmd_site,
+                   "submit": _cmd_submit, "verify": _cmd_verify}[args.command]
         return handler(args)
     except SplitbenchError as exc:
         if args.traceback:

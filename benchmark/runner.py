@@ -16,6 +16,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ class RunOptions:
     retry_failed: bool = True
     latency_batch: int = 64
     latency_repeats: int = 20
+    only: frozenset[str] | None = None  # run only the cells with these record file names (e.g. to verify some)
 
 
 @dataclasses.dataclass
@@ -276,6 +278,14 @@ class Runner:
         t_start = time.perf_counter()
         summary = RunSummary(self.out)
         plan = expand(self.suite)
+        if self.opt.only is not None:
+            known = {c.file_name for _, cells in plan for c in cells}
+            unknown = sorted(set(self.opt.only) - known)
+            if unknown:
+                raise SplitbenchError(f"cell {unknown[0]} is not a cell of suite {self.suite.name} "
+                                      f"({len(unknown)} unknown in all)")
+            plan = [(spec, [c for c in cells if c.file_name in self.opt.only]) for spec, cells in plan]
+            plan = [(spec, cells) for spec, cells in plan if cells]
         self.check(plan)
         summary.manifest = write_manifest(self.out, self.suite.name, self.suite.source,
                                           [c.file_name for _, cells in plan for c in cells],
@@ -404,8 +414,11 @@ def data_fingerprint(data: ScenarioData) -> str:
 def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: str = "cpu",
         scenarios=None, backbones=None, defenses=None, attacks=None, seeds=None, scenario_args=None, overrides=None,
         data_root: str | Path | None = None, download: bool = False, cache_dir: str | Path | None = None,
-        progress: bool | None = None, retry_failed: bool = True, latency_repeats: int = 20) -> RunSummary:
+        progress: bool | None = None, retry_failed: bool = True, latency_repeats: int = 20,
+        only: Iterable[str] | None = None) -> RunSummary:
     """Run a suite and return its summary (the Python API behind ``splitbench run``).
+
+    ``only`` restricts the run to the cells with these record file names (as a manifest lists them).
 
     Example:
         >>> summary = run("quick", out="runs/quick", defenses=["no_pruning"], attacks=["attribute_inference"])
@@ -420,5 +433,6 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
     opts = RunOptions(out=Path(out), device=device,
                       data=DataOptions(Path(data_root) if data_root else None, download),
                       cache_dir=Path(cache_dir) if cache_dir else None, progress=progress,
-                      retry_failed=retry_failed, latency_repeats=latency_repeats)
+                      retry_failed=retry_failed, latency_repeats=latency_repeats,
+                      only=None if only is None else frozenset(only))
     return Runner(s, opts).run()

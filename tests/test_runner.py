@@ -310,3 +310,13 @@ def test_reconstruction_cells_save_a_small_gallery_png(finished_run):
             assert img.format == "PNG" and img.width > img.height > 0  # 8 images in a row, truth above recon
     attr = [r for _, r in iter_records(root / "out") if r["config"]["attack"]["kind"] == "attribute"]
     assert attr and all("gallery" not in r for r in attr)
+
+
+def test_only_named_cells_are_run(finished_run, tmp_path):
+    root, _ = finished_run
+    name = sorted(p.name for p in (root / "out" / "records").glob("*no_pruning*inversion_decoder*.json"))[0]
+    summary = benchmark.run(str(root / "tiny.yaml"), out=tmp_path / "one", only=[name], progress=False)
+    assert summary.total == 1 and summary.ok == 1
+    assert [p.name for p in (tmp_path / "one" / "records").glob("*.json")] == [name]
+    with pytest.raises(SplitbenchError, match="not a cell of suite tiny"):
+        benchmark.run(str(root / "tiny.yaml"), out=tmp_path / "two", only=["nope.json"], progress=False)
