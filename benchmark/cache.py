@@ -2,12 +2,19 @@
 
 Each entry is ``<root>/<kind>/<hash>.safetensors`` holding the state dict, with a JSON ``meta`` string in the
 safetensors metadata (e.g. a pruned architecture's structure), and optional JSON side files for metrics.
+
+Writes are atomic (a uniquely named temporary file renamed into place) and :meth:`ModelCache.lock` serialises the
+"is it there? else train and save it" step per entry across processes (an advisory ``flock`` on a lock file), so
+workers sharing one cache directory never corrupt an entry or train the same model twice: the second one waits
+and then loads what the first saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +47,28 @@ class ModelCache:
         state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
         # tied or shared tensors must be stored once each under their own names
         state = {k: v.clone() for k, v in state.items()}
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(state, str(tmp), metadata={"meta": json.dumps(meta or {}, sort_keys=True)})
-        os.replace(tmp, path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            save_file(state, str(tmp), metadata={"meta": json.dumps(meta or {}, sort_keys=True)})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, key: str) -> Iterator[None]:
+        """Hold an exclusive lock on entry ``key`` (across processes on this machine or a shared POSIX
+        filesystem) for the duration of the block."""
+        import fcntl
+
+        path = self.root / kind / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def load_meta(self, kind: str, key: str) -> dict[str, Any]:
         from safetensors import safe_open
@@ -83,9 +108,10 @@ class ModelCache:
     def get_or_fit(self, kind: str, spec: Any, module: nn.Module, fit: Any, device: torch.device) -> nn.Module:
         """Load ``module``'s weights for ``spec`` if cached, else call ``fit(module)`` and cache the result."""
         key = self.key(spec)
-        if self.exists(kind, key):
-            self.load_into(kind, key, module)
-            return module.to(device)
-        fit(module)
-        self.save(kind, key, module, {"spec": spec})
+        with self.lock(kind, key):
+            if self.exists(kind, key):
+                self.load_into(kind, key, module)
+                return module.to(device)
+            fit(module)
+            self.save(kind, key, module, {"spec": spec})
         return module

@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="a Python file that registers extra defenses or attacks (repeatable)")
     run.add_argument("--latency-repeats", type=int, default=20, metavar="N",
                      help="timed repeats of each latency measurement (default: 20)")
+    run.add_argument("--executor", default="local", choices=["local", "gpus", "processes", "ray"],
+                     help="who runs the trained models: this process (default), one worker per GPU, CPU worker "
+                          "processes (--workers), or Ray tasks (--ray-address, else a local cluster)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="worker processes for --executor processes (or CPUs of a local Ray cluster)")
+    run.add_argument("--ray-address", default=None, metavar="ADDR", help="address of an existing Ray cluster")
     run.add_argument("--no-retry-failed", action="store_true", help="keep cells recorded as failed")
     run.add_argument("--quiet", action="store_true", help="no progress bars or per-cell log lines")
     run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
@@ -192,7 +198,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   scenario_args=_kv(args.scenario_arg), overrides=_kv(args.overrides, "--set"),
                   data_root=args.data_root, download=args.download,
                   cache_dir=args.cache_dir, progress=False if args.quiet else None,
-                  retry_failed=not args.no_retry_failed, latency_repeats=args.latency_repeats)
+                  retry_failed=not args.no_retry_failed, latency_repeats=args.latency_repeats,
+                  executor=args.executor, workers=args.workers, ray_address=args.ray_address, plugins=args.plugin)
     print(f"splitbench: {summary.line()}", file=sys.stderr)
     for f in summary.failures[:20]:
         print(f"  failed: {f}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 import traceback
 from collections.abc import Iterable
@@ -53,6 +54,7 @@ class RunOptions:
     latency_batch: int = 64
     latency_repeats: int = 20
     only: frozenset[str] | None = None  # run only the cells with these record file names (e.g. to verify some)
+    plugins: tuple[str, ...] = ()  # plugin files worker processes must load too
 
 
 @dataclasses.dataclass
@@ -72,6 +74,12 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
+
+    def add(self, part: RunSummary) -> None:
+        """Fold in what one executor task (one trained model and its cells) did."""
+        for f in ("ok", "failed", "not_applicable", "models_trained", "models_loaded"):
+            setattr(self, f, getattr(self, f) + getattr(part, f))
+        self.failures += part.failures
 
     def line(self) -> str:
         return (f"{self.total} cells: {self.ok} ok, {self.not_applicable} not applicable, {self.failed} failed, "
@@ -118,12 +126,9 @@ class Runner:
         self.suite = suite
         self.opt = options
         self.out = Path(options.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise SplitbenchError(f"--out {self.out}: exists and is not a directory")
+        check_writable(self.out, "--out")
         self.cache = ModelCache(options.cache_dir or self.out / "cache")
-        self.device = torch.device(options.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise SplitbenchError("--device cuda was asked for but no CUDA GPU is available")
+        self.device = check_device(options.device)
         self._data: dict[str, ScenarioData] = {}
         self._env = environment(str(self.device))
 
@@ -165,22 +170,23 @@ class Runner:
         key = self.cache.key(key_spec)
         _seed_all(spec.seed)
         defense = cls(spec.defense.config, spec.backbone, data.info, spec.seed)
-        if self.cache.exists("models", key):
-            meta = self.cache.load_meta("models", key)
-            defense.restore_structure(meta.get("structure", {}))
-            self.cache.load_into("models", key, defense)
-            defense.to(self.device)
-            summary.models_loaded += 1
-            fit_seconds = meta.get("fit_seconds", float("nan"))
-        else:
-            defense.to(self.device)
-            t0 = time.perf_counter()
-            _seed_all(spec.seed)
-            defense.fit(data, trainer)
-            fit_seconds = time.perf_counter() - t0
-            self.cache.save("models", key, defense, {"structure": defense.structure(), "spec": key_spec,
-                                                     "fit_seconds": fit_seconds})
-            summary.models_trained += 1
+        with self.cache.lock("models", key):  # another worker may be training this very model
+            if self.cache.exists("models", key):
+                meta = self.cache.load_meta("models", key)
+                defense.restore_structure(meta.get("structure", {}))
+                self.cache.load_into("models", key, defense)
+                defense.to(self.device)
+                summary.models_loaded += 1
+                fit_seconds = meta.get("fit_seconds", float("nan"))
+            else:
+                defense.to(self.device)
+                t0 = time.perf_counter()
+                _seed_all(spec.seed)
+                defense.fit(data, trainer)
+                fit_seconds = time.perf_counter() - t0
+                self.cache.save("models", key, defense, {"structure": defense.structure(), "spec": key_spec,
+                                                         "fit_seconds": fit_seconds})
+                summary.models_trained += 1
         defense.freeze()
         cost_name = f"{key}.cost.json"
         cost = self.cache.read_json("models", cost_name)
@@ -274,9 +280,8 @@ class Runner:
                     raise SplitbenchError(f"suite {self.suite.name}: eval_counts.{kind} = {c.eval_count} exceeds "
                                           f"the eval split of scenario {spec.scenario.name!r} ({n_eval} samples)")
 
-    def run(self) -> RunSummary:
-        t_start = time.perf_counter()
-        summary = RunSummary(self.out)
+    def plan(self) -> list[tuple[ModelSpec, list[Cell]]]:
+        """The suite's models with their cells (only the named ones when ``only`` is set), in a stable order."""
         plan = expand(self.suite)
         if self.opt.only is not None:
             known = {c.file_name for _, cells in plan for c in cells}
@@ -286,59 +291,83 @@ class Runner:
                                       f"({len(unknown)} unknown in all)")
             plan = [(spec, [c for c in cells if c.file_name in self.opt.only]) for spec, cells in plan]
             plan = [(spec, cells) for spec, cells in plan if cells]
+        return plan
+
+    def run(self, executor: Any = None) -> RunSummary:
+        """Run every unfinished cell; ``executor`` (default: in this process) runs the trained models."""
+        from .executors import LocalExecutor
+
+        t_start = time.perf_counter()
+        summary = RunSummary(self.out)
+        plan = self.plan()
         self.check(plan)
         summary.manifest = write_manifest(self.out, self.suite.name, self.suite.source,
                                           [c.file_name for _, cells in plan for c in cells],
                                           self.suite.presentation(), self.suite.paper, self._env,
                                           suite_to_raw(self.suite))
-        n_models = len(plan)
-        for i, (spec, cells) in enumerate(plan, 1):
+        todo = []
+        for i, (spec, cells) in enumerate(plan):
             summary.total += len(cells)
-            todo = [c for c in cells if not self._done(c)]
-            summary.skipped += len(cells) - len(todo)
-            label = f"[{i}/{n_models}] {spec.scenario.name} {spec.backbone.label} {spec.defense.label} seed {spec.seed}"
-            if not todo:
-                log.info("%s: all %d cells done, skipped", label, len(cells))
-                continue
-            data = self.data_for(spec)  # missing or corrupt data stops the run with a clear error
-            try:
-                t0 = time.perf_counter()
-                defense, model_hash, cost = self.defense_for(spec, data, summary)
-                ev = evaluate(defense, data, self.trainer(spec.seed), spec.seed, max(c.draws for c in cells))
-                model_metrics = {**ev.metrics(), **cost}
-                log.info("%s: utility %.3f, validation %.3f (%.1f s)", label, model_metrics["utility"],
-                         model_metrics["val_utility"], time.perf_counter() - t0)
-            except Exception as exc:  # one failing model must not stop the run
-                reason = f"defense failed: {type(exc).__name__}: {exc}"
-                log.warning("%s: %s", label, reason)
-                for cell in todo:
-                    self._write(cell, CellResult("failed", reason, traceback=traceback.format_exc()), None, None)
-                    summary.failed += 1
-                    summary.failures.append(f"{cell.file_name}: {reason}")
-                continue
-            model_outcomes = {"model/utility": ev.utility_correct, "model/val_utility": ev.val_correct,
-                              "model/task": data.eval.task.cpu().numpy()}
-            for cell in todo:
-                try:
-                    result = self.run_attack(cell, defense, data, ev)
-                    finite = scorer_for(ATTACKS.get(cell.attack.name).kind).finite
-                    bad = sorted(k for k in finite if k in result.metrics and math.isnan(result.metrics[k]))
-                    if bad:
-                        result = CellResult("failed", f"metric(s) {bad} are NaN")
-                except SplitbenchError as exc:
-                    result = CellResult("failed", str(exc))
-                except Exception as exc:
-                    result = CellResult("failed", f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-                result.metrics = {**model_metrics, **result.metrics}
-                result.outcomes = {**model_outcomes, **result.outcomes}
-                self._write(cell, result, model_hash, ev)
-                setattr(summary, result.status, getattr(summary, result.status) + 1)
-                if result.status == "failed":
-                    summary.failures.append(f"{cell.file_name}: {result.reason}")
-                    log.warning("%s %s: failed: %s", label, cell.attack.label, result.reason)
-                else:
-                    log.info("%s %s: %s", label, cell.attack.label, _brief(result))
+            left = [c for c in cells if not self._done(c)]
+            summary.skipped += len(cells) - len(left)
+            if left:
+                todo.append(i)
+            else:
+                log.info("%s: all %d cells done, skipped", self.label(i, spec, len(plan)), len(cells))
+        for part in (executor or LocalExecutor()).run(self, todo):
+            summary.add(part)
         summary.seconds = time.perf_counter() - t_start
+        return summary
+
+    @staticmethod
+    def label(i: int, spec: ModelSpec, n: int) -> str:
+        return f"[{i + 1}/{n}] {spec.scenario.name} {spec.backbone.label} {spec.defense.label} seed {spec.seed}"
+
+    def run_model(self, index: int, plan: list[tuple[ModelSpec, list[Cell]]] | None = None) -> RunSummary:
+        """Train (or load) model ``index`` of the plan and run its unfinished cells: the unit executors schedule."""
+        plan = plan if plan is not None else self.plan()
+        spec, cells = plan[index]
+        summary = RunSummary(self.out)
+        todo = [c for c in cells if not self._done(c)]
+        label = self.label(index, spec, len(plan))
+        data = self.data_for(spec)  # missing or corrupt data stops the run with a clear error
+        try:
+            t0 = time.perf_counter()
+            defense, model_hash, cost = self.defense_for(spec, data, summary)
+            ev = evaluate(defense, data, self.trainer(spec.seed), spec.seed, max(c.draws for c in cells))
+            model_metrics = {**ev.metrics(), **cost}
+            log.info("%s: utility %.3f, validation %.3f (%.1f s)", label, model_metrics["utility"],
+                     model_metrics["val_utility"], time.perf_counter() - t0)
+        except Exception as exc:  # one failing model must not stop the run
+            reason = f"defense failed: {type(exc).__name__}: {exc}"
+            log.warning("%s: %s", label, reason)
+            for cell in todo:
+                self._write(cell, CellResult("failed", reason, traceback=traceback.format_exc()), None, None)
+                summary.failed += 1
+                summary.failures.append(f"{cell.file_name}: {reason}")
+            return summary
+        model_outcomes = {"model/utility": ev.utility_correct, "model/val_utility": ev.val_correct,
+                          "model/task": data.eval.task.cpu().numpy()}
+        for cell in todo:
+            try:
+                result = self.run_attack(cell, defense, data, ev)
+                finite = scorer_for(ATTACKS.get(cell.attack.name).kind).finite
+                bad = sorted(k for k in finite if k in result.metrics and math.isnan(result.metrics[k]))
+                if bad:
+                    result = CellResult("failed", f"metric(s) {bad} are NaN")
+            except SplitbenchError as exc:
+                result = CellResult("failed", str(exc))
+            except Exception as exc:
+                result = CellResult("failed", f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+            result.metrics = {**model_metrics, **result.metrics}
+            result.outcomes = {**model_outcomes, **result.outcomes}
+            self._write(cell, result, model_hash, ev)
+            setattr(summary, result.status, getattr(summary, result.status) + 1)
+            if result.status == "failed":
+                summary.failures.append(f"{cell.file_name}: {result.reason}")
+                log.warning("%s %s: failed: %s", label, cell.attack.label, result.reason)
+            else:
+                log.info("%s %s: %s", label, cell.attack.label, _brief(result))
         return summary
 
     def _write(self, cell: Cell, result: CellResult, model_hash: str | None, ev: ModelEvaluation | None) -> None:
@@ -384,6 +413,36 @@ def execute_attack(cls: type, config: Any, seed: int, defense: Defense, data: Sc
     return output, None, time.perf_counter() - t0
 
 
+def check_device(name: str) -> torch.device:
+    """``--device``: a device string torch understands and this machine has, else one clear error."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise SplitbenchError(f"--device {name!r} is not a device (expected cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise SplitbenchError(f"--device {name} was asked for but no CUDA GPU is available (use --device cpu)")
+        if device.index is not None and device.index >= n:
+            raise SplitbenchError(f"--device {name}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
+    elif device.type != "cpu":
+        raise SplitbenchError(f"--device {name}: only cpu and cuda devices are supported")
+    return device
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """An output folder that exists as a folder or can be created, and can be written to."""
+    if path.exists() and not path.is_dir():
+        raise SplitbenchError(f"{flag} {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SplitbenchError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from exc
+
+
 def _brief(result: CellResult) -> str:
     m = result.metrics
     if result.status != "ok":
@@ -415,10 +474,13 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
         scenarios=None, backbones=None, defenses=None, attacks=None, seeds=None, scenario_args=None, overrides=None,
         data_root: str | Path | None = None, download: bool = False, cache_dir: str | Path | None = None,
         progress: bool | None = None, retry_failed: bool = True, latency_repeats: int = 20,
-        only: Iterable[str] | None = None) -> RunSummary:
+        only: Iterable[str] | None = None, executor: str = "local", workers: int | None = None,
+        ray_address: str | None = None, plugins: Iterable[str] = ()) -> RunSummary:
     """Run a suite and return its summary (the Python API behind ``splitbench run``).
 
     ``only`` restricts the run to the cells with these record file names (as a manifest lists them).
+    ``executor`` is ``local`` (default), ``gpus``, ``processes`` (``workers`` CPU processes) or ``ray``
+    (``ray_address`` of an existing cluster, or a local one); ``plugins`` are plugin files workers load.
 
     Example:
         >>> summary = run("quick", out="runs/quick", defenses=["no_pruning"], attacks=["attribute_inference"])
@@ -434,5 +496,8 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
                       data=DataOptions(Path(data_root) if data_root else None, download),
                       cache_dir=Path(cache_dir) if cache_dir else None, progress=progress,
                       retry_failed=retry_failed, latency_repeats=latency_repeats,
-                      only=None if only is None else frozenset(only))
-    return Runner(s, opts).run()
+                      only=None if only is None else frozenset(only), plugins=tuple(str(p) for p in plugins))
+    from .executors import make_executor
+
+    ex = make_executor(executor, workers, ray_address)  # bad choices fail here, before anything is written
+    return Runner(s, opts).run(ex)

@@ -1,0 +1,252 @@
+"""Executors: who runs a suite's trained models. The unit of work is one trained model — a defense fit (or its
+cache hit) and every attack on it — so the data and the defended model are loaded once per unit.
+
+- ``local`` (default): one after the other, in this process.
+- ``gpus``: one worker process per visible CUDA GPU, each taking whole models from a shared queue.
+- ``processes``: the same pool on the CPU (``--workers N`` processes, torch threads split between them).
+- ``ray``: one Ray task per model (``num_gpus=1`` when the run is on CUDA, else CPUs), on an existing cluster
+  (``--ray-address``) or a local one it starts.
+
+Every executor writes the same records: each model's computation is seeded from its own spec, never from what ran
+before it in the process, and the trained-model cache is shared and lock-safe (two workers never train the same
+model twice, see :meth:`benchmark.cache.ModelCache.lock`). Workers re-create the runner from the resolved suite
+and the run options, and load the run's plugins themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import SplitbenchError
+
+log = logging.getLogger("splitbench")
+
+EXECUTORS = ("local", "gpus", "processes", "ray")
+
+
+class LocalExecutor:
+    """Models one after the other in this process."""
+
+    name = "local"
+
+    def run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
+        plan = runner.plan()
+        for i in indices:
+            yield runner.run_model(i, plan)
+
+
+def worker_spec(runner: Any) -> dict[str, Any]:
+    """What a worker needs to re-create ``runner``: the resolved suite, the run options, the plugins."""
+    from .suite import suite_to_raw
+
+    opt = runner.opt
+    return {"suite": suite_to_raw(runner.suite), "source": runner.suite.source,
+            "options": {"out": str(opt.out), "device": opt.device,
+                        "data_root": str(opt.data.data_root) if opt.data.data_root else None,
+                        "download": opt.data.download, "cache_dir": str(opt.cache_dir) if opt.cache_dir else None,
+                        "retry_failed": opt.retry_failed, "latency_batch": opt.latency_batch,
+                        "latency_repeats": opt.latency_repeats,
+                        "only": sorted(opt.only) if opt.only is not None else None},
+            "plugins": list(opt.plugins)}
+
+
+def runner_from(spec: dict[str, Any], device: str | None = None, threads: int | None = None) -> Any:
+    """A runner re-created from :func:`worker_spec` (in a worker process)."""
+    import torch
+
+    from .data import DataOptions
+    from .registry import load_plugin
+    from .runner import Runner, RunOptions
+    from .suite import parse_suite
+
+    if threads:
+        torch.set_num_threads(threads)
+    for p in spec["plugins"]:
+        load_plugin(p)  # a no-op when the file is already loaded in this process
+    o = spec["options"]
+    opts = RunOptions(out=Path(o["out"]), device=device or o["device"],
+                      data=DataOptions(Path(o["data_root"]) if o["data_root"] else None, o["download"]),
+                      cache_dir=Path(o["cache_dir"]) if o["cache_dir"] else None, progress=False,
+                      retry_failed=o["retry_failed"], latency_batch=o["latency_batch"],
+                      latency_repeats=o["latency_repeats"],
+                      only=frozenset(o["only"]) if o["only"] is not None else None,
+                      plugins=tuple(spec["plugins"]))
+    return Runner(parse_suite(spec["suite"], spec["source"]), opts)
+
+
+def summary_dict(summary: Any) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(summary).items() if k != "out"}
+
+
+def _worker(spec: dict[str, Any], device: str, threads: int | None, tasks: Any, results: Any) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"[{device}] %(message)s")
+    try:
+        runner = runner_from(spec, device, threads)
+        plan = runner.plan()
+    except BaseException as exc:  # report why the worker cannot start, then drain nothing
+        results.put(("error", f"worker on {device} could not start: {type(exc).__name__}: {exc}"))
+        return
+    while True:
+        i = tasks.get()
+        if i is None:
+            return
+        try:
+            results.put(("ok", summary_dict(runner.run_model(i, plan))))
+        except SplitbenchError as exc:
+            results.put(("error", str(exc)))
+        except BaseException as exc:
+            results.put(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+class ProcessExecutor:
+    """One worker process per device; each takes whole models from a shared queue."""
+
+    name = "processes"
+
+    def __init__(self, devices: list[str], threads: int | None = None):
+        if not devices:
+            raise SplitbenchError("the process executor needs at least one worker")
+        self.devices = devices
+        self.threads = threads
+
+    def run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
+        import multiprocessing as mp
+
+        from .runner import RunSummary
+
+        if not indices:
+            return
+        ctx = mp.get_context("spawn")
+        tasks, results = ctx.Queue(), ctx.Queue()
+        for i in indices:
+            tasks.put(i)
+        workers = self.devices[: len(indices)]
+        for _ in workers:
+            tasks.put(None)
+        spec = worker_spec(runner)
+        procs = [ctx.Process(target=_worker, args=(spec, d, self.threads, tasks, results), daemon=True)
+                 for d in workers]
+        for p in procs:
+            p.start()
+        try:
+            done = 0
+            while done < len(indices):
+                try:
+                    status, payload = results.get(timeout=5)
+                except queue.Empty:
+                    if not any(p.is_alive() for p in procs):
+                        raise SplitbenchError("every worker process exited before the run finished (see the log "
+                                              "above); finished records are kept, rerun to resume") from None
+                    continue
+                if status == "error":
+                    raise SplitbenchError(payload.splitlines()[0])
+                done += 1
+                yield RunSummary(runner.out, **payload)
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                p.join(timeout=10)
+
+
+def gpu_executor() -> ProcessExecutor:
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        raise SplitbenchError("--executor gpus needs at least one CUDA GPU and none is visible (use --executor "
+                              "local, or processes for CPU workers)")
+    ex = ProcessExecutor([f"cuda:{k}" for k in range(n)])
+    ex.name = "gpus"
+    return ex
+
+
+def cpu_executor(workers: int) -> ProcessExecutor:
+    if workers < 1:
+        raise SplitbenchError(f"--workers must be at least 1, got {workers}")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return ProcessExecutor(["cpu"] * workers, threads)
+
+
+def _ray_model(spec: dict[str, Any], index: int, threads: int | None) -> dict[str, Any]:
+    runner = runner_from(spec, None, threads)
+    return summary_dict(runner.run_model(index, runner.plan()))
+
+
+class RayExecutor:
+    """One Ray task per model on an existing cluster (``address``) or a local one."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise SplitbenchError("--executor ray needs Ray, which is not installed: pip install "
+                                  "'splitbench[ray]' (or pip install 'ray[default]')") from None
+        self.ray = ray
+        self.address = address
+        self.workers = workers
+
+    def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+        try:
+            if self.address:
+                ray.init(address=self.address, **kw)
+            else:
+                ray.init(num_cpus=self.workers or os.cpu_count() or 1, **kw)
+        except Exception as exc:  # ConnectionError and Ray's own errors alike
+            where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray cluster"
+            raise SplitbenchError(f"could not connect to {where} ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else 'no reason given'}); start one "
+                                  "with `ray start --head` or leave out --ray-address to start a local one") from None
+
+    def run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
+        from .runner import RunSummary
+
+        if not indices:
+            return
+        self._connect()
+        ray = self.ray
+        cuda = runner.device.type == "cuda"
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        threads = None if cuda else max(1, cpus // max(1, min(len(indices), self.workers or cpus)))
+        task = ray.remote(num_gpus=1 if cuda else 0, num_cpus=0 if cuda else threads)(_ray_model)
+        spec = worker_spec(runner)
+        pending = [task.remote(spec, i, threads) for i in indices]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                payload = ray.get(ready[0])
+            except Exception as exc:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                msg = str(getattr(exc, "cause", None) or exc).strip().splitlines()
+                raise SplitbenchError(f"a Ray task failed: {msg[-1] if msg else type(exc).__name__}") from None
+            yield RunSummary(runner.out, **payload)
+
+
+def make_executor(name: str, workers: int | None = None, ray_address: str | None = None) -> Any:
+    """The executor a user asked for by name (``--executor``), with one clear error for bad choices."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "gpus":
+        return gpu_executor()
+    if name == "processes":
+        return cpu_executor(2 if workers is None else workers)
+    if name == "ray":
+        return RayExecutor(ray_address, workers)
+    from .errors import did_you_mean
+
+    raise SplitbenchError(f"unknown executor {name!r}{did_you_mean(name, EXECUTORS)} (expected one of: "
+                          f"{', '.join(EXECUTORS)})")

@@ -1,0 +1,140 @@
+"""Executors: a CPU process pool and a local Ray cluster write the same records as the in-process run; the shared
+model cache is lock-safe; bad executor choices are one-line errors."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import threading
+
+import pytest
+import torch
+
+import benchmark
+from benchmark.cache import ModelCache
+from benchmark.errors import SplitbenchError
+from benchmark.records import iter_records
+
+SUITE = textwrap.dedent("""
+    name: pool
+    seeds: [0]
+    eval_counts: {reconstruction: 4}
+    scenarios: [{name: digits, config: {max_samples: 160}}]
+    backbones: [{name: test_resnet, split: layer1}]
+    train: {epochs: 1, batch_size: 32}
+    defenses: [no_pruning, {name: random_pruning, knob: [0.5]}]
+    attacks:
+      - {name: attribute_inference, config: {epochs: 1}}
+      - {name: inversion_decoder, config: {epochs: 1}}
+""")
+
+TIMING = ("_seconds", "client_ms", "server_ms")
+
+
+def numbers(out):
+    return {rec["cell_id"]: {k: v for k, v in rec["metrics"].items() if not any(t in k for t in TIMING)}
+            for _, rec in iter_records(out)}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The in-process run, with as many torch threads as each of two workers gets."""
+    root = tmp_path_factory.mktemp("exec")
+    (root / "pool.yaml").write_text(SUITE)
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        benchmark.run(str(root / "pool.yaml"), out=root / "local", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    return root
+
+
+def test_a_process_pool_writes_the_same_records(reference):
+    root = reference
+    summary = benchmark.run(str(root / "pool.yaml"), out=root / "pool", executor="processes", workers=2,
+                            progress=False)
+    assert (summary.total, summary.ok, summary.failed, summary.models_trained) == (4, 4, 0, 2)
+    assert numbers(root / "pool") == numbers(root / "local")
+    again = benchmark.run(str(root / "pool.yaml"), out=root / "pool", executor="processes", workers=2,
+                          progress=False)
+    assert again.skipped == 4 and again.models_trained == 0  # resume works across executors
+
+
+def test_a_local_ray_cluster_writes_the_same_records(reference):
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'splitbench[ray]'")
+    import ray
+
+    root = reference
+    try:
+        summary = benchmark.run(str(root / "pool.yaml"), out=root / "ray", executor="ray", workers=2,
+                                progress=False)
+    finally:
+        ray.shutdown()
+    assert summary.ok == 4 and summary.failed == 0
+    assert numbers(root / "ray") == numbers(root / "local")
+
+
+def test_two_workers_never_train_one_model_twice(tmp_path):
+    cache = ModelCache(tmp_path)
+    trained = []
+    module = torch.nn.Linear(2, 2)
+
+    def fit(m):
+        trained.append(threading.get_ident())
+        torch.nn.init.constant_(m.weight, 1.0)
+
+    def worker():
+        cache.get_or_fit("models", {"k": 1}, torch.nn.Linear(2, 2), fit, torch.device("cpu"))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(trained) == 1
+    cache.get_or_fit("models", {"k": 1}, module, fit, torch.device("cpu"))
+    assert torch.equal(module.weight, torch.ones(2, 2)) and len(trained) == 1
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"executor": "gpus"}, "needs at least one CUDA GPU"),
+    ({"executor": "processes", "workers": 0}, "--workers must be at least 1"),
+    ({"executor": "threads"}, "unknown executor 'threads'"),
+    ({"device": "cuda:x"}, "is not a device"),
+    ({"device": "tpu"}, "is not a device|only cpu and cuda"),
+])
+def test_bad_executor_and_device_choices(reference, tmp_path, kw, message):
+    if kw.get("executor") == "gpus" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the error is for machines without one")
+    with pytest.raises(SplitbenchError, match=message):
+        benchmark.run(str(reference / "pool.yaml"), out=tmp_path / "o", progress=False, **kw)
+
+
+def test_an_out_that_is_a_file_is_one_line(reference, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SplitbenchError, match="exists and is not a directory"):
+        benchmark.run(str(reference / "pool.yaml"), out=tmp_path / "file", progress=False)
+
+
+def test_ray_without_ray_installed_says_how_to_install(monkeypatch, reference, tmp_path):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(SplitbenchError, match=r"pip install 'splitbench\[ray\]'"):
+        benchmark.run(str(reference / "pool.yaml"), out=tmp_path / "o", executor="ray", progress=False)
+
+
+def test_an_unreachable_ray_address_is_one_line(reference, tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'splitbench[ray]'")
+    with pytest.raises(SplitbenchError, match="could not connect to the Ray cluster at '127.0.0.1:1'"):
+        benchmark.run(str(reference / "pool.yaml"), out=tmp_path / "o", executor="ray", ray_address="127.0.0.1:1",
+                      progress=False)
