@@ -227,13 +227,13 @@ def _cmd_site(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from leaderboard.entries import cmd_submit
+    from leaderboard.submission import cmd_submit
 
     return cmd_submit(args)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from leaderboard.entries import cmd_verify
+    from leaderboard.submission import cmd_verify
 
     return cmd_verify(args)
 

@@ -1,0 +1,221 @@
+"""What a site is built from: entry folders and run directories, read into :class:`Source` objects.
+
+A source is either a **run directory** (the ``--out`` of ``splitbench run``: ``records/`` and ``manifests/``) or an
+**entry folder** (``entry.yaml``, the card; ``run/``, a run directory; ``checksums.json``; and, once verified,
+``verification.json``). Entries of the ``standard`` suite are official; everything else is shown apart. Entries
+are not validated here (``splitbench verify`` does that): this module reads only what the pages show, and turns
+anything it cannot read into one :class:`~benchmark.errors.SplitbenchError` line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.errors import SplitbenchError
+from benchmark.records import iter_records, load_frame, sha256_file
+from benchmark.scoring.table import CellData, Track
+from leaderboard.entry import OFFICIAL_SUITES
+from leaderboard.render import build_tracks, paper_rows
+
+ENTRIES_DIR = Path(__file__).resolve().parent.parent / "entries"
+
+
+@dataclasses.dataclass
+class Gallery:
+    """One reconstruction gallery PNG of a run: eval images in the top row, an attack's reconstructions below."""
+
+    track: tuple[str, str, str]
+    defense: str
+    knob: str
+    knob_value: float
+    attack: str
+    seed: int
+    file: Path
+    ssim: float
+    psnr: float
+
+
+@dataclasses.dataclass
+class Source:
+    """One entry folder or run directory, with everything the pages show about it."""
+
+    path: Path
+    kind: str  # "entry" or "run"
+    run_dir: Path
+    tracks: list[Track]
+    manifest: dict[str, Any]
+    card: dict[str, Any] | None = None
+    verification: dict[str, Any] | None = None
+    galleries: list[Gallery] = dataclasses.field(default_factory=list)
+    hardware: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    paper_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    paper_citation: str = ""
+
+    @property
+    def suite(self) -> str:
+        return str(self.manifest.get("suite") or "")
+
+    @property
+    def official(self) -> bool:
+        """An entry of the standard suite; anything else (other suites, plain run directories) is unofficial."""
+        return self.kind == "entry" and self.suite in OFFICIAL_SUITES
+
+    @property
+    def label(self) -> str:
+        """How pages name the source: the card's name for an entry, the folder's name for a run."""
+        if self.card and str(self.card.get("name") or "").strip():
+            return str(self.card["name"]).strip()
+        return self.path.name or str(self.path)
+
+    @property
+    def verified(self) -> str | None:
+        """``"verified"``, ``"mismatch"`` (or another reported status) for a verified entry, else ``None``."""
+        if not self.verification:
+            return None
+        return str(self.verification.get("status") or "unknown")
+
+    def card_defenses(self) -> set[str]:
+        """The defenses the card describes: the one it names, else every defense of the run but the reference."""
+        if not self.card:
+            return set()
+        named = self.card.get("defense")
+        if isinstance(named, dict):
+            named = named.get("name")
+        if isinstance(named, str) and named.strip():
+            return {named.strip()}
+        return {r.defense for t in self.tracks for r in t.rows if r.defense != t.reference}
+
+
+def default_sources() -> list[Path]:
+    """Every entry folder under ``leaderboard/entries/`` (none when the folder is missing)."""
+    if not ENTRIES_DIR.is_dir():
+        return []
+    return sorted(p for p in ENTRIES_DIR.iterdir() if p.is_dir() and (p / "entry.yaml").is_file())
+
+
+def load_sources(paths: list[str | Path]) -> list[Source]:
+    """Read every source; two arguments naming the same folder count once."""
+    seen: set[Path] = set()
+    out = []
+    for p in paths:
+        resolved = Path(p).resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        out.append(load_source(Path(p)))
+    return out
+
+
+def load_source(path: Path) -> Source:
+    """An entry folder or a run directory; anything else is one clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise SplitbenchError(f"{path}: no such folder (expected an entry folder with entry.yaml and run/, or a run "
+                              "directory with records/ and manifests/)")
+    if path.is_dir() and (path / "entry.yaml").is_file():
+        return _load_entry(path)
+    if path.is_dir() and (path / "records").is_dir():
+        return _load_run(path, path, "run")
+    raise SplitbenchError(f"{path}: neither an entry folder (entry.yaml and run/) nor a run directory (records/ and "
+                          "manifests/, the --out of `splitbench run`)")
+
+
+def _load_entry(path: Path) -> Source:
+    card = _read_yaml(path / "entry.yaml")
+    run = path / "run"
+    if not (run / "records").is_dir():
+        raise SplitbenchError(f"{path}: entry has no run directory (expected {run}/records/ beside entry.yaml)")
+    src = _load_run(path, run, "entry")
+    src.card = card
+    report = path / "verification.json"
+    if report.is_file():
+        data = _read_json(report)
+        if not isinstance(data, dict):
+            raise SplitbenchError(f"{report}: not a verification report (expected a JSON object with status, cells, "
+                                  "date, device)")
+        src.verification = data
+    return src
+
+
+def _load_run(path: Path, run_dir: Path, kind: str) -> Source:
+    tracks, manifest = build_tracks(run_dir)
+    src = Source(path=path, kind=kind, run_dir=run_dir, tracks=tracks, manifest=manifest)
+    src.galleries = _galleries(run_dir, manifest["manifest_id"])
+    src.hardware = _hardware([path / "hardware"] + ([run_dir / "hardware"] if run_dir != path else []))
+    paper = manifest.get("paper") or {}
+    if isinstance(paper, dict) and paper.get("numbers"):
+        frame = load_frame(run_dir, manifest["manifest_id"])
+        if not frame.empty:
+            src.paper_rows = paper_rows(frame, paper["numbers"])
+        src.paper_citation = " ".join(str(paper.get("citation") or "").split())
+    return src
+
+
+def _galleries(run_dir: Path, manifest_id: str) -> list[Gallery]:
+    """The gallery PNG of every reconstruction record of the manifest, checked against its checksum."""
+    out = []
+    for path, rec in iter_records(run_dir, manifest_id):
+        ref = rec.get("gallery")
+        if not ref or rec.get("status") != "ok":
+            continue
+        if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
+            raise SplitbenchError(f"{path}: 'gallery' must be an object with the PNG's file name and sha256")
+        png = path.parent / ref["file"]
+        if png.parent != path.parent or not png.is_file():
+            raise SplitbenchError(f"{png}: gallery image named by {path.name} is missing (expected it beside the "
+                                  "record)")
+        if ref.get("sha256") and sha256_file(png) != ref["sha256"]:
+            raise SplitbenchError(f"{png}: checksum does not match the one in {path.name} (the image was changed "
+                                  "or swapped)")
+        cell = CellData(path, rec)
+        metrics = rec.get("metrics") or {}
+        out.append(Gallery(track=cell.track, defense=cell.defense, knob=str(cell.config["defense"].get("knob", "")),
+                           knob_value=cell.knob_value, attack=cell.attack, seed=cell.seed, file=png,
+                           ssim=_number(metrics.get("ssim")), psnr=_number(metrics.get("psnr"))))
+    return out
+
+
+def _hardware(folders: list[Path]) -> list[dict[str, Any]]:
+    """Every JSON object in ``hardware/*.json`` (a file may hold one object or a list of them)."""
+    rows: list[dict[str, Any]] = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.glob("*.json")):
+            data = _read_json(f)
+            items = data if isinstance(data, list) else [data]
+            if not all(isinstance(i, dict) for i in items):
+                raise SplitbenchError(f"{f}: not a hardware record (expected a JSON object or a list of objects)")
+            rows.extend(items)
+    return rows
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = " ".join(str(exc).split())
+        raise SplitbenchError(f"{path}: not a readable entry card ({reason}); expected a YAML mapping") from exc
+    if not isinstance(data, dict):
+        raise SplitbenchError(f"{path}: the entry card must be a YAML mapping (name, authors, paper, code_url, "
+                              f"license, hardware, contact, defense, suite), got {type(data).__name__}")
+    return data
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SplitbenchError(f"{path}: not readable JSON ({exc})") from exc
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return math.nan
+    return float(v)

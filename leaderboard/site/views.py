@@ -1,0 +1,222 @@
+"""The site's own view of the sources: tracks that may span several entries, and one page's worth per defense.
+
+Rows keep the numbers :mod:`benchmark.scoring.table` computed for their own run (knob selection, Δutility and
+guards are per run, against that run's reference). A track shown on the site gathers the rows of every source
+of the same suite and (scenario, backbone, split); where several sources meet on one track, the rows each run
+ranked are ranked again together under the same rule (a rank is a range: 1 + rows whose interval lies wholly
+below, to the rows not wholly above), so one entry's rank reflects every other entry's intervals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+from collections.abc import Callable
+
+from benchmark.scoring.intervals import Estimate
+from benchmark.scoring.table import Row, Track
+
+from .gather import Gallery, Source
+
+
+def slug(text: str) -> str:
+    """A file-name-safe, unique-enough name: readable ASCII part plus a short hash of the full text."""
+    readable = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60].strip("-") or "x"
+    return f"{readable}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:6]}"
+
+
+@dataclasses.dataclass
+class SiteRow:
+    """One defense @ knob of one source on a site track, with its rank among every source of the track."""
+
+    source: Source
+    track: Track
+    row: Row
+    rank: tuple[int, int] | None = None
+    rank_blackbox: tuple[int, int] | None = None
+    rank_transfer: tuple[int, int] | None = None
+
+    @property
+    def defense(self) -> str:
+        return self.row.defense
+
+    @property
+    def knob_text(self) -> str:
+        return f"{self.row.knob}={self.row.knob_value:g}"
+
+    @property
+    def is_reference(self) -> bool:
+        return self.row.defense == self.track.reference
+
+    @property
+    def status(self) -> str:
+        """What stands in the rank column when there is no rank: why the row is not ranked."""
+        if not self.row.white_box_client:
+            return "bb only"
+        if not self.row.complete:
+            return "incomplete"
+        return ""
+
+
+@dataclasses.dataclass
+class SiteTrack:
+    """One (suite, scenario, backbone, split) of the site, official or not, over one or more sources."""
+
+    suite: str
+    official: bool
+    scenario: str
+    backbone: str
+    split: str
+    parts: list[tuple[Source, Track]]
+    rows: list[SiteRow] = dataclasses.field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.scenario} · {self.backbone} @ {self.split}"
+
+    @property
+    def slug(self) -> str:
+        return slug(f"{self.scenario} {self.backbone} {self.split} {self.suite} {'official' if self.official else ''}")
+
+    @property
+    def sources(self) -> list[Source]:
+        return [s for s, _ in self.parts]
+
+    @property
+    def multi(self) -> bool:
+        return len(self.parts) > 1
+
+    @property
+    def attacks(self) -> list[str]:
+        return sorted({a for _, t in self.parts for a in t.attacks})
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {a: k for _, t in self.parts for a, k in t.kinds.items()}
+
+    @property
+    def defenses(self) -> list[str]:
+        return sorted({r.defense for r in self.rows})
+
+    @property
+    def ranked(self) -> bool:
+        return any(t.ranked for _, t in self.parts)
+
+    @property
+    def flags(self) -> list[str]:
+        return [(f"{s.label}: {f}" if self.multi else f) for s, t in self.parts for f in t.flags]
+
+    @property
+    def weak_attacks(self) -> list[str]:
+        return [(f"{a} ({s.label})" if self.multi else a) for s, t in self.parts for a in t.weak_attacks]
+
+    def tuned(self, attack: str) -> bool:
+        return any(t.tuned(attack) for _, t in self.parts if attack in t.attacks)
+
+    def selected(self) -> list[SiteRow]:
+        """The ranked view: each source's selected row per defense, best first, unranked ones last."""
+        rows = [r for r in self.rows if r.row.selected]
+        return sorted(rows, key=lambda r: (r.rank is None, r.rank or (0, 0), _order(r.row.privacy), r.defense))
+
+    def unselected_defenses(self) -> list[str]:
+        chosen = {(id(r.source), r.defense) for r in self.rows if r.row.selected}
+        return sorted({r.defense for r in self.rows if (id(r.source), r.defense) not in chosen})
+
+    def blackbox(self) -> list[SiteRow]:
+        return sorted([r for r in self.rows if r.rank_blackbox], key=lambda r: (r.rank_blackbox, r.defense))
+
+    def transfer(self) -> list[SiteRow]:
+        return sorted([r for r in self.rows if r.rank_transfer], key=lambda r: (r.rank_transfer, r.defense))
+
+    def knob_rows(self) -> list[SiteRow]:
+        """Every setting run, the reference first, then by defense and knob."""
+        return sorted(self.rows, key=lambda r: (not r.is_reference, r.defense, r.source.label, r.row.knob_value))
+
+    def references(self) -> list[SiteRow]:
+        """Each source's reference row (the one its knob selection and Δutility are measured against)."""
+        return [r for r in self.rows if r.is_reference and r.row.selected]
+
+
+@dataclasses.dataclass
+class DefenseView:
+    """Everything the site shows about one defense: its cards, its rows per track, its galleries."""
+
+    name: str
+    cards: list[Source] = dataclasses.field(default_factory=list)
+    tracks: list[tuple[SiteTrack, list[SiteRow]]] = dataclasses.field(default_factory=list)
+    galleries: dict[str, list[tuple[Source, Gallery]]] = dataclasses.field(default_factory=dict)  # by track slug
+
+    @property
+    def slug(self) -> str:
+        return slug(self.name)
+
+
+def _order(e: Estimate) -> float:
+    return math.inf if math.isnan(e.value) else e.value
+
+
+def _bounds(e: Estimate) -> tuple[float, float]:
+    return (e.lo, e.hi) if e.has_interval else (e.value, e.value)
+
+
+def rank_ranges(items: list[Estimate]) -> list[tuple[int, int]]:
+    """Rank ranges, lower is better: from 1 + the items wholly below to 1 + the items not wholly above."""
+    out = []
+    for i, e in enumerate(items):
+        lo, hi = _bounds(e)
+        better = sum(1 for j, o in enumerate(items) if j != i and _bounds(o)[1] < lo)
+        not_worse = sum(1 for j, o in enumerate(items) if j != i and not _bounds(o)[0] > hi)
+        out.append((better + 1, not_worse + 1))
+    return out
+
+
+def _rerank(rows: list[SiteRow], own: Callable[[Row], tuple[int, int] | None], value: Callable[[Row], Estimate],
+            attr: str) -> None:
+    """Rank together the rows each source ranked on its own (so each run's eligibility rules still hold)."""
+    eligible = [r for r in rows if own(r.row) is not None]
+    for r, rank in zip(eligible, rank_ranges([value(r.row) for r in eligible])):
+        setattr(r, attr, rank)
+
+
+def site_tracks(sources: list[Source]) -> list[SiteTrack]:
+    """The site's tracks, official first, each with its rows and their ranks across sources."""
+    by_key: dict[tuple, SiteTrack] = {}
+    for s in sources:
+        for t in s.tracks:
+            key = (not s.official, s.suite, t.scenario, t.backbone, t.split)
+            st = by_key.setdefault(key, SiteTrack(s.suite, s.official, t.scenario, t.backbone, t.split, []))
+            st.parts.append((s, t))
+            st.rows += [SiteRow(s, t, r) for r in t.rows]
+    tracks = [by_key[k] for k in sorted(by_key)]
+    for st in tracks:
+        if not st.multi:
+            for r in st.rows:
+                r.rank, r.rank_blackbox, r.rank_transfer = r.row.rank, r.row.rank_blackbox, r.row.rank_transfer
+            continue
+        _rerank(st.rows, lambda row: row.rank, lambda row: row.privacy, "rank")
+        _rerank(st.rows, lambda row: row.rank_blackbox, lambda row: row.privacy_blackbox, "rank_blackbox")
+        _rerank(st.rows, lambda row: row.rank_transfer, lambda row: row.family["transfer"], "rank_transfer")
+    return tracks
+
+
+def defense_views(sources: list[Source], tracks: list[SiteTrack]) -> list[DefenseView]:
+    """One view per defense name seen anywhere, with the tracks it ran on and its reconstruction galleries."""
+    views: dict[str, DefenseView] = {}
+    for st in tracks:
+        for name in st.defenses:
+            views.setdefault(name, DefenseView(name)).tracks.append((st, [r for r in st.knob_rows()
+                                                                          if r.defense == name]))
+        for s, t in st.parts:
+            for g in s.galleries:
+                if g.track == t.key and g.defense in views:
+                    views[g.defense].galleries.setdefault(st.slug, []).append((s, g))
+    for s in sources:
+        for name in sorted(s.card_defenses()):
+            if name in views:
+                views[name].cards.append(s)
+    for v in views.values():
+        for items in v.galleries.values():
+            items.sort(key=lambda sg: (sg[1].knob_value, sg[1].attack, sg[1].seed, sg[0].label))
+    return [views[k] for k in sorted(views)]
