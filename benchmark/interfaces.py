@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .backbones import BackboneSpec, build_split, fresh_model, fresh_server
 from .cards import MethodCard
 from .data import ScenarioData, ScenarioInfo, Split, TensorSplit
-from .errors import AccessError
+from .errors import AccessError, NotApplicable  # noqa: F401 (NotApplicable is part of this module's API)
 from .trainer import ParamGroup, TrainConfig, Trainer
 
 
@@ -217,10 +217,6 @@ class AttackOutput:
     extra_task_predictions: dict[str, Tensor] | None = None
     budget: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
-class NotApplicable(Exception):
-    """Raised by an attack whose target lacks what it needs (e.g. no sensitive attribute)."""
 
 
 class Attack(ABC):

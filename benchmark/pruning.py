@@ -42,7 +42,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import SplitbenchError
+from .errors import NotApplicable, SplitbenchError
 
 Interval = tuple[Tensor, Tensor]
 
@@ -451,7 +451,7 @@ class IntervalNet:
                 parts.append(v)
             dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)
             return torch.cat([p[0] for p in parts], dim), torch.cat([p[1] for p in parts], dim)
-        raise SplitbenchError(f"interval bounds: unsupported operation {n.format_node()}")
+        raise NotApplicable(f"interval bounds: unsupported operation {n.format_node()}")
 
     def _module(self, m: nn.Module, x: Interval | None, diff: bool, n: fx.Node) -> Interval | None:
         if x is None:
@@ -484,4 +484,4 @@ class IntervalNet:
             return (-m(-x[0]) if diff else m(x[0])), m(x[1])
         if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)) or isinstance(m, _IDENTITY):
             return m(x[0]), m(x[1])
-        raise SplitbenchError(f"interval bounds: unsupported layer {type(m).__name__} at {n.target!r}")
+        raise NotApplicable(f"interval bounds: unsupported layer {type(m).__name__} at {n.target!r}")

@@ -338,6 +338,13 @@ class Runner:
             model_metrics = {**ev.metrics(), **cost}
             log.info("%s: utility %.3f, validation %.3f (%.1f s)", label, model_metrics["utility"],
                      model_metrics["val_utility"], time.perf_counter() - t0)
+        except NotApplicable as exc:  # e.g. an operation the defense's analysis does not support on this backbone
+            reason = f"defense not applicable: {exc}"
+            log.info("%s: %s", label, reason)
+            for cell in todo:
+                self._write(cell, CellResult("not_applicable", reason), None, None)
+                summary.not_applicable += 1
+            return summary
         except Exception as exc:  # one failing model must not stop the run
             reason = f"defense failed: {type(exc).__name__}: {exc}"
             log.warning("%s: %s", label, reason)

@@ -45,7 +45,7 @@ from benchmark import MethodCard, register_defense
 from benchmark.backbones import BackboneSpec, SplitModel, create_model, cut_model, split_points
 from benchmark.channels import as_spatial
 from benchmark.config import field
-from benchmark.errors import SplitbenchError
+from benchmark.errors import NotApplicable, SplitbenchError
 from benchmark.interfaces import Defense, DefenseConfig
 from benchmark.metrics import count_macs, count_params_used
 from benchmark.nets import ReleaseDecoder
@@ -111,7 +111,7 @@ class LipschitzBound:
             else:
                 factor = op_lipschitz(n, m)
                 if factor is None:
-                    raise SplitbenchError(f"patrol: no Lipschitz bound for {n.format_node()}; set lipschitz_weight=0")
+                    raise NotApplicable(f"patrol: no Lipschitz bound for {n.format_node()}; set lipschitz_weight=0")
                 self.rule[n] = factor
         shapes: dict[nn.Module, tuple[int, ...]] = {}
 
@@ -235,7 +235,7 @@ class Patrol(Defense):
         points = split_points(model)
         at = points.index(spec.split) + cfg.extra_depth if spec.split in points else len(points)
         if at >= len(points):
-            raise SplitbenchError(f"patrol: backbone {spec.name!r} has no stage {cfg.extra_depth} past "
+            raise NotApplicable(f"patrol: backbone {spec.name!r} has no stage {cfg.extra_depth} past "
                                   f"{spec.split!r} (stages: {', '.join(points)})")
         self.deep = dataclasses.replace(spec, split=points[at])
         x = torch.zeros(1, info.channels, info.image_size, info.image_size)
@@ -287,7 +287,7 @@ class Patrol(Defense):
         if self._cost(self.client, x) <= self.budget_value:
             return {}
         if cost(1.0) > self.budget_value:
-            raise SplitbenchError(
+            raise NotApplicable(
                 f"patrol: even one channel per prunable layer of {self.deep.label} costs {cost(1.0):.3g} "
                 f"{self.config.budget_metric}, over the budget {self.budget_value:.3g}; raise budget or lower "
                 "extra_depth")

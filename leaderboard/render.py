@@ -139,7 +139,11 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
                      _family_cell(r, "reconstruction"), _est(r.utility), _est(r.delta_utility),
                      _family_cell(r, "transfer"), _fmt(r.relative, 2), r.tuned] + _cost_cells(r))
     lines += ["### Ranking", ""] + _table(head, rows)
-    unchosen = sorted({r.defense for r in t.rows} - {r.defense for r in chosen})
+    na = {r.defense: r.not_applicable for r in t.rows if r.not_applicable}
+    if na:
+        lines += ["Not applicable on this track: " + "; ".join(f"`{d}` ({why})" for d, why in sorted(na.items()))
+                  + ".", ""]
+    unchosen = sorted({r.defense for r in t.rows} - {r.defense for r in chosen} - set(na))
     if unchosen:
         lines += ["Not ranked (no knob setting within the utility budget on validation data): "
                   + ", ".join(f"`{d}`" for d in unchosen) + ".", ""]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmark.backbones import BackboneSpec, build_split
-from benchmark.errors import SplitbenchError
+from benchmark.errors import NotApplicable
 from benchmark.metrics import count_macs, count_params_used
 from benchmark.registry import DEFENSES
 from benchmark.trainer import Trainer
@@ -82,10 +82,10 @@ def test_lipschitz_bound_holds_on_random_pairs(fitted, tiny_data):
 
 def test_budget_too_small_is_a_clear_error(tiny_data, tiny_backbone):
     d = smoke_defense(PATROL, tiny_backbone, tiny_data.info, budget=0.05)
-    with pytest.raises(SplitbenchError, match="over the budget"):
+    with pytest.raises(NotApplicable, match="over the budget"):
         d.prune_to_budget()
 
 
 def test_no_stage_past_the_last_one(tiny_data):
-    with pytest.raises(SplitbenchError, match="has no stage 1 past 'layer4'"):
+    with pytest.raises(NotApplicable, match="has no stage 1 past 'layer4'"):
         smoke_defense(PATROL, BackboneSpec("test_resnet", "layer4"), tiny_data.info)

@@ -138,6 +138,15 @@ FAILING = textwrap.dedent('''
         card = CARD
         def fit(self, data, trainer):
             raise RuntimeError("fit exploded")
+
+    @register_defense("{prefix}_unsupported")
+    class UnsupportedDefense(Defense):
+        Config = DCfg
+        knob = "level"
+        card = CARD
+        def fit(self, data, trainer):
+            from benchmark.errors import NotApplicable
+            raise NotApplicable("needs an operation this backbone does not have")
 ''')
 
 
@@ -150,6 +159,7 @@ def broken(tmp_path):
     yield prefix
     ATTACKS.unregister(f"{prefix}_attack")
     DEFENSES.unregister(f"{prefix}_defense")
+    DEFENSES.unregister(f"{prefix}_unsupported")
 
 
 def test_failures_are_recorded_and_the_run_goes_on(suite_file, tmp_path, broken):
@@ -320,3 +330,16 @@ def test_only_named_cells_are_run(finished_run, tmp_path):
     assert [p.name for p in (tmp_path / "one" / "records").glob("*.json")] == [name]
     with pytest.raises(SplitbenchError, match="not a cell of suite tiny"):
         benchmark.run(str(root / "tiny.yaml"), out=tmp_path / "two", only=["nope.json"], progress=False)
+
+
+def test_a_defense_that_cannot_run_on_the_backbone_is_not_applicable_not_failed(suite_file, tmp_path, broken):
+    from leaderboard import render_run
+
+    out = tmp_path / "out"
+    summary = benchmark.run(str(suite_file), out=out, defenses=["no_pruning", f"{broken}_unsupported"],
+                            attacks=["attribute_inference"], progress=False)
+    assert summary.exit_code == 0 and summary.not_applicable == 1
+    recs = {r["config"]["defense"]["name"]: r for _, r in iter_records(out)}
+    assert recs[f"{broken}_unsupported"]["status"] == "not_applicable"
+    assert "this backbone does not have" in recs[f"{broken}_unsupported"]["reason"]
+    assert f"Not applicable on this track: `{broken}_unsupported` (needs an operation" in render_run(out, write=False)

@@ -150,6 +150,7 @@ class Row:
     rank_blackbox: tuple[int, int] | None = None
     rank_transfer: tuple[int, int] | None = None
     note: str = ""
+    not_applicable: str = ""  # why the defense cannot run on this track (e.g. an unsupported operation)
 
     @property
     def label(self) -> str:
@@ -289,6 +290,10 @@ class TableBuilder:
                                                      - refs[s].outcomes()["model/val_utility"].mean()
                                                      for s in common]))
             r.cost = {m: float(np.nanmean([models[s].metric(m) for s in models])) for m in COST}
+        reasons = {c.record.get("reason") or "" for c in cells if c.status == "not_applicable"}
+        if all(c.status == "not_applicable" for c in cells) and any(x.startswith("defense not applicable") for x in
+                                                                     reasons):
+            r.not_applicable = sorted(reasons)[0].removeprefix("defense not applicable: ")
         ok_cells: dict[str, dict[int, CellData]] = {}
         for a in attacks:
             mine = [c for c in cells if c.attack == a]
@@ -398,6 +403,9 @@ class TableBuilder:
             r.admissible = (not math.isnan(r.val_delta_utility)) and r.val_delta_utility >= -t.budget - 1e-12
             by_def[r.defense].append(r)
         for name, rows in by_def.items():
+            rows = [r for r in rows if not r.not_applicable]
+            if not rows:
+                continue
             ok = [r for r in rows if r.admissible]
             if name == ref.defense:
                 ok = [ref]
