@@ -4,7 +4,9 @@ A method declares parameter groups and a step function that returns one loss per
 rest: seeded shuffling, device placement, bf16 autocast on CUDA, one optimizer per group, progress, and NaN
 checks. Each group's gradient is taken from *its own* loss only, which is how min-max methods route gradients
 (e.g. the client gets only the task gradient while a filter network gets task minus adversary) without
-detach tricks. Groups that return the very same loss tensor share one backward pass.
+detach tricks. Groups that return the very same loss tensor share one backward pass. A group may ask to be
+updated several times per batch (``ParamGroup.steps``), which brings the inner player of a min-max game closer
+to its best response before the other players move.
 
 Example:
     >>> import torch
@@ -24,7 +26,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -56,7 +58,16 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class ParamGroup:
-    """Parameters updated together by one optimizer, from one loss."""
+    """Parameters updated together by one optimizer, from one loss.
+
+    ``steps`` is how many times the group is updated per batch (per step of :meth:`Trainer.optimize`). With
+    ``steps = n > 1`` the trainer first makes ``n - 1`` extra updates of this group alone, each from a fresh
+    call of the step function on the same batch of which only this group's loss is used, and then the usual
+    joint update of every group. In a min-max game this lets the inner player (an adversary) approach its best
+    response to the current outer players before they take their step against it. The extra calls repeat
+    the step function's side effects (BatchNorm running statistics, random draws). A group left at
+    ``steps = 1`` is updated exactly as if the field did not exist.
+    """
 
     params: Sequence[Tensor]
     lr: float = 1e-3
@@ -64,6 +75,11 @@ class ParamGroup:
     optimizer: Literal["adam", "sgd"] = "adam"
     betas: tuple[float, float] = (0.9, 0.999)
     fused: bool = False  # the optimizer's fused kernel where it exists (see ``fusable``)
+    steps: int = 1  # updates per batch; the extra ones use only this group's loss (see the class docstring)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"ParamGroup.steps must be an integer >= 1, got {self.steps!r}")
 
     def make(self) -> torch.optim.Optimizer:
         params = [p for p in self.params if p.requires_grad]
@@ -150,9 +166,7 @@ class Trainer:
             count = 0
             for batch in split.batches(batch_size, shuffle=True, seed=self.seed * 100003 + seed_offset + epoch,
                                        drop_last=drop_last and len(split) > batch_size):
-                with self.autocast():
-                    out = step(batch)
-                self._apply(groups, opts, out)
+                out = self._update(groups, opts, step, batch)
                 for k, v in out.items():  # summed on the device: no host sync per step
                     v = v.detach().float()
                     sums[k] = sums[k] + v if k in sums else v
@@ -177,9 +191,7 @@ class Trainer:
                    mininterval=1.0)
         last: Mapping[str, Tensor] = {}
         for i in bar:
-            with self.autocast():
-                out = step(i)
-            self._apply(groups, opts, out)
+            out = self._update(groups, opts, step, i)
             last = out
             if log_every and (i % log_every == 0 or i == steps - 1):
                 history.append({"step": float(i), **{k: float(v.detach()) for k, v in out.items()}})
@@ -200,6 +212,24 @@ class Trainer:
             v = values.get(name)
             if v is not None and not math.isfinite(v):
                 raise TrainingDiverged(f"{desc}: loss for group {name!r} is {v}")
+
+    def _update(self, groups: Mapping[str, ParamGroup], opts: Mapping[str, torch.optim.Optimizer],
+                step: Callable[[Any], Mapping[str, Tensor]], arg: Any) -> Mapping[str, Tensor]:
+        """One batch's updates: ``n - 1`` extra rounds (``n`` the largest ``steps``), each from a fresh ``step(arg)``,
+        in which round ``r`` updates the groups with ``steps >= n - r`` (so a group with ``steps = s`` takes part
+        in the last ``s - 1`` of them), then the joint update of every group. With every group at ``steps = 1``
+        this is one call and one joint update, as before the field existed. Returns the joint update's losses
+        (what is logged)."""
+        most = max((g.steps for g in groups.values()), default=1)
+        for r in range(most - 1):
+            inner = {name: g for name, g in groups.items() if g.steps >= most - r}
+            with self.autocast():
+                out = step(arg)
+            self._apply(inner, {name: opts[name] for name in inner}, out)
+        with self.autocast():
+            out = step(arg)
+        self._apply(groups, opts, out)
+        return out
 
     def _apply(self, groups: Mapping[str, ParamGroup], opts: Mapping[str, torch.optim.Optimizer],
                out: Mapping[str, Tensor]) -> None:

@@ -1,4 +1,5 @@
-"""Behaviour of ``dynamic_channel_pruning``: exact per-sample channel counts, input-dependent masks, payload, and
+"""Behaviour of ``dynamic_channel_pruning``: exact per-sample channel counts, input-dependent masks, payload,
+training on the released (hard) mask with the soft mask's gradient, several adversary updates per batch, and
 the gradient routing of the min-max game (no adversary gradient reaches the client; F does train)."""
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ import math
 import pytest
 import torch
 
+from benchmark.channels import apply_channel_mask, observed_mask
+from benchmark.config import build_config
 from benchmark.data import Split
+from benchmark.errors import SplitbenchError
 from benchmark.registry import DEFENSES
 from benchmark.trainer import Trainer
 from tests.helpers import smoke_defense
@@ -126,3 +130,105 @@ def test_reconstruction_adversary_without_a_sensitive_attribute(tiny_data, tiny_
     assert d.adversary(d.eval().release(x)).shape == x.shape
     with pytest.raises(ValueError):
         smoke_defense(DEFENSES.get(NAME), tiny_backbone, info, adversary="attribute")
+
+
+def _server_inputs_during_fit(data, backbone, **overrides):
+    """Fit on 64 training images; return the model and every batch the server and the adversary were fed."""
+    train = data.train.subset(64)
+    d = smoke_defense(DEFENSES.get(NAME), backbone, data.info, train={"epochs": 1, "batch_size": 32}, **overrides)
+    fed = {"server": [], "adversary": []}
+    hooks = [getattr(d, k).register_forward_pre_hook(lambda m, args, k=k: fed[k].append(args[0].detach().clone()))
+             for k in fed]
+    torch.manual_seed(0)
+    d.fit(dataclasses.replace(data, train=train), Trainer("cpu", seed=0, progress=False))
+    for h in hooks:
+        h.remove()
+    return d, fed
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.75])
+def test_training_forward_pass_sends_exactly_the_released_channels(ratio, tiny_data, tiny_backbone):
+    d, fed = _server_inputs_during_fit(tiny_data, tiny_backbone, prune_ratio=ratio)
+    c = d.num_channels
+    kept = c - int(c * ratio)
+    assert len(fed["server"]) == len(fed["adversary"]) == 2 * 2  # 2 batches, 2 calls each (adversary_steps=2)
+    for z_hat in fed["server"] + fed["adversary"]:
+        assert (observed_mask(z_hat).sum(1) <= kept).all(), "training saw channels the release never sends"
+        assert (observed_mask(z_hat).sum(1) >= kept - 1).all()  # a kept channel is rarely all zero after ReLU
+    # the training forward value is exactly the release of the same batch
+    d.train()
+    x = tiny_data.info.normalize(tiny_data.train.images[:16])
+    seen = []
+    h = d.server.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    batch_y = tiny_data.train.task[:16]
+    d.losses(x, batch_y, tiny_data.train.sensitive[:16])
+    h.remove()
+    with torch.no_grad():
+        z = d.client(x)
+        mask = d.hard_mask(d.scores(z))
+    assert (mask.sum(1) == kept).all()
+    assert torch.equal(seen[0], apply_channel_mask(z, mask))
+
+
+def test_soft_training_mask_sends_every_channel(tiny_data, tiny_backbone):
+    """The previous behaviour, kept as train_mask='soft': the server trained on all C channels (scaled)."""
+    d, fed = _server_inputs_during_fit(tiny_data, tiny_backbone, prune_ratio=0.75, train_mask="soft",
+                                       adversary_steps=1)
+    assert len(fed["server"]) == len(fed["adversary"]) == 2  # 2 batches, one call each
+    assert any((observed_mask(z_hat).sum(1) > d.num_channels - d.pruned).any() for z_hat in fed["server"])
+
+
+def test_straight_through_mask_has_the_hard_value_and_the_soft_gradient(tiny_data, tiny_backbone):
+    d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, tiny_data.info, prune_ratio=0.5)
+    s = torch.randn(4, d.num_channels, requires_grad=True)
+    w = torch.randn(4, d.num_channels)
+    st = d.train_mask(s)
+    assert torch.equal(st.detach(), d.hard_mask(s.detach()))
+    g_st, = torch.autograd.grad((st * w).sum(), s)
+    g_soft, = torch.autograd.grad((d.soft_mask(s) * w).sum(), s)
+    torch.testing.assert_close(g_st, g_soft, rtol=0, atol=0)
+    assert g_st.abs().sum() > 0
+
+
+def test_gradients_reach_the_filter_network_through_the_hard_mask(tiny_data, tiny_backbone):
+    d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, tiny_data.info, prune_ratio=0.5)
+    d.train()
+    batch = next(tiny_data.train.batches(16))
+    losses = d.losses(batch.x, batch.y, batch.s)
+    params = list(d.filter.parameters())
+    for name in ("filter", "server", "adversary"):  # F's own loss, and each of its two terms
+        grads = torch.autograd.grad(losses[name], params, retain_graph=True, allow_unused=True)
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), f"no gradient of the {name} loss reaches F"
+
+
+def test_adversary_is_updated_adversary_steps_times_per_batch(tiny_data, tiny_backbone):
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    train = tiny_data.train.subset(64)
+    d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, tiny_data.info, prune_ratio=0.5, adversary_steps=3,
+                      train={"epochs": 1, "batch_size": 32})
+    owner = {id(p): k for k in ("client", "server", "filter", "adversary") for p in getattr(d, k).parameters()}
+    counts: dict[str, int] = {}
+
+    def count(opt, args, kwargs):
+        k = owner[id(opt.param_groups[0]["params"][0])]
+        counts[k] = counts.get(k, 0) + 1
+
+    handle = register_optimizer_step_post_hook(count)
+    try:
+        d.fit(dataclasses.replace(tiny_data, train=train), Trainer("cpu", seed=0, progress=False))
+    finally:
+        handle.remove()
+    batches = 64 // 32
+    assert counts == {"client": batches, "server": batches, "filter": batches, "adversary": 3 * batches}
+
+
+@pytest.mark.parametrize("value", [0, -2])
+def test_adversary_steps_below_one_is_a_one_line_error(value, tiny_data, tiny_backbone):
+    cls = DEFENSES.get(NAME)
+    with pytest.raises(ValueError, match=r"^adversary_steps must be an integer >= 1, got") as e:
+        cls.Config(adversary_steps=value).validate()
+    assert "\n" not in str(e.value)
+    with pytest.raises(SplitbenchError, match="adversary_steps") as e:
+        build_config(cls.Config, {"adversary_steps": value}, "dynamic_channel_pruning")
+    assert "\n" not in str(e.value)

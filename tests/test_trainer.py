@@ -90,3 +90,110 @@ def test_optimizers_use_the_fused_kernel_where_it_exists():
     assert ParamGroup(cpu, fused=True).make().defaults["fused"] is True
     assert ParamGroup(cpu, optimizer="sgd", fused=True).make().defaults["fused"] is True
     assert not ParamGroup(cpu).make().defaults["fused"]  # opt-in: the default keeps PyTorch's choice
+
+
+class _StepCounter:
+    """Counts ``optimizer.step()`` calls per optimizer (keyed by the id of its first parameter)."""
+
+    def __enter__(self):
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self.counts: dict[int, int] = {}
+        self._handle = register_optimizer_step_post_hook(self._hook)
+        return self
+
+    def _hook(self, opt, args, kwargs):
+        key = id(opt.param_groups[0]["params"][0])
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+
+    def of(self, param) -> int:
+        return self.counts.get(id(param), 0)
+
+
+def test_group_steps_update_a_group_several_times_per_batch_from_its_own_loss():
+    """An inner player with steps=3 and another with steps=2 take their extra updates before the joint update;
+    the outer player (steps=1) is updated once per batch and never sees its loss of the extra calls."""
+    outer = torch.nn.Parameter(torch.tensor([2.0]))
+    inner = torch.nn.Parameter(torch.tensor([0.0]))
+    mid = torch.nn.Parameter(torch.tensor([0.0]))
+    data = TensorSplit(torch.ones(32, 1))
+    seen = []  # (outer, inner, mid) at every call of the step function
+
+    def step(batch):
+        seen.append((outer.item(), inner.item(), mid.item()))
+        return {"outer": (outer - inner.detach()).pow(2).sum(), "inner": (inner - outer.detach()).pow(2).sum(),
+                "mid": (mid - 1.0).pow(2).sum()}
+
+    groups = {"outer": ParamGroup([outer], lr=0.1), "inner": ParamGroup([inner], lr=0.1, steps=3),
+              "mid": ParamGroup([mid], lr=0.1, steps=2)}
+    with _StepCounter() as c:
+        Trainer(progress=False).fit(groups, step, data, epochs=2, batch_size=8)
+    batches = 2 * 32 // 8
+    assert (c.of(outer), c.of(inner), c.of(mid)) == (batches, 3 * batches, 2 * batches)
+    assert len(seen) == 3 * batches  # two extra calls and the joint one, per batch
+    for b in range(batches):
+        first, second, joint = seen[3 * b:3 * b + 3]
+        assert first[0] == second[0] == joint[0], "the outer group moved during the extra updates"
+        assert first[1] != second[1] != joint[1], "the inner group was not updated in each extra round"
+        assert first[2] == second[2] != joint[2], "a steps=2 group must take part only in the last extra round"
+
+
+def test_group_steps_match_the_loop_written_out_by_hand():
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+
+    x = torch.randn(24, 3, generator=torch.Generator().manual_seed(1))
+    data = TensorSplit(x)
+
+    def losses(f, a, batch):
+        fit = (f(batch.x) - 1.0).pow(2).mean()
+        return {"f": fit + 0.1 * a(batch.x).mean(), "a": (a(batch.x) - f(batch.x).detach()).pow(2).mean()}
+
+    f, a = make()
+    Trainer(progress=False).fit({"f": ParamGroup(list(f.parameters()), lr=0.05),
+                                 "a": ParamGroup(list(a.parameters()), lr=0.05, steps=3)},
+                                lambda b: losses(f, a, b), data, epochs=1, batch_size=8)
+
+    rf, ra = make()
+    of, oa = torch.optim.Adam(rf.parameters(), lr=0.05), torch.optim.Adam(ra.parameters(), lr=0.05)
+    for batch in data.batches(8, shuffle=True, seed=0, drop_last=True):
+        for _ in range(2):  # the adversary's extra updates, from its own loss only
+            oa.zero_grad()
+            losses(rf, ra, batch)["a"].backward()
+            oa.step()
+        out = losses(rf, ra, batch)
+        gf = torch.autograd.grad(out["f"], list(rf.parameters()), retain_graph=True)
+        ga = torch.autograd.grad(out["a"], list(ra.parameters()))
+        for p, g in [*zip(rf.parameters(), gf), *zip(ra.parameters(), ga)]:
+            p.grad = g
+        of.step()
+        oa.step()
+    for p, q in [*zip(f.parameters(), rf.parameters()), *zip(a.parameters(), ra.parameters())]:
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_default_steps_call_the_step_function_once_per_batch_and_step_once():
+    w = torch.nn.Parameter(torch.zeros(1))
+    calls = []
+
+    def step(i):
+        calls.append(i)
+        return {"w": (w - 1).pow(2).sum()}
+
+    with _StepCounter() as c:
+        Trainer(progress=False).optimize({"w": ParamGroup([w], lr=0.1)}, step, steps=5)
+    assert calls == [0, 1, 2, 3, 4] and c.of(w) == 5
+    calls.clear()
+    with _StepCounter() as c:  # the step-based loop honours steps too, re-calling step(i) with the same i
+        Trainer(progress=False).optimize({"w": ParamGroup([w], lr=0.1, steps=2)}, step, steps=3)
+    assert calls == [0, 0, 1, 1, 2, 2] and c.of(w) == 6
+
+
+@pytest.mark.parametrize("steps", [0, -1, 1.5, True])
+def test_group_steps_must_be_a_positive_integer(steps):
+    with pytest.raises(ValueError, match="ParamGroup.steps must be an integer >= 1"):
+        ParamGroup([torch.nn.Parameter(torch.zeros(1))], steps=steps)
