@@ -1,4 +1,4 @@
-"""The ``splitbench`` command: ``list``, ``run``, ``leaderboard``, ``site``, ``submit``, ``verify``.
+"""The ``splitbench`` command: ``list``, ``run``, ``leaderboard``, ``hardware``, ``site``, ``submit``, ``verify``.
 
 Errors a user can cause exit with status 2 and one line on stderr (``--traceback`` for the full stack); a run
 in which some cells failed exits with status 1.
@@ -89,6 +89,26 @@ def _parser() -> argparse.ArgumentParser:
     site.add_argument("sources", nargs="*", metavar="ENTRY_OR_RUN",
                       help="entry folders or run directories (default: every entry under leaderboard/entries)")
     site.add_argument("--out", default="site", help="output folder (default: site/)")
+
+    hw = sub.add_parser("hardware", help="measure every defense's client and server on this machine",
+                        description="Latency (p50/p90/p99 at several batch sizes), throughput, peak memory and bytes "
+                                    "per sample of every defense setting of a suite (first seed; models are loaded "
+                                    "from the run's cache or trained), in fp32 (and bf16 on CUDA), eager and "
+                                    "torch.compile'd, written to OUT/hardware/<machine>.json; then the merged table "
+                                    "of every machine's records under OUT. With --table, only merge and print.")
+    hw.add_argument("--suite", default="quick", help="a built-in suite name or a suite YAML file (default: quick)")
+    hw.add_argument("--out", default=None, help="run directory whose cache and hardware/ folder to use "
+                                                "(default: runs/<suite>)")
+    hw.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    hw.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64], metavar="N", help="batch sizes (1 8 64)")
+    hw.add_argument("--min-seconds", type=float, default=1.0, help="measured time per row at least (default 1 s)")
+    hw.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd rows")
+    hw.add_argument("--defense", action="append", metavar="NAME", help="only these defenses")
+    hw.add_argument("--data-root", default=None, help="folder with local copies of datasets")
+    hw.add_argument("--plugin", action="append", default=[], metavar="FILE", help="plugin files (repeatable)")
+    hw.add_argument("--table", nargs="+", default=None, metavar="DIR",
+                    help="merge and print the hardware records under these folders; measure nothing")
+    hw.add_argument("--format", choices=["md", "csv"], default="md", help="table format (default: md)")
 
     submit = sub.add_parser("submit", help="pack and validate a run directory as a leaderboard entry",
                             description="Pack a finished run directory, its card and the defense's code into an "
@@ -220,6 +240,25 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hardware(args: argparse.Namespace) -> int:
+    from . import registry
+    from .hardware import hardware_table, load_rows, run_hardware
+    from .suite import load_suite, restrict
+
+    if args.table:
+        print(hardware_table(load_rows([Path(d) for d in args.table]), args.format), end="")
+        return 0
+    for f in args.plugin:
+        registry.load_plugin(f)
+    suite = restrict(load_suite(args.suite), defenses=args.defense)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.suite).stem
+    path = run_hardware(suite, out, args.device, args.batch, args.min_seconds, not args.no_compile,
+                        data_root=Path(args.data_root) if args.data_root else None)
+    print(f"splitbench: hardware records in {path}", file=sys.stderr)
+    print(hardware_table(load_rows([out]), args.format), end="")
+    return 0
+
+
 def _cmd_site(args: argparse.Namespace) -> int:
     from leaderboard.site import cmd_site
 
@@ -248,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(message)s", stream=sys.stderr)
     try:
         handler = {"list": _cmd_list, "run": _cmd_run, "leaderboard": _cmd_leaderboard, "site": _cmd_site,
-                   "submit": _cmd_submit, "verify": _cmd_verify}[args.command]
+                   "hardware": _cmd_hardware, "submit": _cmd_submit, "verify": _cmd_verify}[args.command]
         return handler(args)
     except SplitbenchError as exc:
         if args.traceback:

@@ -160,20 +160,35 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def latency_ms(fn: Callable[[Tensor], Tensor], x: Tensor, warmup: int = 3, repeats: int = 20
-               ) -> tuple[float, float]:
-    """(p50, p90) wall time in milliseconds of ``fn(x)``, after warm-up, with device synchronisation."""
+def latency_stats(fn: Callable[[Tensor], Tensor], x: Tensor, warmup: int = 3, repeats: int = 20,
+                  min_seconds: float = 0.0, max_repeats: int = 100_000) -> dict[str, float]:
+    """Wall time of ``fn(x)`` in milliseconds after ``warmup`` calls, each call synchronised with the device:
+    at least ``repeats`` calls and at least ``min_seconds`` of measured time (MLPerf-style minimum duration).
+
+    Returns p50, p90, p99, mean and the number of timed calls.
+    """
     for _ in range(warmup):
         fn(x)
     _sync(x.device)
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    spent = 0.0
+    while (len(times) < repeats or spent < min_seconds) and len(times) < max_repeats:
         t0 = time.perf_counter()
         fn(x)
         _sync(x.device)
-        times.append((time.perf_counter() - t0) * 1000.0)
+        dt = time.perf_counter() - t0
+        spent += dt
+        times.append(dt * 1000.0)
     arr = np.asarray(times)
-    return float(np.percentile(arr, 50)), float(np.percentile(arr, 90))
+    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(arr.mean()), "runs": len(arr)}
+
+
+def latency_ms(fn: Callable[[Tensor], Tensor], x: Tensor, warmup: int = 3, repeats: int = 20
+               ) -> tuple[float, float]:
+    """(p50, p90) wall time in milliseconds of ``fn(x)``, after warm-up, with device synchronisation."""
+    s = latency_stats(fn, x, warmup, repeats)
+    return s["p50"], s["p90"]
 
 
 @torch.no_grad()
