@@ -195,10 +195,13 @@ class RayExecutor:
         self.address = address
         self.workers = workers
 
-    def _connect(self) -> None:
+    def _connect(self) -> bool:
+        """Connect (or start a local cluster); True when this call initialised Ray (and must shut it down)."""
         ray = self.ray
         if ray.is_initialized():
-            return
+            return False
+        if self.address and self.address != "auto":
+            _check_reachable(self.address)
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
         try:
             if self.address:
@@ -210,13 +213,25 @@ class RayExecutor:
             raise SplitbenchError(f"could not connect to {where} ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else 'no reason given'}); start one "
                                   "with `ray start --head` or leave out --ray-address to start a local one") from None
+        return True
 
     def run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
-        from .runner import RunSummary
+        import builtins
 
         if not indices:
             return
-        self._connect()
+        original_print = builtins.print  # Ray's shutdown leaves its own print in builtins: put ours back
+        started = self._connect()
+        try:
+            yield from self._run(runner, indices)
+        finally:
+            if started:
+                self.ray.shutdown()
+            builtins.print = original_print
+
+    def _run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
+        from .runner import RunSummary
+
         ray = self.ray
         cuda = runner.device.type == "cuda"
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -234,6 +249,22 @@ class RayExecutor:
                 msg = str(getattr(exc, "cause", None) or exc).strip().splitlines()
                 raise SplitbenchError(f"a Ray task failed: {msg[-1] if msg else type(exc).__name__}") from None
             yield RunSummary(runner.out, **payload)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (instead of Ray's long retries) when a ``host:port`` cluster address does not answer."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SplitbenchError(f"--ray-address {address!r}: expected HOST:PORT (or ray://HOST:PORT)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SplitbenchError(f"could not connect to the Ray cluster at {address!r} ({exc.strerror or exc}); start "
+                              "one with `ray start --head` or leave out --ray-address to start a local one") from None
 
 
 def make_executor(name: str, workers: int | None = None, ray_address: str | None = None) -> Any:
