@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="worker processes for --executor processes (or CPUs of a local Ray cluster)")
     run.add_argument("--ray-address", default=None, metavar="ADDR", help="address of an existing Ray cluster")
+    run.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="torch threads per worker (default: all cores for local, shared among workers "
+                          "otherwise); records of two executors are identical at the same threads per worker")
     run.add_argument("--no-retry-failed", action="store_true", help="keep cells recorded as failed")
     run.add_argument("--quiet", action="store_true", help="no progress bars or per-cell log lines")
     run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")
@@ -219,7 +222,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   data_root=args.data_root, download=args.download,
                   cache_dir=args.cache_dir, progress=False if args.quiet else None,
                   retry_failed=not args.no_retry_failed, latency_repeats=args.latency_repeats,
-                  executor=args.executor, workers=args.workers, ray_address=args.ray_address, plugins=args.plugin)
+                  executor=args.executor, workers=args.workers, ray_address=args.ray_address, plugins=args.plugin,
+                  threads=args.threads)
     print(f"splitbench: {summary.line()}", file=sys.stderr)
     for f in summary.failures[:20]:
         print(f"  failed: {f}", file=sys.stderr)

@@ -32,14 +32,25 @@ EXECUTORS = ("local", "gpus", "processes", "ray")
 
 
 class LocalExecutor:
-    """Models one after the other in this process."""
+    """Models one after the other in this process (with ``threads`` torch threads when given)."""
 
     name = "local"
 
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
     def run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
-        plan = runner.plan()
-        for i in indices:
-            yield runner.run_model(i, plan)
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            plan = runner.plan()
+            for i in indices:
+                yield runner.run_model(i, plan)
+        finally:
+            torch.set_num_threads(before)
 
 
 def worker_spec(runner: Any) -> dict[str, Any]:
@@ -154,6 +165,9 @@ class ProcessExecutor:
                 if p.is_alive():
                     p.terminate()
                 p.join(timeout=10)
+            for q in (tasks, results):  # release the queues' semaphores and feeder threads now
+                q.close()
+                q.join_thread()
 
 
 def gpu_executor() -> ProcessExecutor:
@@ -168,11 +182,10 @@ def gpu_executor() -> ProcessExecutor:
     return ex
 
 
-def cpu_executor(workers: int) -> ProcessExecutor:
+def cpu_executor(workers: int, threads: int | None = None) -> ProcessExecutor:
     if workers < 1:
         raise SplitbenchError(f"--workers must be at least 1, got {workers}")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    return ProcessExecutor(["cpu"] * workers, threads)
+    return ProcessExecutor(["cpu"] * workers, threads or max(1, (os.cpu_count() or 1) // workers))
 
 
 def _ray_model(spec: dict[str, Any], index: int, threads: int | None) -> dict[str, Any]:
@@ -185,7 +198,7 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None):
+    def __init__(self, address: str | None = None, workers: int | None = None, threads: int | None = None):
         try:
             import ray
         except ImportError:
@@ -194,6 +207,7 @@ class RayExecutor:
         self.ray = ray
         self.address = address
         self.workers = workers
+        self.threads = threads
 
     def _connect(self) -> bool:
         """Connect (or start a local cluster); True when this call initialised Ray (and must shut it down)."""
@@ -235,7 +249,7 @@ class RayExecutor:
         ray = self.ray
         cuda = runner.device.type == "cuda"
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        threads = None if cuda else max(1, cpus // max(1, min(len(indices), self.workers or cpus)))
+        threads = None if cuda else self.threads or max(1, cpus // max(1, min(len(indices), self.workers or cpus)))
         task = ray.remote(num_gpus=1 if cuda else 0, num_cpus=0 if cuda else threads)(_ray_model)
         spec = worker_spec(runner)
         pending = [task.remote(spec, i, threads) for i in indices]
@@ -267,16 +281,24 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                               "one with `ray start --head` or leave out --ray-address to start a local one") from None
 
 
-def make_executor(name: str, workers: int | None = None, ray_address: str | None = None) -> Any:
-    """The executor a user asked for by name (``--executor``), with one clear error for bad choices."""
+def make_executor(name: str, workers: int | None = None, ray_address: str | None = None,
+                  threads: int | None = None) -> Any:
+    """The executor a user asked for by name (``--executor``), with one clear error for bad choices.
+
+    ``threads`` is the number of torch threads of each worker (of this process for ``local``); the default is
+    every core for ``local`` and the cores divided among the workers otherwise. Training on CPU rounds
+    differently with another thread count, so records of two executors are identical when their workers have
+    the same number of threads (e.g. ``local --threads 1`` and ``processes --workers 2`` on 2 cores)."""
+    if threads is not None and threads < 1:
+        raise SplitbenchError(f"--threads must be at least 1, got {threads}")
     if name == "local":
-        return LocalExecutor()
+        return LocalExecutor(threads)
     if name == "gpus":
         return gpu_executor()
     if name == "processes":
-        return cpu_executor(2 if workers is None else workers)
+        return cpu_executor(2 if workers is None else workers, threads)
     if name == "ray":
-        return RayExecutor(ray_address, workers)
+        return RayExecutor(ray_address, workers, threads)
     from .errors import did_you_mean
 
     raise SplitbenchError(f"unknown executor {name!r}{did_you_mean(name, EXECUTORS)} (expected one of: "

@@ -389,7 +389,7 @@ class Runner:
             "metrics": result.metrics,
             "budget": result.budget,
             "samples": result.samples,
-            "env": self._env,
+            "env": {**self._env, "threads": torch.get_num_threads()},  # the executor may have set them since
         }
         if result.outcomes:
             rec["outcomes"] = write_outcomes(path.with_suffix(".npz"), result.outcomes)
@@ -482,12 +482,13 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
         data_root: str | Path | None = None, download: bool = False, cache_dir: str | Path | None = None,
         progress: bool | None = None, retry_failed: bool = True, latency_repeats: int = 20,
         only: Iterable[str] | None = None, executor: str = "local", workers: int | None = None,
-        ray_address: str | None = None, plugins: Iterable[str] = ()) -> RunSummary:
+        ray_address: str | None = None, plugins: Iterable[str] = (), threads: int | None = None) -> RunSummary:
     """Run a suite and return its summary (the Python API behind ``splitbench run``).
 
     ``only`` restricts the run to the cells with these record file names (as a manifest lists them).
     ``executor`` is ``local`` (default), ``gpus``, ``processes`` (``workers`` CPU processes) or ``ray``
-    (``ray_address`` of an existing cluster, or a local one); ``plugins`` are plugin files workers load.
+    (``ray_address`` of an existing cluster, or a local one); ``plugins`` are plugin files workers load;
+    ``threads`` is the torch thread count of each worker (see :func:`benchmark.executors.make_executor`).
 
     Example:
         >>> summary = run("quick", out="runs/quick", defenses=["no_pruning"], attacks=["attribute_inference"])
@@ -506,5 +507,5 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
                       only=None if only is None else frozenset(only), plugins=tuple(str(p) for p in plugins))
     from .executors import make_executor
 
-    ex = make_executor(executor, workers, ray_address)  # bad choices fail here, before anything is written
+    ex = make_executor(executor, workers, ray_address, threads)  # bad choices fail here, before anything is written
     return Runner(s, opts).run(ex)

@@ -36,18 +36,23 @@ def numbers(out):
             for _, rec in iter_records(out)}
 
 
+WORKER_THREADS = max(1, (os.cpu_count() or 1) // 2)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The in-process run, with as many torch threads as each of two workers gets."""
+    """The in-process run, with as many torch threads as each of two workers gets (``threads``)."""
     root = tmp_path_factory.mktemp("exec")
     (root / "pool.yaml").write_text(SUITE)
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
-    try:
-        benchmark.run(str(root / "pool.yaml"), out=root / "local", progress=False)
-    finally:
-        torch.set_num_threads(before)
+    benchmark.run(str(root / "pool.yaml"), out=root / "local", progress=False, threads=WORKER_THREADS)
+    assert torch.get_num_threads() == before  # the local executor gives this process its thread count back
     return root
+
+
+def test_records_say_how_many_threads_made_them(reference):
+    envs = [rec["env"] for _, rec in iter_records(reference / "local")]
+    assert envs and all(e["threads"] == WORKER_THREADS for e in envs)
 
 
 def test_a_process_pool_writes_the_same_records(reference):
@@ -102,6 +107,7 @@ def test_two_workers_never_train_one_model_twice(tmp_path):
     ({"executor": "gpus"}, "needs at least one CUDA GPU"),
     ({"executor": "processes", "workers": 0}, "--workers must be at least 1"),
     ({"executor": "threads"}, "unknown executor 'threads'"),
+    ({"threads": 0}, "--threads must be at least 1"),
     ({"device": "cuda:x"}, "is not a device"),
     ({"device": "tpu"}, "is not a device|only cpu and cuda"),
 ])
