@@ -262,9 +262,11 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
     n_metrics = n_arrays = 0
     with tempfile.TemporaryDirectory(prefix="splitbench-verify-") as tmp:
         out = Path(tmp) / "run"
-        # latencies are never compared, so one timed repeat is enough; every other number is computed as in the run
+        # latencies are never compared, so one timed repeat is enough; every other number is computed as in the
+        # run, with the torch thread count its records were made with (CPU training rounds differently with another)
+        threads = {rec["env"].get("threads") for _, rec, _ in chosen} - {None}
         benchmark.run(suite, out=out, device=device, only=[p.name for p, _, _ in chosen], data_root=data_root,
-                      download=download, latency_repeats=1)
+                      download=download, latency_repeats=1, threads=min(threads) if len(threads) == 1 else None)
         rerun_env: dict[str, Any] = {}
         for path, rec, role in chosen:
             new_path = out / "records" / path.name
