@@ -1,7 +1,10 @@
 """``random_pruning``: zero a fresh random set of int(C * ratio) channels on every forward pass.
 
-One draw per batch, shared by the whole batch, at train and test time, with no rescaling, as in the official
-workshop code. Only the surviving channels and a channel bitmap count as sent.
+Training draws one mask per batch, shared by the whole batch, with no rescaling, as in the official workshop code.
+A deployed client (the frozen model: eval mode) draws one mask per sample: every query is its own forward pass, so
+a batch of eval images must not share one draw (the official code evaluates with one mask per test batch, which
+makes its test accuracy the luck of a few draws, and makes the samples of a batch dependent, so a bootstrap over
+them would understate the spread). Only the surviving channels and a channel bitmap count as sent.
 """
 
 from __future__ import annotations
@@ -45,13 +48,19 @@ class RandomPruning(Defense):
         knob="prune_ratio: fraction of channels zeroed; higher = less sent, less utility",
         inferred=("a white-box attacker is given the observed channel mask (the zeroed channels are visible in "
                   "what is sent)",
+                  "the deployed (frozen) client draws a mask per sample, training one per batch as the code does; "
+                  "the code also evaluates with one mask per test batch",
                   "no co-trained adversary (its gradient never reaches the client)"),
         code="https://github.com/aidecentralized/InferenceBenchmark",
     )
 
     def _mask(self, z: torch.Tensor) -> torch.Tensor:
         c = num_channels(z)
-        return random_channel_mask(c, int(c * self.config.prune_ratio), z.device)
+        prune = int(c * self.config.prune_ratio)
+        if self.client.training or prune == 0:
+            return random_channel_mask(c, prune, z.device)  # training: one draw per batch, as the official code
+        drop = torch.rand(z.shape[0], c, device=z.device).argsort(dim=1)[:, :prune]  # deployed: one per sample
+        return torch.ones(z.shape[0], c, device=z.device).scatter_(1, drop, 0.0)
 
     def release(self, x):
         z = self.client(x)
