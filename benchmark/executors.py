@@ -96,7 +96,25 @@ def summary_dict(summary: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(summary).items() if k != "out"}
 
 
+def _exit_with_parent() -> None:
+    """End this worker process as soon as the process that started it is gone (killed, even with SIGKILL), so
+    that no orphaned worker goes on training and writing records into a run directory nobody is running."""
+    import multiprocessing as mp
+    import threading
+
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="splitbench-parent-watch", daemon=True).start()
+
+
 def _worker(spec: dict[str, Any], device: str, threads: int | None, tasks: Any, results: Any) -> None:
+    _exit_with_parent()
     logging.basicConfig(level=logging.INFO, format=f"[{device}] %(message)s")
     try:
         runner = runner_from(spec, device, threads)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import textwrap
 import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +146,49 @@ def test_an_unreachable_ray_address_is_one_line(reference, tmp_path):
     with pytest.raises(SplitbenchError, match="could not connect to the Ray cluster at '127.0.0.1:1'"):
         benchmark.run(str(reference / "pool.yaml"), out=tmp_path / "o", executor="ray", ray_address="127.0.0.1:1",
                       progress=False)
+
+
+def _sleeping_worker(path: str) -> None:
+    from benchmark.executors import _exit_with_parent
+
+    _exit_with_parent()
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def _parent_of_a_worker(path: str) -> None:
+    import multiprocessing as mp
+
+    p = mp.get_context("spawn").Process(target=_sleeping_worker, args=(path,))
+    p.start()
+    p.join()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in state  # exited, waiting to be reaped
+
+
+def test_a_worker_ends_when_the_run_that_started_it_is_killed(tmp_path):
+    import multiprocessing as mp
+    import signal
+
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc to see whether the worker process is gone")
+    marker = tmp_path / "pid"
+    parent = mp.get_context("spawn").Process(target=_parent_of_a_worker, args=(str(marker),))
+    parent.start()
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the worker never started"
+    worker = int(marker.read_text())
+    os.kill(parent.pid, signal.SIGKILL)  # no finally, no atexit: only the worker's own watch can end it
+    parent.join()
+    deadline = time.monotonic() + 20
+    while not _gone(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(worker), "the worker outlived the run that started it"
