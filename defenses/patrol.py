@@ -34,6 +34,7 @@ abstract was available, so every step below is a documented choice ([inf]):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -84,6 +85,19 @@ class PatrolConfig(DefenseConfig):
             raise ValueError("adv_weight and lipschitz_weight must be >= 0")
 
 
+@contextlib.contextmanager
+def probing(module: nn.Module):
+    """Eval mode for a one-sample probe of ``module`` (shapes, costs): batch norm then uses its running statistics,
+    so a 1 x 1 map works and the probe updates nothing; every submodule gets its own mode back afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 class LipschitzBound:
     """An upper bound on a module's Lipschitz constant (l2), from operator norms along its traced graph.
 
@@ -124,7 +138,7 @@ class LipschitzBound:
             shapes.setdefault(mod, tuple(inp[0].shape[1:]))
 
         hooks = [m.register_forward_pre_hook(record) for m, _ in self.layers]
-        with torch.no_grad():
+        with probing(module), torch.no_grad():
             module(example[:1])
         for h in hooks:
             h.remove()
@@ -211,6 +225,7 @@ class LipschitzBound:
 class Patrol(Defense):
     Config = PatrolConfig
     knob = "extra_depth"
+    version = "2"  # 2: the Lipschitz probe runs in eval mode (no running-stat update, works on 1x1 maps)
     smoke_config = {"warmup_epochs": 0}
     card = MethodCard(
         paper="Ding, Zhang, Pan, Yuan: PATROL: Privacy-Oriented Pruning for Collaborative Inference Against Model "
@@ -250,7 +265,7 @@ class Patrol(Defense):
         self.budget_value = cfg.budget * self._cost(base_client, x)
         client, server = cut_model(model, self.deep.split, spec.name)
         self.split = SplitModel(client, server, self.deep, info.num_task_classes, info.image_size)
-        with torch.no_grad():
+        with probing(client), torch.no_grad():
             z = client(x)
         zs = as_spatial(z)
         self.inverter = ReleaseDecoder(zs.shape[1], zs.shape[-1], (info.channels, info.image_size, info.image_size),
@@ -259,9 +274,10 @@ class Patrol(Defense):
         self.lipschitz_history: list[float] = []
 
     def _cost(self, client: nn.Module, x: Tensor) -> float:
-        if self.config.budget_metric == "params":
-            return float(count_params_used(client, x, client))
-        return float(count_macs(client, x))
+        with probing(client):
+            if self.config.budget_metric == "params":
+                return float(count_params_used(client, x, client))
+            return float(count_macs(client, x))
 
     def tail_spec(self) -> BackboneSpec:
         return self.deep
