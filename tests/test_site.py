@@ -241,16 +241,28 @@ def test_tables_numbers_and_badges(built):
 
 
 def test_ranks_span_every_entry_of_a_track(built):
+    import copy
+
     lab = site_gather.load_source(built["lab"])
     twin = site_gather.load_source(built["twin"])
+    # two entries of one run ship the same records (the reference's, say): one row each, naming the other entry
     (st,) = site_tracks([lab, twin])
-    assert st.official and st.multi and len(st.rows) == 2 * len(lab.tracks[0].rows)
+    assert st.official and st.multi and len(st.rows) == len(lab.tracks[0].rows)
+    for r in st.rows:
+        assert r.source is lab and r.also == [twin] and r.rank == r.row.rank
+        assert r.source_text == "Markup Lab (the same records are in 1 other entry)"
+    # records that differ (another machine's run of the same cells) stay apart and are ranked together
+    other = copy.deepcopy(twin)
+    for row in other.tracks[0].rows:
+        row.cells = tuple((h, status, "another run") for h, status, _ in row.cells)
+    (st,) = site_tracks([lab, other])
+    assert len(st.rows) == 2 * len(lab.tracks[0].rows) and not any(r.also for r in st.rows)
     for r in st.rows:
         own = r.row.rank
         if own is None:
             assert r.rank is None
             continue
-        # two identical copies: each row's twin ties with it; every row wholly better counts twice
+        # two copies of equal figures: each row's twin ties with it; every row wholly better counts twice
         assert r.rank == (2 * own[0] - 1, 2 * own[1])
     from benchmark.scoring.intervals import Estimate
 
@@ -453,7 +465,9 @@ def test_the_site_in_a_real_browser(built, browser, tmp_path):
     assert "/tracks/" in browser.current_url
     _page_is_clean(browser)
     rows = browser.find_elements(By.CSS_SELECTOR, "#ranking-table tbody tr")
-    assert len(rows) >= 4  # two entries, each with its reference and the markup-named defense at least
+    # two entries of one run: the reference and the markup-named defense once each, naming the other entry
+    assert len(rows) >= 2
+    assert "(the same records are in 1 other entry)" in browser.find_element(By.ID, "ranking-table").text
     rank_cells = [r.find_element(By.CSS_SELECTOR, "td.rank").text for r in rows]
     assert all(re.fullmatch(r"\d+(–\d+)?|–|bb only|incomplete", r) for r in rank_cells), rank_cells
     assert HOSTILE_DEFENSE in browser.find_element(By.ID, "ranking-table").text

@@ -151,6 +151,8 @@ class Row:
     rank_transfer: tuple[int, int] | None = None
     note: str = ""
     not_applicable: str = ""  # why the defense cannot run on this track (e.g. an unsupported operation)
+    cells: tuple[tuple[str, str, str], ...] = ()  # (config hash, status, per-sample file sha256) of each cell:
+    # two rows with the same cells are the same results, e.g. a reference run shipped in several entries
 
     @property
     def label(self) -> str:
@@ -272,6 +274,8 @@ class TableBuilder:
         first = cells[0].config["defense"]
         r = Row(first["name"], first["knob"], float(first["knob_value"]), first.get("more_private", "higher"),
                 bool(first.get("white_box_client", True)), tuple(sorted({c.seed for c in cells})))
+        r.cells = tuple(sorted((str(c.record.get("config_hash") or c.path.name), str(c.status),
+                                str((c.record.get("outcomes") or {}).get("sha256") or "")) for c in cells))
         seed_tag = iv.stable_seed(r.defense, r.knob_value)
         models = _by_seed(c for c in cells if "outcomes" in c.record)
         if models:

@@ -39,6 +39,7 @@ class Gallery:
     file: Path
     ssim: float
     psnr: float
+    sha256: str = ""
 
 
 @dataclasses.dataclass
@@ -170,14 +171,15 @@ def _galleries(run_dir: Path, manifest_id: str) -> list[Gallery]:
         if png.parent != path.parent or not png.is_file():
             raise SplitbenchError(f"{png}: gallery image named by {path.name} is missing (expected it beside the "
                                   "record)")
-        if ref.get("sha256") and sha256_file(png) != ref["sha256"]:
+        digest = sha256_file(png)
+        if ref.get("sha256") and digest != ref["sha256"]:
             raise SplitbenchError(f"{png}: checksum does not match the one in {path.name} (the image was changed "
                                   "or swapped)")
         cell = CellData(path, rec)
         metrics = rec.get("metrics") or {}
         out.append(Gallery(track=cell.track, defense=cell.defense, knob=str(cell.config["defense"].get("knob", "")),
                            knob_value=cell.knob_value, attack=cell.attack, seed=cell.seed, file=png,
-                           ssim=_number(metrics.get("ssim")), psnr=_number(metrics.get("psnr"))))
+                           ssim=_number(metrics.get("ssim")), psnr=_number(metrics.get("psnr")), sha256=digest))
     return out
 
 

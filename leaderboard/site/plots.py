@@ -168,7 +168,7 @@ def leakage_heatmap(path: Path, rows: list[str], row_colors: list[str], columns:
     values = np.asarray(values, dtype=float).reshape(len(rows), len(columns))
     with matplotlib.rc_context(STYLE):
         width = max(4.2, 1.05 * len(columns) + 2.8)
-        fig = Figure(figsize=(width, max(2.0, 0.42 * len(rows) + 1.3)))
+        fig = Figure(figsize=(width, max(2.6, 0.42 * len(rows) + 2.0)))  # room for the slanted attack names
         ax = fig.add_subplot(1, 1, 1)
         finite = values[np.isfinite(values)]
         vmax = max(1.0, float(finite.max())) if finite.size else 1.0
@@ -186,7 +186,8 @@ def leakage_heatmap(path: Path, rows: list[str], row_colors: list[str], columns:
                 dark = 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8.5,
                         color="white" if dark else INK)
-        ax.set_xticks(range(len(columns)), labels=columns, fontsize=8)
+        ax.set_xticks(range(len(columns)), labels=columns, fontsize=8, rotation=30, ha="right",
+                      rotation_mode="anchor")  # slanted: long attack names side by side do not overlap
         ax.set_yticks(range(len(rows)), labels=[short(r) for r in rows], fontsize=8.5)
         ax.set_xticks(np.arange(-0.5, len(columns)), minor=True)
         ax.set_yticks(np.arange(-0.5, len(rows)), minor=True)

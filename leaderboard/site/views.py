@@ -37,10 +37,19 @@ class SiteRow:
     rank: tuple[int, int] | None = None
     rank_blackbox: tuple[int, int] | None = None
     rank_transfer: tuple[int, int] | None = None
+    also: list[Source] = dataclasses.field(default_factory=list)  # other sources that hold exactly these cells
 
     @property
     def defense(self) -> str:
         return self.row.defense
+
+    @property
+    def source_text(self) -> str:
+        """The source's name, and how many other sources ship the very same records (a shared reference run)."""
+        if not self.also:
+            return self.source.label
+        n = len(self.also)
+        return f"{self.source.label} (the same records are in {n} other {'entry' if n == 1 else 'entries'})"
 
     @property
     def knob_text(self) -> str:
@@ -191,6 +200,8 @@ def site_tracks(sources: list[Source]) -> list[SiteTrack]:
             st.rows += [SiteRow(s, t, r) for r in t.rows]
     tracks = [by_key[k] for k in sorted(by_key)]
     for st in tracks:
+        st.rows = _merge_same_records(st.rows)
+    for st in tracks:
         if not st.multi:
             for r in st.rows:
                 r.rank, r.rank_blackbox, r.rank_transfer = r.row.rank, r.row.rank_blackbox, r.row.rank_transfer
@@ -199,6 +210,22 @@ def site_tracks(sources: list[Source]) -> list[SiteTrack]:
         _rerank(st.rows, lambda row: row.rank_blackbox, lambda row: row.privacy_blackbox, "rank_blackbox")
         _rerank(st.rows, lambda row: row.rank_transfer, lambda row: row.family["transfer"], "rank_transfer")
     return tracks
+
+
+def _merge_same_records(rows: list[SiteRow]) -> list[SiteRow]:
+    """One row for rows of several sources that hold the very same cells (same config hashes, statuses and per-sample
+    files): each entry of a run ships the reference defense's records, which must show once, not once per entry.
+    The row kept is the one from a source whose card describes that defense, else the first."""
+    groups: dict[tuple, list[SiteRow]] = {}
+    for r in rows:
+        key = (r.row.defense, r.row.knob_value, r.row.cells) if r.row.cells else (id(r),)
+        groups.setdefault(key, []).append(r)
+    out = []
+    for group in groups.values():
+        keep = next((r for r in group if r.defense in r.source.card_defenses()), group[0])
+        keep.also = [r.source for r in group if r is not keep]
+        out.append(keep)
+    return out
 
 
 def defense_views(sources: list[Source], tracks: list[SiteTrack]) -> list[DefenseView]:
@@ -211,7 +238,9 @@ def defense_views(sources: list[Source], tracks: list[SiteTrack]) -> list[Defens
         for s, t in st.parts:
             for g in s.galleries:
                 if g.track == t.key and g.defense in views:
-                    views[g.defense].galleries.setdefault(st.slug, []).append((s, g))
+                    shown = views[g.defense].galleries.setdefault(st.slug, [])
+                    if not any(g.sha256 and g.sha256 == other.sha256 for _, other in shown):  # one image, one place
+                        shown.append((s, g))
     for s in sources:
         for name in sorted(s.card_defenses()):
             if name in views:
