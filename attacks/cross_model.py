@@ -164,14 +164,15 @@ class CrossModelTransfer(Attack):
             seed = self.seed * 1000 + 101 + k
             model = ReleaseClassifier(arch, n_cls, channels, size, image_input, seed).to(observed.device)
 
-            def fit(m: nn.Module, k: int = k, name: str = name) -> None:
-                losses[name] = self._train(m, data, cfg.epochs, trainer, f"unintended {name}", k)
+            def fit(m: nn.Module, k: int = k, name: str = name) -> dict[str, float]:
+                return {"final_train_loss": self._train(m, data, cfg.epochs, trainer, f"unintended {name}", k)}
 
-            if target.cache is not None:
-                target.cache.get_or_fit("unintended", {**base, "model": arch, "seed": seed}, model, fit,
-                                        observed.device)
+            if target.cache is not None:  # the loss is cached with the weights: a record is the same either way
+                fitted = target.cache.get_or_fit_results("unintended", {**base, "model": arch, "seed": seed}, model,
+                                                         fit, observed.device)
             else:
-                fit(model)
+                fitted = fit(model)
+            losses[name] = float(fitted["final_train_loss"])
             preds[name] = self._predict(model, observed, trainer)
             if cfg.adaptive:
                 tuned = copy.deepcopy(model)

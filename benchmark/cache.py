@@ -115,3 +115,20 @@ class ModelCache:
             fit(module)
             self.save(kind, key, module, {"spec": spec})
         return module
+
+    def get_or_fit_results(self, kind: str, spec: Any, module: nn.Module, fit: Any,
+                           device: torch.device) -> dict[str, Any]:
+        """Like :meth:`get_or_fit` for a ``fit(module)`` that returns figures of its training (JSON-able, e.g. the
+        final loss): they are stored with the weights and returned on a hit too, so a record reads the same
+        whether its model was trained now or loaded. An entry saved without them is fitted again."""
+        key = self.key(spec)
+        with self.lock(kind, key):
+            if self.exists(kind, key):
+                meta = self.load_meta(kind, key)
+                if isinstance(meta.get("results"), dict):
+                    self.load_into(kind, key, module)
+                    module.to(device)
+                    return meta["results"]
+            results = dict(fit(module) or {})
+            self.save(kind, key, module, {"spec": spec, "results": results})
+        return results

@@ -105,6 +105,28 @@ def test_two_workers_never_train_one_model_twice(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_cached_fit_results_come_back_on_a_hit_and_an_entry_without_them_is_refitted(tmp_path):
+    cache = ModelCache(tmp_path)
+    calls = []
+
+    def fit(m):
+        calls.append(1)
+        torch.nn.init.constant_(m.weight, 2.0)
+        return {"final_train_loss": 0.25}
+
+    assert cache.get_or_fit_results("m", {"k": 1}, torch.nn.Linear(2, 2), fit, torch.device("cpu")) == {
+        "final_train_loss": 0.25}
+    loaded = torch.nn.Linear(2, 2)
+    assert cache.get_or_fit_results("m", {"k": 1}, loaded, fit, torch.device("cpu")) == {"final_train_loss": 0.25}
+    assert len(calls) == 1 and torch.equal(loaded.weight, torch.full((2, 2), 2.0))
+    # an entry saved by get_or_fit holds weights only: asked for its figures, it is fitted again (once)
+    cache.get_or_fit("m", {"k": 2}, torch.nn.Linear(2, 2), lambda m: None, torch.device("cpu"))
+    for _ in range(2):
+        assert cache.get_or_fit_results("m", {"k": 2}, torch.nn.Linear(2, 2), fit, torch.device("cpu")) == {
+            "final_train_loss": 0.25}
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"executor": "gpus"}, "needs at least one CUDA GPU"),
     ({"executor": "processes", "workers": 0}, "--workers must be at least 1"),
