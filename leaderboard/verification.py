@@ -197,13 +197,17 @@ def compare_records(cell: str, sub: Mapping[str, Any], sub_out: Mapping[str, np.
     return n_metrics, n_arrays, mismatches
 
 
-def choose_cells(contents: RunContents, n: int, seed: int) -> list[tuple[Path, dict[str, Any], str]]:
-    """``n`` cells with status ok drawn with ``seed``, plus the reference cell of each drawn cell's track and seed
-    (the same attack where it finished, else the first finished one); each with its role."""
+def choose_cells(contents: RunContents, n: int, seed: int,
+                 defense: str | None = None) -> list[tuple[Path, dict[str, Any], str]]:
+    """``n`` cells with status ok drawn with ``seed`` — from the submitted ``defense``'s cells where it has any, so a
+    check of an entry re-runs what the entry is about and not only the reference it ships — plus the reference cell
+    of each drawn cell's track and seed (the same attack where it finished, else the first finished one); each
+    with its role."""
     ok = sorted(((p, r) for p, r in contents.records if r["status"] == "ok"), key=lambda pr: pr[0].name)
     if not ok:
         raise SplitbenchError(f"{contents.manifest_path}: no cell finished with status ok, so none can be re-run")
-    drawn = sorted(random.Random(seed).sample(ok, min(n, len(ok))), key=lambda pr: pr[0].name)
+    pool = [(p, r) for p, r in ok if r["config"]["defense"]["name"] == defense] or ok
+    drawn = sorted(random.Random(seed).sample(pool, min(n, len(pool))), key=lambda pr: pr[0].name)
     chosen = [(p, r, "sampled") for p, r in drawn]
     names = {p.name for p, _ in drawn}
     ref = contents.reference
@@ -250,7 +254,7 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
     plugins = entry_plugins(entry, card)
     check_code(card, plugins, str(entry / "entry.yaml"))
     suite = parse_resolved_suite(contents)
-    chosen = choose_cells(contents, cells, seed)
+    chosen = choose_cells(contents, cells, seed, card["defense"])
     producible = {c.file_name for _, cs in expand(suite) for c in cs}
     for path, rec, _ in chosen:
         if path.name not in producible:

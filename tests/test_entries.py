@@ -142,8 +142,9 @@ def sha(path: Path) -> str:
 def seed_drawing(entry: Path, defense: str, attack: str = "attribute_inference") -> int:
     """A --seed whose one drawn cell is ``defense`` attacked by ``attack``."""
     contents = check_run(entry / "run")
+    card = yaml.safe_load((entry / "entry.yaml").read_text())
     for seed in range(100):
-        (_, rec, _), *_ = choose_cells(contents, 1, seed)
+        (_, rec, _), *_ = choose_cells(contents, 1, seed, card["defense"])
         if (rec["config"]["defense"]["name"], rec["config"]["attack"]["name"]) == (defense, attack):
             return seed
     raise AssertionError(f"no seed draws {defense} attacked by {attack}")
@@ -410,15 +411,31 @@ def test_verify_reruns_cells_and_finds_every_metric_equal(entry, tmp_path, capsy
 def test_verify_reports_each_metric_a_forged_entry_changed(entry, tmp_path, capsys):
     forged = copy_entry(entry, tmp_path / "forged")
     for path in records_of(forged / "run"):
-        edit_json(path, lambda r: r["metrics"].update(leakage=r["metrics"]["leakage"] + 0.25))
+        if "entry_test_noise" in path.name:  # the submitted defense's numbers, not the reference's
+            edit_json(path, lambda r: r["metrics"].update(leakage=r["metrics"]["leakage"] + 0.25))
     write_checksums(forged)  # a forger can recompute checksums; the re-run still catches the numbers
-    seed = seed_drawing(forged, "no_pruning")
+    seed = seed_drawing(forged, "entry_test_noise")
     assert main(["verify", str(forged), "--cells", "1", "--seed", str(seed)]) == 1
     report = json.loads((forged / "verification.json").read_text())
-    assert report["status"] == "mismatch" and report["cells"] == 1
+    assert report["status"] == "mismatch" and report["cells"] == 2  # the drawn cell and its reference
     (bad,) = report["mismatches"]
     assert bad["metric"] == "leakage" and bad["submitted"] == pytest.approx(bad["rerun"] + 0.25)
     assert f"mismatch: {bad['cell']} leakage: submitted" in capsys.readouterr().out
+
+
+def test_verify_draws_the_submitted_defense_cells_not_only_the_reference(entry):
+    contents = check_run(entry / "run")
+    names = {r["config"]["defense"]["name"] for _, r in contents.records}
+    assert names == {"no_pruning", "entry_test_noise"}
+    for seed in range(20):
+        chosen = choose_cells(contents, 2, seed, "entry_test_noise")
+        sampled = [r["config"]["defense"]["name"] for _, r, role in chosen if role == "sampled"]
+        assert sampled == ["entry_test_noise"] * 2
+        assert {r["config"]["defense"]["name"] for _, r, role in chosen if role == "reference"} <= {"no_pruning"}
+    # without a defense to favour (or one the run lacks), every finished cell can be drawn
+    drawn = {r["config"]["defense"]["name"] for seed in range(40) for _, r, role in choose_cells(contents, 1, seed)
+             if role == "sampled"}
+    assert drawn == names
 
 
 def test_compare_uses_the_stated_tolerance_across_environments():
