@@ -343,3 +343,21 @@ def test_a_defense_that_cannot_run_on_the_backbone_is_not_applicable_not_failed(
     assert recs[f"{broken}_unsupported"]["status"] == "not_applicable"
     assert "this backbone does not have" in recs[f"{broken}_unsupported"]["reason"]
     assert f"Not applicable on this track: `{broken}_unsupported` (needs an operation" in render_run(out, write=False)
+
+
+def test_a_gallery_png_holds_the_images_pixel_for_pixel(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from benchmark.records import sha256_file, write_gallery
+
+    rng = np.random.default_rng(0)
+    grid = rng.integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)  # eval row above a reconstruction row
+    ref = write_gallery(tmp_path / "g.png", grid)
+    assert ref == {"file": "g.png", "sha256": sha256_file(tmp_path / "g.png")}
+    png = np.asarray(Image.open(tmp_path / "g.png"))
+    assert png.shape == (2 * 34 + 2, 3 * 34 + 2, 3)  # native size, 2-pixel gaps; the site scales it up in CSS
+    for r in range(2):
+        for i in range(3):
+            assert np.array_equal(png[2 + r * 34:2 + r * 34 + 32, 2 + i * 34:2 + i * 34 + 32], grid[r, i])
+    assert (png[:2] == 255).all() and (png[:, :2] == 255).all()
