@@ -107,13 +107,7 @@ class ModelCache:
 
     def get_or_fit(self, kind: str, spec: Any, module: nn.Module, fit: Any, device: torch.device) -> nn.Module:
         """Load ``module``'s weights for ``spec`` if cached, else call ``fit(module)`` and cache the result."""
-        key = self.key(spec)
-        with self.lock(kind, key):
-            if self.exists(kind, key):
-                self.load_into(kind, key, module)
-                return module.to(device)
-            fit(module)
-            self.save(kind, key, module, {"spec": spec})
+        self._load_or_fit(kind, spec, module, fit, device, need_results=False)
         return module
 
     def get_or_fit_results(self, kind: str, spec: Any, module: nn.Module, fit: Any,
@@ -121,14 +115,21 @@ class ModelCache:
         """Like :meth:`get_or_fit` for a ``fit(module)`` that returns figures of its training (JSON-able, e.g. the
         final loss): they are stored with the weights and returned on a hit too, so a record reads the same
         whether its model was trained now or loaded. An entry saved without them is fitted again."""
+        return self._load_or_fit(kind, spec, module, fit, device, need_results=True)
+
+    def _load_or_fit(self, kind: str, spec: Any, module: nn.Module, fit: Any, device: torch.device,
+                     need_results: bool) -> dict[str, Any]:
+        """Under the entry's lock: load a usable cached entry into ``module`` (on ``device``), else fit and save it;
+        return the figures stored with it (empty for a weights-only entry)."""
         key = self.key(spec)
         with self.lock(kind, key):
             if self.exists(kind, key):
-                meta = self.load_meta(kind, key)
-                if isinstance(meta.get("results"), dict):
+                results = self.load_meta(kind, key).get("results") if need_results else {}
+                if isinstance(results, dict):
                     self.load_into(kind, key, module)
                     module.to(device)
-                    return meta["results"]
-            results = dict(fit(module) or {})
-            self.save(kind, key, module, {"spec": spec, "results": results})
+                    return results
+            fitted = fit(module)
+            results = dict(fitted or {}) if need_results else {}
+            self.save(kind, key, module, {"spec": spec, "results": results} if need_results else {"spec": spec})
         return results

@@ -19,6 +19,7 @@ from benchmark.interfaces import Access, Defense, ReleaseKind
 from benchmark.registry import DEFENSES
 from benchmark.scoring import scorer_for
 from benchmark.trainer import Trainer
+from leaderboard.verification import is_timing
 from tests.helpers import make_target, smoke_defense
 
 SUITE = """
@@ -84,10 +85,6 @@ def test_unintended_models_are_trained_once_then_loaded(first_run, monkeypatch):
         assert any(k.startswith("attack.final_train_loss/") for k in figures) and any(
             k.startswith("unintended_acc") for k in figures)
         assert {k: v for k, v in b["metrics"].items() if not is_timing(k)} == figures
-
-
-def is_timing(name: str) -> bool:
-    return name.endswith("_seconds") or name.startswith(("client_ms", "server_ms"))
 
 
 class ImageRelease(Defense):

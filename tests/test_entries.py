@@ -19,7 +19,7 @@ from benchmark.errors import SplitbenchError
 from benchmark.registry import DEFENSES, load_plugin
 from leaderboard.entry import check_run, write_checksums
 from leaderboard.submission import check_entry, is_official, read_card, submit, verify_entry
-from leaderboard.verification import choose_cells, compare_records
+from leaderboard.verification import choose_cells, compare_records, is_timing
 
 SUITE = textwrap.dedent("""
     name: entrytest
@@ -399,7 +399,7 @@ def test_verify_reruns_cells_and_finds_every_metric_equal(entry, tmp_path, capsy
     assert rec["config"]["defense"]["name"] == "entry_test_noise"
     reference = next(c["cell"] for c in report["compared"] if c["role"] == "reference")
     assert reference.startswith("digits__test_resnet@layer1__no_pruning@0__attribute_inference__s0__")
-    timing = [k for k in rec["metrics"] if k.endswith("_seconds") or k.startswith(("client_ms", "server_ms"))]
+    timing = [k for k in rec["metrics"] if is_timing(k)]
     assert sampled["metrics"] == len(rec["metrics"]) - len(timing) and sampled["arrays"] >= 5
     assert report["device"]["device"] == "cpu" and report["versions"]["submitted"]["torch"]
     assert f"{copy}: verified: 2 cell(s) re-run (1 sampled, 1 reference)" in printed

@@ -201,7 +201,6 @@ def site_tracks(sources: list[Source]) -> list[SiteTrack]:
     tracks = [by_key[k] for k in sorted(by_key)]
     for st in tracks:
         st.rows = _merge_same_records(st.rows)
-    for st in tracks:
         if not st.multi:
             for r in st.rows:
                 r.rank, r.rank_blackbox, r.rank_transfer = r.row.rank, r.row.rank_blackbox, r.row.rank_transfer
