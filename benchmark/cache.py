@@ -24,6 +24,7 @@ from torch import nn
 from .config import config_hash
 from .errors import SplitbenchError
 from .records import atomic_write_text
+from .trainer import place
 
 
 class ModelCache:
@@ -127,8 +128,9 @@ class ModelCache:
                 results = self.load_meta(kind, key).get("results") if need_results else {}
                 if isinstance(results, dict):
                     self.load_into(kind, key, module)
-                    module.to(device)
+                    place(module, device)  # the layout a fit leaves, so a hit computes like a fresh fit
                     return results
+            place(module, device)
             fitted = fit(module)
             results = dict(fitted or {}) if need_results else {}
             self.save(kind, key, module, {"spec": spec, "results": results} if need_results else {"spec": spec})

@@ -35,7 +35,7 @@ from .records import environment, read_record, write_gallery, write_outcomes, wr
 from .registry import ATTACKS, DEFENSES, SCENARIOS
 from .scoring import Truth, scorer_for
 from .suite import Cell, ModelSpec, Suite, expand, load_suite, suite_to_raw
-from .trainer import Trainer
+from .trainer import Trainer, place
 from .tuning import tune
 
 log = logging.getLogger("splitbench")
@@ -175,11 +175,11 @@ class Runner:
                 meta = self.cache.load_meta("models", key)
                 defense.restore_structure(meta.get("structure", {}))
                 self.cache.load_into("models", key, defense)
-                defense.to(self.device)
+                place(defense, self.device)
                 summary.models_loaded += 1
                 fit_seconds = meta.get("fit_seconds", float("nan"))
             else:
-                defense.to(self.device)
+                place(defense, self.device)
                 t0 = time.perf_counter()
                 _seed_all(spec.seed)
                 defense.fit(data, trainer)

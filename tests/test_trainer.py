@@ -89,7 +89,37 @@ def test_optimizers_use_the_fused_kernel_where_it_exists():
     assert fusable([torch.nn.Parameter(torch.zeros(3, device="meta"))]) is None
     assert ParamGroup(cpu, fused=True).make().defaults["fused"] is True
     assert ParamGroup(cpu, optimizer="sgd", fused=True).make().defaults["fused"] is True
-    assert not ParamGroup(cpu).make().defaults["fused"]  # opt-in: the default keeps PyTorch's choice
+    assert ParamGroup(cpu).make().defaults["fused"] is True  # the default: one fixed numerics policy
+    assert not ParamGroup(cpu, fused=False).make().defaults["fused"]  # a group may still opt out
+
+
+def test_a_gradient_in_another_layout_than_its_parameter_is_applied_element_for_element():
+    """PyTorch's fused Adam pairs parameter and gradient elements by position in memory: a channels-last weight
+    with a contiguous gradient (here from a use through ``.contiguous()``) would get another element's update.
+    The trainer gives the gradient the parameter's layout first, so the fused update equals the loop's."""
+    target = torch.randn(4, 3, 2, 2)
+    results = []
+    for fused in (True, False):
+        w = torch.nn.Parameter(torch.zeros(4, 3, 2, 2).contiguous(memory_format=torch.channels_last))
+        Trainer(progress=False).optimize({"w": ParamGroup([w], lr=0.1, fused=fused)},
+                                         lambda i, w=w: {"w": (w.contiguous() - target).pow(2).sum()}, steps=20)
+        results.append(w.detach().contiguous())
+    assert torch.allclose(results[0], results[1], atol=1e-6)
+    assert (results[0] - target).abs().mean() < (target.abs().mean())  # and it moved towards the target
+
+
+def test_modules_train_channels_last_on_the_cpu():
+    from benchmark.trainer import place
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    net(torch.zeros(1, 3, 5, 5))
+    data = TensorSplit(torch.randn(8, 3, 5, 5), torch.randint(0, 2, (8,)))
+    Trainer(progress=False).fit({"n": ParamGroup(list(net.parameters()))},
+                                lambda b: {"n": torch.nn.functional.cross_entropy(net(b.x), b.y)}, data, 1, 4,
+                                modules=[net])
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    loaded = place(torch.nn.Conv2d(3, 4, 3), "cpu")  # what a cache hit goes through
+    assert loaded.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 class _StepCounter:
@@ -159,7 +189,8 @@ def test_group_steps_match_the_loop_written_out_by_hand():
                                 lambda b: losses(f, a, b), data, epochs=1, batch_size=8)
 
     rf, ra = make()
-    of, oa = torch.optim.Adam(rf.parameters(), lr=0.05), torch.optim.Adam(ra.parameters(), lr=0.05)
+    of = torch.optim.Adam(rf.parameters(), lr=0.05, fused=True)  # the trainer's default kernel
+    oa = torch.optim.Adam(ra.parameters(), lr=0.05, fused=True)
     for batch in data.batches(8, shuffle=True, seed=0, drop_last=True):
         for _ in range(2):  # the adversary's extra updates, from its own loss only
             oa.zero_grad()
