@@ -38,9 +38,9 @@ schedule that ends at 20,000); each image's noise comes from its own stream, so 
 
 Speed: the convolutions of all generators run as grouped kernels or as unfold + batched matrix products
 (``conv_impl``): by default, on CUDA, whichever was measured faster at each shape on first use; on CPU, the
-matrix products on the smallest maps only. The generators' parameters are many (about 1.7 M per image at
-paper size on 32-px images, most of them in the deep levels), so the optimizer's update is a large part of a
-step; the generators' parameter group asks the trainer for the fused Adam kernel.
+matrix products for 1x1 kernels and on the smallest maps only. The generators' parameters are many (about 1.7 M
+per image at paper size on 32-px images, most of them in the deep levels), so the optimizer's update is a large
+part of a step; the generators' parameter group uses the trainer's fused Adam kernel.
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ from benchmark import MethodCard, register_attack
 from benchmark.config import field
 from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
 from benchmark.metrics import latency_ms
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.trainer import ParamGroup, Trainer, place
 
 ConvImpl = Literal["auto", "grouped", "unfold", "tune"]
-UNFOLD_MAX_PIXELS = 16  # the size rule: maps of at most 4x4 pixels are convolved as batched matrix products
+UNFOLD_MAX_PIXELS = 16  # CPU rule: 1x1 kernels and maps of at most 4x4 pixels run as batched matrix products
 
 
 class GroupedConv2d(nn.Conv2d):
@@ -72,13 +72,14 @@ class GroupedConv2d(nn.Conv2d):
     sums in a different order. Which is faster depends on the device and the shape: on CPU grouped kernels
     win on large maps, while on small maps with many channels per group (the deep levels of DIP's skip
     network, 4x4 and 2x2 maps with 128 channels) they were measured several times slower than the matrix
-    products. ``impl``:
+    products, and so were 1x1 kernels at every size once the maps are channels-last (the trainer's CPU layout;
+    the quick suite's generators took 1.2x less time with them as matrix products). ``impl``:
 
     - ``grouped`` / ``unfold``: always that one.
     - ``tune``: time both (forward and backward, at the shape met) the first time a shape is seen on a device
       and keep the faster, like cuDNN's benchmark mode; remembered for the process (``TUNED``).
-    - ``auto``: ``tune`` on CUDA; on other devices the size rule (``unfold`` on maps of at most
-      ``UNFOLD_MAX_PIXELS`` pixels), so that CPU runs never depend on a timing.
+    - ``auto``: ``tune`` on CUDA; on other devices a fixed rule (``unfold`` for 1x1 kernels and on maps of at
+      most ``UNFOLD_MAX_PIXELS`` pixels), so that CPU runs never depend on a timing.
 
     The parameters are an ordinary grouped ``nn.Conv2d``'s, whatever the implementation.
     """
@@ -93,7 +94,7 @@ class GroupedConv2d(nn.Conv2d):
             return self.impl == "unfold"
         if self.impl == "tune" or x.device.type == "cuda":
             return self._tuned(x)
-        return h * w <= UNFOLD_MAX_PIXELS
+        return self.kernel_size[0] == 1 or h * w <= UNFOLD_MAX_PIXELS
 
     def _tuned(self, x: Tensor) -> bool:
         key = TuneKey(str(x.device), x.dtype, _autocast_on(x.device.type), self.groups,
@@ -248,7 +249,8 @@ class DeepImagePriorConfig:
             "variant and SIMBA: [[10000, 10], [15000, 2], [20000, 0.5]]; [] = none, DIP's notebook)")
     conv_impl: ConvImpl = field("auto", "how the per-image convolutions run: grouped kernels, unfold + batched "
                                         "matrix products, tune (time both per shape, keep the faster) or auto "
-                                        "(tune on CUDA; elsewhere unfold on maps of at most 4x4 pixels); the "
+                                        "(tune on CUDA; elsewhere unfold for 1x1 kernels and on maps of at most "
+                                        "4x4 pixels); the "
                                         "same sums, only speed and float rounding differ")
 
     def validate(self) -> None:
@@ -289,7 +291,7 @@ def fit_generators(target: Target, trainer: Trainer, cfg: DeepImagePriorConfig, 
     net = SkipGenerators(g_count, cfg.code_channels, cfg.channels[:levels], cfg.skip_channels,
                          cfg.kernels[:levels], c, cfg.conv_impl)
     net.init_(gens)
-    net = net.to(z.device).train()
+    net = place(net, z.device).train()  # the trainer's memory format (channels-last on the CPU)
     # input noise: each image's own stream on the device, so a batch draws what the images would alone
     noise_gens = [torch.Generator(z.device).manual_seed(image_seed(seed, first + g) ^ 0x5EED)
                   for g in range(g_count)] if cfg.input_noise else []

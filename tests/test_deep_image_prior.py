@@ -113,9 +113,9 @@ def test_unfold_convolutions_compute_the_grouped_network(impl):
         torch.testing.assert_close(b.grad, a.grad, atol=1e-10, rtol=1e-8, msg=name)
 
 
-def test_auto_uses_matrix_products_only_on_the_smallest_maps_on_cpu():
-    def conv(impl):
-        return GroupedConv2d(2, 4, 4, 3, impl=impl)
+def test_auto_uses_matrix_products_for_1x1_kernels_and_the_smallest_maps_on_cpu():
+    def conv(impl, k=3):
+        return GroupedConv2d(2, 4, 4, k, impl=impl)
 
     def uses(c, side):
         return c.uses_unfold(torch.zeros(1, 8, side, side))
@@ -123,6 +123,7 @@ def test_auto_uses_matrix_products_only_on_the_smallest_maps_on_cpu():
     assert uses(conv("auto"), 4) and uses(conv("auto"), 2) and UNFOLD_MAX_PIXELS == 16
     assert not uses(conv("auto"), 8) and not uses(conv("auto"), 32)
     assert uses(conv("unfold"), 32) and not uses(conv("grouped"), 2)
+    assert uses(conv("auto", k=1), 32) and uses(conv("auto", k=1), 8) and not uses(conv("grouped", k=1), 8)
 
 
 def test_tune_keeps_the_faster_implementation_per_shape(monkeypatch):
