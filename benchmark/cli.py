@@ -58,15 +58,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="a Python file that registers extra defenses or attacks (repeatable)")
     run.add_argument("--latency-repeats", type=int, default=20, metavar="N",
                      help="timed repeats of each latency measurement (default: 20)")
-    run.add_argument("--executor", default="local", choices=["local", "gpus", "processes", "ray"],
-                     help="who runs the trained models: this process (default), one worker per GPU, CPU worker "
-                          "processes (--workers), or Ray tasks (--ray-address, else a local cluster)")
+    run.add_argument("--executor", default="auto", choices=["auto", "local", "gpus", "processes", "ray"],
+                     help="who runs the trained models: auto (default: on the CPU one single-threaded worker "
+                          "process per core, on CUDA this process), this process (local), one worker per GPU, "
+                          "CPU worker processes (--workers), or Ray tasks (--ray-address, else a local cluster)")
     run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="worker processes for --executor processes (or CPUs of a local Ray cluster)")
+                     help="worker processes for --executor processes or auto (or CPUs of a local Ray cluster)")
     run.add_argument("--ray-address", default=None, metavar="ADDR", help="address of an existing Ray cluster")
     run.add_argument("--threads", type=int, default=None, metavar="N",
-                     help="torch threads per worker (default: all cores for local, shared among workers "
-                          "otherwise); records of two executors are identical at the same threads per worker")
+                     help="torch threads per worker (default: 1 for auto, all cores for local, shared among "
+                          "workers otherwise); records of two executors are identical at the same threads per "
+                          "worker")
     run.add_argument("--no-retry-failed", action="store_true", help="keep cells recorded as failed")
     run.add_argument("--quiet", action="store_true", help="no progress bars or per-cell log lines")
     run.add_argument("--no-leaderboard", action="store_true", help="do not print the leaderboard at the end")

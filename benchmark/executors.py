@@ -1,7 +1,9 @@
 """Executors: who runs a suite's trained models. The unit of work is one trained model — a defense fit (or its
 cache hit) and every attack on it — so the data and the defended model are loaded once per unit.
 
-- ``local`` (default): one after the other, in this process.
+- ``auto`` (default): on the CPU, one single-threaded worker process per core (at most one per model to run), or
+  this process with one thread when one model is left; on CUDA, this process.
+- ``local``: one after the other, in this process.
 - ``gpus``: one worker process per visible CUDA GPU, each taking whole models from a shared queue.
 - ``processes``: the same pool on the CPU (``--workers N`` processes, torch threads split between them).
 - ``ray``: one Ray task per model (``num_gpus=1`` when the run is on CUDA, else CPUs), on an existing cluster
@@ -28,7 +30,7 @@ from .errors import SplitbenchError
 
 log = logging.getLogger("splitbench")
 
-EXECUTORS = ("local", "gpus", "processes", "ray")
+EXECUTORS = ("auto", "local", "gpus", "processes", "ray")
 
 
 class LocalExecutor:
@@ -206,6 +208,40 @@ def cpu_executor(workers: int, threads: int | None = None) -> ProcessExecutor:
     return ProcessExecutor(["cpu"] * workers, threads or max(1, (os.cpu_count() or 1) // workers))
 
 
+class AutoExecutor:
+    """The default: keep every CPU core busy with whole models, at one torch thread per worker.
+
+    The small models and batches of CPU suites leave a second thread of one process half idle, while a second
+    process keeps a second core busy. Fixing the threads per worker (not the cores of the machine) also makes the
+    records of a CPU run the same on every machine, whatever its number of cores (CPU training rounds
+    differently with another thread count). On CUDA the run stays in this process (``gpus`` spreads it over
+    several GPUs)."""
+
+    name = "auto"
+
+    def __init__(self, threads: int | None = None, workers: int | None = None):
+        if workers is not None and workers < 1:
+            raise SplitbenchError(f"--workers must be at least 1, got {workers}")
+        self.threads = threads
+        self.workers = workers
+
+    def choose(self, runner: Any, models: int) -> LocalExecutor | ProcessExecutor:
+        if runner.device.type != "cpu":
+            return LocalExecutor(self.threads)
+        threads = self.threads or 1
+        workers = min(self.workers or max(1, (os.cpu_count() or 1) // threads), models)
+        if workers <= 1:
+            return LocalExecutor(threads)
+        return ProcessExecutor(["cpu"] * workers, threads)
+
+    def run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
+        chosen = self.choose(runner, len(indices))
+        if isinstance(chosen, ProcessExecutor):
+            log.info("running %d models in %d worker processes, %d torch thread(s) each", len(indices),
+                     len(chosen.devices), chosen.threads)
+        yield from chosen.run(runner, indices)
+
+
 def _ray_model(spec: dict[str, Any], index: int, threads: int | None) -> dict[str, Any]:
     runner = runner_from(spec, None, threads)
     return summary_dict(runner.run_model(index, runner.plan()))
@@ -304,11 +340,13 @@ def make_executor(name: str, workers: int | None = None, ray_address: str | None
     """The executor a user asked for by name (``--executor``), with one clear error for bad choices.
 
     ``threads`` is the number of torch threads of each worker (of this process for ``local``); the default is
-    every core for ``local`` and the cores divided among the workers otherwise. Training on CPU rounds
+    one for ``auto``, every core for ``local`` and the cores divided among the workers otherwise. Training on CPU rounds
     differently with another thread count, so records of two executors are identical when their workers have
     the same number of threads (e.g. ``local --threads 1`` and ``processes --workers 2`` on 2 cores)."""
     if threads is not None and threads < 1:
         raise SplitbenchError(f"--threads must be at least 1, got {threads}")
+    if name == "auto":
+        return AutoExecutor(threads, workers)
     if name == "local":
         return LocalExecutor(threads)
     if name == "gpus":

@@ -486,7 +486,9 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
     """Run a suite and return its summary (the Python API behind ``splitbench run``).
 
     ``only`` restricts the run to the cells with these record file names (as a manifest lists them).
-    ``executor`` is ``local`` (default), ``gpus``, ``processes`` (``workers`` CPU processes) or ``ray``
+    ``executor`` is ``local`` (default: in this process, so a caller can step into it), ``auto`` (the CLI's
+    default: single-threaded CPU worker processes, one per core), ``gpus``, ``processes`` (``workers`` CPU
+    processes) or ``ray``
     (``ray_address`` of an existing cluster, or a local one); ``plugins`` are plugin files workers load;
     ``threads`` is the torch thread count of each worker (see :func:`benchmark.executors.make_executor`).
 

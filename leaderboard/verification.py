@@ -270,7 +270,8 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
         # run, with the torch thread count its records were made with (CPU training rounds differently with another)
         threads = {rec["env"].get("threads") for _, rec, _ in chosen} - {None}
         benchmark.run(suite, out=out, device=device, only=[p.name for p, _, _ in chosen], data_root=data_root,
-                      download=download, latency_repeats=1, threads=min(threads) if len(threads) == 1 else None)
+                      download=download, latency_repeats=1, executor="auto",
+                      threads=min(threads) if len(threads) == 1 else None)
         rerun_env: dict[str, Any] = {}
         for path, rec, role in chosen:
             new_path = out / "records" / path.name

@@ -68,6 +68,40 @@ def test_a_process_pool_writes_the_same_records(reference):
     assert again.skipped == 4 and again.models_trained == 0  # resume works across executors
 
 
+def test_the_default_executor_runs_one_single_threaded_worker_per_core(reference, monkeypatch):
+    from benchmark.executors import AutoExecutor, LocalExecutor, ProcessExecutor
+
+    class Cpu:
+        device = torch.device("cpu")
+
+    class Cuda:
+        device = torch.device("cuda")
+
+    for cores, models, workers in ((2, 12, 2), (16, 12, 12), (16, 3, 3), (1, 12, 1), (8, 1, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        chosen = AutoExecutor().choose(Cpu(), models)
+        if workers == 1:  # one model left, or one core: in this process, still at one thread
+            assert isinstance(chosen, LocalExecutor) and chosen.threads == 1
+        else:
+            assert isinstance(chosen, ProcessExecutor) and chosen.devices == ["cpu"] * workers
+            assert chosen.threads == 1
+    assert AutoExecutor(threads=2, workers=1).choose(Cpu(), 5).threads == 2
+    assert isinstance(AutoExecutor().choose(Cuda(), 5), LocalExecutor)  # CUDA: this process (gpus spreads it)
+    with pytest.raises(SplitbenchError, match="--workers must be at least 1"):
+        AutoExecutor(workers=0)
+
+
+def test_the_default_executor_writes_the_records_of_one_thread_per_worker(reference):
+    root = reference
+    one_thread = root / "local" if WORKER_THREADS == 1 else root / "local1"
+    if WORKER_THREADS != 1:
+        benchmark.run(str(root / "pool.yaml"), out=one_thread, progress=False, threads=1)
+    summary = benchmark.run(str(root / "pool.yaml"), out=root / "auto", executor="auto", progress=False)
+    assert summary.ok == 4 and summary.failed == 0
+    assert all(rec["env"]["threads"] == 1 for _, rec in iter_records(root / "auto"))
+    assert numbers(root / "auto") == numbers(one_thread)
+
+
 def test_a_local_ray_cluster_writes_the_same_records(reference):
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'splitbench[ray]'")
     import builtins
