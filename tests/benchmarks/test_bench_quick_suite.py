@@ -10,7 +10,7 @@ Environment:
     SPLITBENCH_BENCH_BASELINE: a git revision to time beside this checkout (default: none).
     SPLITBENCH_BENCH_ROUNDS: rounds (default 1).
     SPLITBENCH_BENCH_RUN_ARGS: extra ``run`` arguments for this checkout only (e.g.
-        ``--executor processes --workers 2``), split on spaces.
+        ``--executor local``), split on spaces.
 """
 
 from __future__ import annotations
