@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="timed repeats of each latency measurement (default: 20)")
     run.add_argument("--executor", default="auto", choices=["auto", "local", "gpus", "processes", "ray"],
                      help="who runs the trained models: auto (default: on the CPU one single-threaded worker "
-                          "process per core, on CUDA this process), this process (local), one worker per GPU, "
+                          "process per core, on CUDA one per visible GPU), this process (local), one worker per GPU, "
                           "CPU worker processes (--workers), or Ray tasks (--ray-address, else a local cluster)")
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="worker processes for --executor processes or auto (or CPUs of a local Ray cluster)")

@@ -2,7 +2,8 @@
 cache hit) and every attack on it — so the data and the defended model are loaded once per unit.
 
 - ``auto`` (default): on the CPU, one single-threaded worker process per core (at most one per model to run), or
-  this process with one thread when one model is left; on CUDA, this process.
+  this process with one thread when one model is left; on CUDA, one worker per visible GPU when the run asks for
+  ``cuda`` without an index and has several models, else this process.
 - ``local``: one after the other, in this process.
 - ``gpus``: one worker process per visible CUDA GPU, each taking whole models from a shared queue.
 - ``processes``: the same pool on the CPU (``--workers N`` processes, torch threads split between them).
@@ -214,8 +215,8 @@ class AutoExecutor:
     The small models and batches of CPU suites leave a second thread of one process half idle, while a second
     process keeps a second core busy. Fixing the threads per worker (not the cores of the machine) also makes the
     records of a CPU run the same on every machine, whatever its number of cores (CPU training rounds
-    differently with another thread count). On CUDA the run stays in this process (``gpus`` spreads it over
-    several GPUs)."""
+    differently with another thread count). On CUDA: one worker process per visible GPU (as ``gpus``) when the
+    run asks for ``cuda`` without an index and more than one GPU and model are there, else this process."""
 
     name = "auto"
 
@@ -226,6 +227,14 @@ class AutoExecutor:
         self.workers = workers
 
     def choose(self, runner: Any, models: int) -> LocalExecutor | ProcessExecutor:
+        if runner.device.type == "cuda":
+            import torch
+
+            gpus = torch.cuda.device_count() if runner.device.index is None else 1
+            workers = min(self.workers or gpus, gpus, models)
+            if workers <= 1:
+                return LocalExecutor(self.threads)
+            return ProcessExecutor([f"cuda:{k}" for k in range(workers)], self.threads)
         if runner.device.type != "cpu":
             return LocalExecutor(self.threads)
         threads = self.threads or 1
@@ -237,8 +246,12 @@ class AutoExecutor:
     def run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
         chosen = self.choose(runner, len(indices))
         if isinstance(chosen, ProcessExecutor):
-            log.info("running %d models in %d worker processes, %d torch thread(s) each", len(indices),
-                     len(chosen.devices), chosen.threads)
+            if chosen.devices[0] == "cpu":
+                log.info("running %d models in %d worker processes, %d torch thread(s) each", len(indices),
+                         len(chosen.devices), chosen.threads)
+            else:
+                log.info("running %d models in %d worker processes, one per GPU (%s)", len(indices),
+                         len(chosen.devices), ", ".join(chosen.devices))
         yield from chosen.run(runner, indices)
 
 

@@ -86,7 +86,16 @@ def test_the_default_executor_runs_one_single_threaded_worker_per_core(reference
             assert isinstance(chosen, ProcessExecutor) and chosen.devices == ["cpu"] * workers
             assert chosen.threads == 1
     assert AutoExecutor(threads=2, workers=1).choose(Cpu(), 5).threads == 2
-    assert isinstance(AutoExecutor().choose(Cuda(), 5), LocalExecutor)  # CUDA: this process (gpus spreads it)
+    for gpus, device, models, expected in ((1, "cuda", 5, None), (4, "cuda", 5, 4), (4, "cuda", 2, 2),
+                                           (4, "cuda:1", 5, None), (4, "cuda", 1, None)):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda gpus=gpus: gpus)
+        Cuda.device = torch.device(device)
+        chosen = AutoExecutor().choose(Cuda(), models)
+        if expected is None:  # one GPU, a named GPU, or one model: this process
+            assert isinstance(chosen, LocalExecutor)
+        else:
+            assert isinstance(chosen, ProcessExecutor)
+            assert chosen.devices == [f"cuda:{k}" for k in range(expected)]
     with pytest.raises(SplitbenchError, match="--workers must be at least 1"):
         AutoExecutor(workers=0)
 
