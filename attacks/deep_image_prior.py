@@ -250,8 +250,7 @@ class DeepImagePriorConfig:
     conv_impl: ConvImpl = field("auto", "how the per-image convolutions run: grouped kernels, unfold + batched "
                                         "matrix products, tune (time both per shape, keep the faster) or auto "
                                         "(tune on CUDA; elsewhere unfold for 1x1 kernels and on maps of at most "
-                                        "4x4 pixels); the "
-                                        "same sums, only speed and float rounding differ")
+                                        "4x4 pixels); the same sums, only speed and float rounding differ")
 
     def validate(self) -> None:
         if not self.channels or len(self.kernels) < len(self.channels):

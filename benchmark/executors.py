@@ -235,8 +235,6 @@ class AutoExecutor:
             if workers <= 1:
                 return LocalExecutor(self.threads)
             return ProcessExecutor([f"cuda:{k}" for k in range(workers)], self.threads)
-        if runner.device.type != "cpu":
-            return LocalExecutor(self.threads)
         threads = self.threads or 1
         workers = min(self.workers or max(1, (os.cpu_count() or 1) // threads), models)
         if workers <= 1:

@@ -68,7 +68,7 @@ def test_a_process_pool_writes_the_same_records(reference):
     assert again.skipped == 4 and again.models_trained == 0  # resume works across executors
 
 
-def test_the_default_executor_runs_one_single_threaded_worker_per_core(reference, monkeypatch):
+def test_the_default_executor_runs_one_single_threaded_worker_per_core(monkeypatch):
     from benchmark.executors import AutoExecutor, LocalExecutor, ProcessExecutor
 
     class Cpu:
