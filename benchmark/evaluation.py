@@ -10,6 +10,7 @@ defender's choices (knob selection) that must never read eval.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 from .data import ScenarioData, Split
 from .interfaces import Defense
 from .metrics import count_macs, count_params_used, latency_ms
-from .trainer import Trainer
+from .trainer import Trainer, place
 
 
 @dataclasses.dataclass
@@ -103,26 +104,51 @@ def client_cost(defense: Defense, data: ScenarioData, trainer: Trainer, latency_
     """The client's cost: latency at batch 1 and at ``latency_batch`` (per sample), server latency, parameters and
     multiply-accumulates of everything that runs on the client."""
     x_all = data.info.normalize(data.eval.images[:latency_batch])
-    x1 = x_all[:1]
-    z1 = defense.release(x1)
-
-    def release(x: Tensor) -> Tensor:
-        with trainer.autocast():
-            return defense.release(x)
+    z1 = defense.release(x_all[:1])
+    cost = _release_cost(defense, x_all, trainer, repeats)
 
     def predict(z: Tensor) -> Tensor:
         with trainer.autocast():
             return defense.predict(z)
 
+    s1 = latency_ms(predict, z1, repeats=repeats)
+    cost.update({"server_ms_b1_p50": s1[0], "server_ms_b1_p90": s1[1]})
+    return cost
+
+
+def _release_cost(defense: Defense, x_all: Tensor, trainer: Trainer, repeats: int) -> dict[str, float]:
+    x1 = x_all[:1]
+
+    def release(x: Tensor) -> Tensor:
+        with trainer.autocast():
+            return defense.release(x)
+
     c1 = latency_ms(release, x1, repeats=repeats)
     cb = latency_ms(release, x_all, repeats=max(1, repeats // 2))
-    s1 = latency_ms(predict, z1, repeats=repeats)
     n = len(x_all)
     return {
         "client_params": count_params_used(defense.release, x1, defense),
         "client_macs": count_macs(defense.release, x1),
         "client_ms_b1_p50": c1[0], "client_ms_b1_p90": c1[1],
         "client_ms_bB_p50": cb[0] / n, "client_ms_bB_p90": cb[1] / n,
-        "server_ms_b1_p50": s1[0], "server_ms_b1_p90": s1[1],
         "latency_batch": n,
     }
+
+
+DEPLOYED = "deployed"  # metric prefix of a client's cost on the suite's deployment backbone
+
+
+def deployed_cost(defense: Defense, target: Any, trainer: Trainer, repeats: int) -> dict[str, float]:
+    """The cost of ``defense`` deployed on a real backbone (``target``: a suite's
+    :class:`~benchmark.suite.DeploymentSpec`): :meth:`Defense.deployed_on` built on the device, timed on
+    ``target.batch`` synthetic images of ``target.image_size`` px (what is timed does not depend on pixel
+    values). Keys are :func:`client_cost`'s client figures under ``deployed/NAME@SPLIT/``, plus the image size."""
+    copy = place(defense.deployed_on(target.backbone, target.image_size), trainer.device)
+    info = copy.info
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(target.batch, info.channels, info.image_size, info.image_size, generator=gen)
+    x = info.normalize(x.to(trainer.device))
+    with torch.no_grad():
+        cost = _release_cost(copy, x, trainer, repeats)
+    cost["image_size"] = target.image_size
+    return {f"{DEPLOYED}/{target.backbone.label}/{k}": float(v) for k, v in cost.items()}

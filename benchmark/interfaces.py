@@ -163,6 +163,27 @@ class Defense(nn.Module, ABC):
         if structure:
             raise NotImplementedError(f"{type(self).__name__} recorded a structure but cannot restore it")
 
+    # -- the same defense deployed on another backbone (cost only) -------------------------------------------------
+    def deployed_on(self, backbone: BackboneSpec, image_size: int) -> Defense:
+        """This defense as it would be deployed on ``backbone`` at ``image_size`` px: the same class, config and
+        knob, untrained weights, and the architecture changes this model's :meth:`fit` made, carried over by the
+        rule the fit follows (:meth:`carry_structure`). Its outputs mean nothing; what it costs to run (latency,
+        multiply-accumulates, parameters) is what the defended client would cost there. Raises
+        :class:`NotApplicable` when the defense cannot say how its fitted structure maps onto another backbone."""
+        info = dataclasses.replace(self.info, image_size=image_size)
+        copy = type(self)(self.config, backbone, info, self.seed)
+        copy.carry_structure(self)
+        return copy.freeze()
+
+    def carry_structure(self, fitted: Defense) -> None:
+        """Give this freshly built defense the *cost* of the architecture changes ``fitted``'s fit made on its own
+        backbone (e.g. the same share of channels removed from each prunable layer; which channels does not
+        change the cost). Default: nothing to carry when ``fitted`` changed no structure; a defense that records
+        a :meth:`structure` overrides this or is reported as not deployable."""
+        if fitted.structure():
+            raise NotApplicable(f"{type(self).__name__} changes the architecture when it is fitted but does not say "
+                                "how to carry that onto another backbone (override carry_structure)")
+
     def freeze(self) -> Defense:
         """Eval mode and no parameter gradients: the frozen defended model that attacks face."""
         self.eval()

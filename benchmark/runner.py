@@ -28,7 +28,7 @@ from .cache import ModelCache
 from .config import config_hash
 from .data import DataOptions, ScenarioData
 from .errors import SplitbenchError
-from .evaluation import ModelEvaluation, client_cost, evaluate
+from .evaluation import ModelEvaluation, client_cost, deployed_cost, evaluate
 from .interfaces import AttackKind, AttackOutput, Defense, NotApplicable, Target
 from .manifest import write_manifest
 from .records import environment, read_record, write_gallery, write_outcomes, write_record
@@ -194,7 +194,24 @@ class Runner:
             cost = client_cost(defense, data, trainer, self.opt.latency_batch, self.opt.latency_repeats)
             cost["fit_seconds"] = fit_seconds
             self.cache.write_json("models", cost_name, cost)
+        target = self.suite.deployment.get(spec.backbone.label)
+        if target is not None:
+            cost = {**cost, **self._deployed(defense, key, target, trainer)}
         return defense, key, cost
+
+    def _deployed(self, defense: Defense, key: str, target: Any, trainer: Trainer) -> dict[str, float]:
+        """The model's client deployed on the suite's real backbone for its track (cached beside its own cost);
+        nothing when the defense cannot be carried onto that backbone (said once in the log)."""
+        name = f"{key}.deployed.{config_hash(dataclasses.asdict(target), 10)}.json"
+        cost = self.cache.read_json("models", name)
+        if cost is None:
+            try:
+                cost = deployed_cost(defense, target, trainer, self.opt.latency_repeats)
+            except NotApplicable as exc:
+                log.info("  not timed on %s: %s", target.label, exc)
+                return {}
+            self.cache.write_json("models", name, cost)
+        return cost
 
     # -- attacks -------------------------------------------------------------------------------------------------
     def run_attack(self, cell: Cell, defense: Defense, data: ScenarioData, ev: ModelEvaluation) -> CellResult:
@@ -267,10 +284,13 @@ class Runner:
         from .backbones import create_model, split_points
         from .errors import did_you_mean
 
-        for b in {spec.backbone for spec, _ in plan}:
+        tracks = {spec.backbone for spec, _ in plan}
+        deployed = {d.backbone for b, d in self.suite.deployment.items() if b in {t.label for t in tracks}}
+        for b in sorted(tracks | deployed, key=lambda b: b.label):
             points = split_points(create_model(b.name, 2, 32))
             if b.split not in points:
-                raise SplitbenchError(f"backbone {b.name!r} has no split point {b.split!r}"
+                where = "deployment backbone" if b not in tracks else "backbone"
+                raise SplitbenchError(f"{where} {b.name!r} has no split point {b.split!r}"
                                       f"{did_you_mean(b.split, points)} (expected one of: {', '.join(points)})")
         for spec, cells in plan:
             n_eval = len(self.data_for(spec).eval)

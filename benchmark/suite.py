@@ -15,6 +15,8 @@ Schema::
     release_draws: 4                 # stochastic defenses: utility and leakage averaged over this many release draws
     bootstrap: 1000                  # bootstrap replicates of every interval on the leaderboard
     tuning: {budget: 4}              # tune attacks on the attacker's aux data first (see benchmark.tuning)
+    deployment:                      # also time each track's defended client as deployed on a real backbone
+      test_resnet@layer1: {name: resnet18, split: layer1, image_size: 32, batch: 8}
     seeds: [0]
     scenarios: [{name: digits, config: {...}}]      # or just [digits]
     backbones: [{name: test_resnet, split: layer1, pretrained: false}]
@@ -37,15 +39,15 @@ from typing import Any
 
 import yaml
 
-from .backbones import BackboneSpec
-from .config import build_config, config_hash, to_dict
+from .backbones import BackboneSpec, check_backbone_name
+from .config import build_config, config_hash, field, to_dict
 from .errors import SplitbenchError, did_you_mean
 from .registry import ATTACKS, DEFENSES, SCENARIOS, SUITES
 from .trainer import TrainConfig
 from .tuning import Tuning, parse_tuning
 
 SUITE_KEYS = ("name", "description", "reference", "utility_budget", "eval_counts", "release_draws", "bootstrap",
-              "tuning", "seeds", "scenarios", "backbones", "train", "defenses", "attacks", "paper")
+              "tuning", "deployment", "seeds", "scenarios", "backbones", "train", "defenses", "attacks", "paper")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
 ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "pretrained"),
               "defenses": ("name", "knob", "config"), "attacks": ("name", "label", "config")}
@@ -93,6 +95,37 @@ class AttackEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class DeploymentSpec:
+    """Where a track's defended client is also timed: the same defense deployed on a real backbone (cost only).
+
+    The model a track trains is small (e.g. ``test_resnet``) so that the suite runs in minutes; its latency says
+    little about a deployed client. With a ``deployment`` entry for the track, every model's cost also holds the
+    client of the same defense, knob and config built on ``name@split`` at ``image_size`` px, with the
+    architecture changes its fit made carried over by the rule the fit follows
+    (:meth:`~benchmark.interfaces.Defense.deployed_on`), timed at batch 1 and ``batch`` on the run's device.
+    """
+
+    name: str = field("resnet18", "the real timm backbone the client is deployed on")
+    split: str = field("layer1", "its split point (a feature stage, as in ``backbones``)")
+    image_size: int = field(224, "side of the images the deployed client is timed on, in pixels")
+    batch: int = field(8, "the larger batch the deployed client is timed at (besides batch 1)")
+
+    def validate(self) -> None:
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be at least 8, got {self.image_size}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1, got {self.batch}")
+
+    @property
+    def backbone(self) -> BackboneSpec:
+        return BackboneSpec(self.name, self.split)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.split} at {self.image_size} px"
+
+
+@dataclasses.dataclass(frozen=True)
 class Suite:
     name: str
     description: str
@@ -111,6 +144,7 @@ class Suite:
     bootstrap: int = 1000
     tuning: dict[str, Tuning] = dataclasses.field(default_factory=dict)  # attack label -> how it is tuned
     tuning_raw: dict[str, Any] | None = None  # the suite's tuning block as written
+    deployment: dict[str, DeploymentSpec] = dataclasses.field(default_factory=dict)  # track backbone label -> spec
 
     def eval_count(self, kind: str) -> int | None:
         """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
@@ -307,9 +341,29 @@ def parse_suite(raw: Any, source: str) -> Suite:
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
         raise SplitbenchError(f"{where}: defense settings listed twice: {sorted(dup)}")
+    deployment = parse_deployment(raw.get("deployment"), backbones, where)
     return Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
                  tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
-                 replicates, tuning, raw.get("tuning"))
+                 replicates, tuning, raw.get("tuning"), deployment)
+
+
+def parse_deployment(raw: Any, backbones: Sequence[BackboneSpec], where: str) -> dict[str, DeploymentSpec]:
+    """``deployment``: track backbone label (``name@split`` of an entry of ``backbones``) -> where its clients are
+    also timed (:class:`DeploymentSpec`)."""
+    if raw is None:
+        return {}
+    labels = [b.label for b in backbones]
+    if not isinstance(raw, dict):
+        raise SplitbenchError(f"{where}: 'deployment' must be a mapping of backbone labels ({', '.join(labels)}) "
+                              f"to {{name, split, image_size, batch}}, got {raw!r}")
+    out = {}
+    for label, spec in raw.items():
+        if label not in labels:
+            raise SplitbenchError(f"{where}: deployment key {label!r} is not a backbone of this suite"
+                                  f"{did_you_mean(str(label), labels)} (expected one of: {', '.join(labels)})")
+        out[label] = build_config(DeploymentSpec, spec, f"{where}: deployment.{label}")
+        check_backbone_name(out[label].name)
+    return out
 
 
 def suite_to_raw(suite: Suite) -> dict[str, Any]:
@@ -326,6 +380,8 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
         "attacks": [{"name": a.name, "label": a.label, "config": to_dict(a.config)} for a in suite.attacks],
         "paper": suite.paper,
     }
+    if suite.deployment:
+        raw["deployment"] = {label: to_dict(d) for label, d in suite.deployment.items()}
     if suite.tuning:
         first = next(iter(suite.tuning.values()))
         raw["tuning"] = {"budget": first.budget, "select_fraction": first.select_fraction,

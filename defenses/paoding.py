@@ -169,7 +169,7 @@ class Paoding(Defense):
         cfg = self.config
         self.eval()
         chains = require_chains(self.client, f"paoding on {self.backbone.label}")
-        goal = {c.producer: min(c.width - 1, int(cfg.prune_ratio * c.width + 1e-9)) for c in chains}
+        goal = {c.producer: self._goal(c) for c in chains}
         alive = {c.producer: list(range(c.width)) for c in chains}
         merged = [c for c in chains if c.kind == "linear" or cfg.conv_mode == "merge"]
         for c in chains:
@@ -183,6 +183,20 @@ class Paoding(Defense):
                 prune_chain(self.client, c, alive[c.producer])
         self.kept = {c.producer: alive[c.producer] for c in chains if len(alive[c.producer]) < c.width}
         return self.kept
+
+    def _goal(self, c: Chain) -> int:
+        """Channels of chain ``c`` that pruning removes: the ratio's share of its width, keeping at least one."""
+        return min(c.width - 1, int(self.config.prune_ratio * c.width + 1e-9))
+
+    @torch.no_grad()
+    def carry_structure(self, fitted: Defense) -> None:
+        """How many channels PAODING removes from a chain depends on the ratio and the chain's width only (which
+        ones depends on the weights): remove that many from every prunable chain of this backbone's client too (the
+        weakest by filter L1 norm)."""
+        for c in require_chains(self.client, f"paoding on {self.backbone.label}"):
+            if self._goal(c) > 0:
+                self.kept[c.producer] = keep_strongest(channel_l1(self.client, c), c.width - self._goal(c))
+                prune_chain(self.client, c, self.kept[c.producer])
 
     def _merge_progressively(self, chains: list[Chain], goal: dict, alive: dict) -> None:
         cfg = self.config

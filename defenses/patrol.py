@@ -324,6 +324,12 @@ class Patrol(Defense):
                 prune_chain(self.client, c, self.kept[c.producer])
         return self.kept
 
+    def carry_structure(self, fitted: Defense) -> None:
+        """PATROL's pruning depends on weights only through which channels it keeps: the common ratio is the
+        smallest whose client fits the budget, a share of the undefended client's cost on the same backbone. Apply
+        that rule to this backbone's client."""
+        self.prune_to_budget()
+
     # -- training --------------------------------------------------------------------------------------------------
     def fit(self, data, trainer):
         cfg, tc = self.config, self.train_config()

@@ -9,6 +9,7 @@ setting within the utility budget on validation data), the black-box view, the t
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from benchmark.errors import SplitbenchError
 from benchmark.manifest import load_manifest
 from benchmark.records import atomic_write_text, iter_records, load_frame
 from benchmark.scoring.intervals import Estimate
-from benchmark.scoring.table import FAMILIES, CellData, Row, TableBuilder, Track
+from benchmark.scoring.table import DEPLOYED, FAMILIES, CellData, Row, TableBuilder, Track
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -94,10 +95,39 @@ def _attack_cell(r: Row, attack: str) -> str:
     return f"{_est(s.leakage, 2)} ({extra})"
 
 
-def _cost_cells(r: Row) -> list[str]:
+_PLAIN_LABEL = re.compile(r"[A-Za-z0-9_.\-]+@[A-Za-z0-9_.\-]+")
+
+
+def _cost_cells(r: Row, deployed: list[str]) -> list[str]:
     c = r.cost
-    return [_fmt(c.get("client_ms_b1_p50"), 2), _fmt(c.get("payload_bytes"), 0), _fmt(c.get("client_params"), 0),
-            _fmt(c.get("client_macs"), 0)]
+    out = [_fmt(c.get("client_ms_b1_p50"), 2), _fmt(c.get("payload_bytes"), 0), _fmt(c.get("client_params"), 0),
+           _fmt(c.get("client_macs"), 0)]
+    for label in deployed:
+        out += [_fmt(c.get(f"{DEPLOYED}{label}/client_ms_b1_p50"), 2), _fmt(c.get(f"{DEPLOYED}{label}/client_macs"), 0)]
+    return out
+
+
+def deployed_labels(rows: list[Row]) -> list[str]:
+    """The real backbones (``name@split``) the rows' clients were also timed on (a suite's ``deployment``); a
+    label that is not a plain ``name@split`` (as a record from elsewhere could hold) is left out, not rendered."""
+    labels = {k[len(DEPLOYED):].rsplit("/", 1)[0] for r in rows for k in r.cost if k.startswith(DEPLOYED)}
+    return sorted(x for x in labels if _PLAIN_LABEL.fullmatch(x))
+
+
+def _deployed_note(rows: list[Row], labels: list[str]) -> list[str]:
+    out = []
+    for label in labels:
+        sizes = sorted({int(r.cost[k]) for r in rows for k in r.cost
+                        if k == f"{DEPLOYED}{label}/image_size" and not math.isnan(r.cost[k])})
+        missing = sorted({r.defense for r in rows if f"{DEPLOYED}{label}/client_ms_b1_p50" not in r.cost})
+        line = (f"Deployed on `{label}`: each client also timed as the same defense and knob built on {label} at "
+                f"{'/'.join(str(s) for s in sizes)} px, with the pruning its fit chose carried over by the fit's rule "
+                "(untrained weights; cost only).")
+        if missing:
+            line += (f" No figures there for {', '.join(f'`{d}`' for d in missing)} (not deployable, or run before "
+                     "its suite asked for them).")
+        out.append(line)
+    return out + ([""] if out else [])
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -128,6 +158,9 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     head = ["rank", "defense", "knob", "privacy score", "attribute", "reconstruction", "utility", "Δutility",
             "transfer", "vs reference", "tuned attacks", "client ms (b1 p50)", "bytes/sample", "client params",
             "client MACs"]
+    deployed = deployed_labels(chosen)
+    for label in deployed:
+        head += [f"ms on {label} (b1 p50)", f"MACs on {label}"]
     rows = []
     for r in chosen:
         rank = _rank(r.rank)
@@ -137,8 +170,8 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
             rank = "incomplete"
         rows.append([rank, f"`{r.defense}`", _knob(r), _est(r.privacy, 2), _family_cell(r, "attribute"),
                      _family_cell(r, "reconstruction"), _est(r.utility), _est(r.delta_utility),
-                     _family_cell(r, "transfer"), _fmt(r.relative, 2), r.tuned] + _cost_cells(r))
-    lines += ["### Ranking", ""] + _table(head, rows)
+                     _family_cell(r, "transfer"), _fmt(r.relative, 2), r.tuned] + _cost_cells(r, deployed))
+    lines += ["### Ranking", ""] + _table(head, rows) + _deployed_note(chosen, deployed)
     na = {r.defense: r.not_applicable for r in t.rows if r.not_applicable}
     if na:
         lines += ["Not applicable on this track: " + "; ".join(f"`{d}` ({why})" for d, why in sorted(na.items()))

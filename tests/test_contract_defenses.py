@@ -122,3 +122,30 @@ def test_fresh_tail_reads_the_release(name, fitted, tiny_data):
         z = d.release(x)
         tail = d.fresh_tail(7, seed=3).eval()
         assert tail(z).shape == (4, 7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deployed_copy_on_a_real_backbone_runs_and_costs_what_its_structure_says(name, fitted):
+    """``Defense.deployed_on``: the defense rebuilt on another (real) backbone at another image size, with its fitted
+    architecture changes carried over; the harness times it where a suite's ``deployment`` asks."""
+    from benchmark.backbones import BackboneSpec
+    from benchmark.errors import NotApplicable
+    from benchmark.metrics import count_macs
+
+    d = fitted(name)
+    try:
+        copy = d.deployed_on(BackboneSpec("resnet18", "layer1"), 40)
+    except NotApplicable as exc:  # allowed for a plugin that cannot carry its structure, with a reason
+        assert d.structure() and str(exc)
+        return
+    assert type(copy) is type(d) and copy.knob_value == d.knob_value and copy.info.image_size == 40
+    assert not copy.training and not any(p.requires_grad for p in copy.parameters())
+    x = copy.info.normalize(torch.rand(2, copy.info.channels, 40, 40))
+    with torch.no_grad():
+        z = copy.release(x)
+    assert z.shape[0] == 2 and torch.isfinite(z).all()
+    s = d.info.image_size
+    assert count_macs(copy.release, x) > count_macs(d.release, d.info.normalize(torch.rand(1, 3, s, s)))
+    same = d.deployed_on(d.backbone, d.info.image_size)  # the same backbone: the same structure as the fit chose
+    assert {k: len(v) for k, v in same.structure().get("kept", {}).items()} == \
+        {k: len(v) for k, v in d.structure().get("kept", {}).items()}

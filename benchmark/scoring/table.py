@@ -199,6 +199,7 @@ class Track:
 
 
 COST = ("client_ms_b1_p50", "client_ms_bB_p50", "payload_bytes", "client_params", "client_macs")
+DEPLOYED = "deployed/"  # the client's cost on the suite's deployment backbone (benchmark.evaluation.deployed_cost)
 
 
 def _by_seed(cells: Iterable[CellData]) -> dict[int, CellData]:
@@ -293,7 +294,8 @@ class TableBuilder:
                 r.val_delta_utility = float(np.mean([models[s].outcomes()["model/val_utility"].mean()
                                                      - refs[s].outcomes()["model/val_utility"].mean()
                                                      for s in common]))
-            r.cost = {m: float(np.nanmean([models[s].metric(m) for s in models])) for m in COST}
+            deployed = sorted({m for s in models for m in models[s].record["metrics"] if m.startswith(DEPLOYED)})
+            r.cost = {m: float(np.nanmean([models[s].metric(m) for s in models])) for m in (*COST, *deployed)}
         reasons = {c.record.get("reason") or "" for c in cells if c.status == "not_applicable"}
         if all(c.status == "not_applicable" for c in cells) and any(x.startswith("defense not applicable") for x in
                                                                      reasons):
