@@ -132,6 +132,7 @@ class ModelCache:
                     return results
             place(module, device)
             fitted = fit(module)
+            place(module, device)  # a fit may replace parameters (pruning): they too get the layout a hit gets
             results = dict(fitted or {}) if need_results else {}
             self.save(kind, key, module, {"spec": spec, "results": results} if need_results else {"spec": spec})
         return results

@@ -39,6 +39,8 @@ from .records import _cpu_name, atomic_write_text
 PARTS = ("client", "server")
 KEYS = ("machine", "suite", "scenario", "backbone", "split", "defense", "knob", "knob_value", "part", "precision",
         "mode", "batch")
+# rows of a client deployed on a suite's real backbone (``deployment``) also carry "deployed_from" (the track's
+# backbone label) and "image_size"; their "backbone" and "split" are the real backbone's
 
 
 def _gpu_driver() -> str | None:
@@ -147,6 +149,28 @@ def measure_defense(defense: Any, x: Tensor, device: torch.device, batches: Sequ
     return rows
 
 
+def measure_deployed(defense: Any, target: Any, device: torch.device, batches: Sequence[int], min_seconds: float,
+                     compile_too: bool, base: dict[str, Any], spec: Any) -> list[dict[str, Any]]:
+    """Hardware rows of ``defense`` deployed on the suite's real backbone for its track (a suite's
+    ``deployment``; :meth:`~benchmark.interfaces.Defense.deployed_on`), on synthetic inputs of its image size."""
+    import logging
+
+    from .interfaces import NotApplicable
+    from .trainer import place
+
+    try:
+        copy = place(defense.deployed_on(target.backbone, target.image_size), device)
+    except NotApplicable as exc:
+        logging.getLogger("splitbench").info("  not deployable on %s: %s", target.label, exc)
+        return []
+    info = copy.info
+    x = torch.rand(max(batches), info.channels, info.image_size, info.image_size,
+                   generator=torch.Generator().manual_seed(0))
+    base = {**base, "backbone": target.name, "split": target.split, "image_size": target.image_size,
+            "deployed_from": spec.backbone.label}
+    return measure_defense(copy, info.normalize(x.to(device)), device, batches, min_seconds, compile_too, base)
+
+
 def run_hardware(suite: Any, out: Path, device: str = "cpu", batches: Sequence[int] = (1, 8, 64),
                  min_seconds: float = 1.0, compile_too: bool = True, cache_dir: Path | None = None,
                  data_root: Path | None = None, download: bool = False) -> Path:
@@ -179,6 +203,9 @@ def run_hardware(suite: Any, out: Path, device: str = "cpu", batches: Sequence[i
         log.info("[%d/%d] %s %s %s: measuring", i, len(plan), spec.scenario.name, spec.backbone.label,
                  spec.defense.label)
         rows += measure_defense(defense, x, dev, batches, min_seconds, compile_too, base)
+        target = suite.deployment.get(spec.backbone.label)
+        if target is not None:
+            rows += measure_deployed(defense, target, dev, batches, min_seconds, compile_too, base, spec)
     path = Path(out) / "hardware" / f"{fp['machine']}-{suite.name}.json"
     atomic_write_text(path, json.dumps(rows, indent=1, sort_keys=True, default=str) + "\n")
     return path
@@ -208,13 +235,20 @@ def load_rows(folders: Iterable[Path]) -> list[dict[str, Any]]:
     return sorted(latest.values(), key=lambda r: tuple(str(r[k]) for k in KEYS))
 
 
+def _deployed(row: Any) -> str:
+    src = row.get("deployed_from")
+    if not isinstance(src, str) or not src:
+        return ""
+    return f" (deployed from {src}, {int(row.get('image_size') or 0)} px)"
+
+
 def hardware_table(rows: list[dict[str, Any]], fmt: str = "md") -> str:
     """One table of hardware rows from any number of machines (markdown or CSV)."""
     import pandas as pd
 
-    cols = ["gpu", "cpu", "device_type", "torch", "scenario", "backbone", "split", "defense", "knob_value", "part",
-            "precision", "mode", "batch", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "peak_memory_mb",
-            "bytes_per_sample", "note"]
+    cols = ["gpu", "cpu", "device_type", "torch", "scenario", "backbone", "split", "deployed_from", "image_size",
+            "defense", "knob_value", "part", "precision", "mode", "batch", "p50_ms", "p90_ms", "p99_ms",
+            "throughput_per_s", "peak_memory_mb", "bytes_per_sample", "note"]
     frame = pd.DataFrame(rows, columns=cols)
     if fmt == "csv":
         return frame.to_csv(index=False)
@@ -230,7 +264,8 @@ def hardware_table(rows: list[dict[str, Any]], fmt: str = "md") -> str:
 
     for _, r in frame.iterrows():
         lines.append("| " + " | ".join([
-            str(r["machine"]), f"{r['backbone']}@{r['split']}", f"{r['defense']}@{r['knob_value']:g}", r["part"],
+            str(r["machine"]), f"{r['backbone']}@{r['split']}" + _deployed(r), f"{r['defense']}@{r['knob_value']:g}",
+            r["part"],
             r["precision"], r["mode"] + (f" ({r['note']})" if r["note"] else ""), str(r["batch"]),
             num(r["p50_ms"]), num(r["p90_ms"]), num(r["p99_ms"]), num(r["throughput_per_s"]),
             num(r["peak_memory_mb"]), num(r["bytes_per_sample"])]) + " |")

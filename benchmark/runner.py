@@ -184,6 +184,7 @@ class Runner:
                 _seed_all(spec.seed)
                 defense.fit(data, trainer)
                 fit_seconds = time.perf_counter() - t0
+                place(defense, self.device)  # layers a fit replaced (pruning) get the layout a cache hit gets
                 self.cache.save("models", key, defense, {"structure": defense.structure(), "spec": key_spec,
                                                          "fit_seconds": fit_seconds})
                 summary.models_trained += 1
@@ -201,7 +202,8 @@ class Runner:
 
     def _deployed(self, defense: Defense, key: str, target: Any, trainer: Trainer) -> dict[str, float]:
         """The model's client deployed on the suite's real backbone for its track (cached beside its own cost);
-        nothing when the defense cannot be carried onto that backbone (said once in the log)."""
+        nothing when the defense cannot be carried onto that backbone, said in the log: a cost-only figure never
+        fails the model's cells."""
         name = f"{key}.deployed.{config_hash(dataclasses.asdict(target), 10)}.json"
         cost = self.cache.read_json("models", name)
         if cost is None:
@@ -209,6 +211,10 @@ class Runner:
                 cost = deployed_cost(defense, target, trainer, self.opt.latency_repeats)
             except NotApplicable as exc:
                 log.info("  not timed on %s: %s", target.label, exc)
+                return {}
+            except Exception as exc:  # noqa: BLE001 - e.g. a plugin's carry_structure that breaks on that backbone
+                log.warning("  could not time the client deployed on %s: %s: %s", target.label,
+                            type(exc).__name__, exc)
                 return {}
             self.cache.write_json("models", name, cost)
         return cost

@@ -166,3 +166,21 @@ def test_odd_labels_in_records_are_not_rendered():
     r.cost = {"deployed/resnet18@layer1/client_ms_b1_p50": 1.0,
               "deployed/<script>x</script>@a/client_ms_b1_p50": 2.0}
     assert deployed_labels([r]) == ["resnet18@layer1"]
+
+
+def test_a_defense_that_breaks_on_the_deployment_backbone_keeps_its_cells(tmp_path, caplog, monkeypatch):
+    """A cost-only figure never fails a model: its cells run, its records lack the deployed figures, the log
+    says why."""
+    from benchmark.interfaces import Defense
+
+    def broken(self, backbone, image_size):
+        raise RuntimeError("no such layer on this backbone")
+
+    (tmp_path / "s.yaml").write_text(SUITE.replace("  - {name: paoding, knob: [0.5]}\n", ""))
+    monkeypatch.setattr(Defense, "deployed_on", broken)
+    with caplog.at_level("WARNING", logger="splitbench"):
+        summary = benchmark.run(str(tmp_path / "s.yaml"), out=tmp_path / "out", progress=False)
+    assert summary.ok == 1 and summary.failed == 0
+    rec = json.loads(next((tmp_path / "out" / "records").glob("*.json")).read_text())
+    assert rec["status"] == "ok" and not any(k.startswith("deployed/") for k in rec["metrics"])
+    assert "could not time the client deployed on resnet18@layer1 at 48 px: RuntimeError: no such layer" in caplog.text

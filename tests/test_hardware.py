@@ -90,3 +90,26 @@ def test_a_folder_without_hardware_records_is_one_line(tmp_path):
     (tmp_path / "bad" / "hardware" / "x.json").write_text('{"a": 1}')
     with pytest.raises(SplitbenchError, match="not a hardware record"):
         load_rows([tmp_path / "bad"])
+
+
+def test_a_suite_deployment_adds_rows_of_the_client_deployed_on_the_real_backbone(tmp_path):
+    text = SUITE.replace("train:", "deployment: {test_resnet@layer1: {name: resnet18, split: layer1, image_size: 40}}"
+                                   "\ntrain:")
+    text = text.replace("defenses: [no_pruning, {name: random_pruning, knob: [0.5]}]",
+                        "defenses: [no_pruning, {name: paoding, knob: [0.5]}]")
+    (tmp_path / "hw.yaml").write_text(text)
+    path = run_hardware(load_suite(str(tmp_path / "hw.yaml")), tmp_path / "run", "cpu", batches=(1, 2),
+                        min_seconds=0.0, compile_too=False)
+    rows = json.loads(path.read_text())
+    deployed = [r for r in rows if r.get("deployed_from")]
+    assert len(deployed) == len(rows) // 2 == 8  # 2 defenses x client/server x 2 batch sizes, on each backbone
+    assert {(r["backbone"], r["split"], r["image_size"], r["deployed_from"]) for r in deployed} == {
+        ("resnet18", "layer1", 40, "test_resnet@layer1")}
+    by = {(r["defense"], r["batch"]): r for r in deployed if r["part"] == "client"}
+    tiny = {(r["defense"], r["batch"]): r for r in rows if r["part"] == "client" and not r.get("deployed_from")}
+    # the deployed undefended client sends resnet18's 64 layer1 channels at 10 x 10 px (40 px input), float32
+    assert by[("no_pruning", 1)]["bytes_per_sample"] == 64 * 10 * 10 * 4
+    assert tiny[("no_pruning", 1)]["bytes_per_sample"] != by[("no_pruning", 1)]["bytes_per_sample"]
+    assert all(r["p50_ms"] > 0 for r in deployed)
+    md = hardware_table(load_rows([tmp_path / "run"]))
+    assert "resnet18@layer1 (deployed from test_resnet@layer1, 40 px)" in md

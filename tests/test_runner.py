@@ -361,3 +361,17 @@ def test_a_gallery_png_holds_the_images_pixel_for_pixel(tmp_path):
         for i in range(3):
             assert np.array_equal(png[2 + r * 34:2 + r * 34 + 32, 2 + i * 34:2 + i * 34 + 32], grid[r, i])
     assert (png[:2] == 255).all() and (png[:, :2] == 255).all()
+
+
+def test_a_model_loaded_from_the_cache_computes_exactly_like_the_fresh_fit(tmp_path):
+    """PAODING prunes after its last training step, so its fit replaces layers; the fresh model must get the layout
+    a cache hit gets, or the two compute with different kernels and their records differ in the last bits."""
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY.replace("- {name: random_pruning, knob: [0.5]}", "- {name: paoding, knob: [0.5]}"))
+    fresh = benchmark.run(str(suite), out=tmp_path / "fresh", defenses=["paoding"], attacks=["inversion_decoder"],
+                          progress=False)
+    hit = benchmark.run(str(suite), out=tmp_path / "hit", defenses=["paoding"], attacks=["inversion_decoder"],
+                        cache_dir=tmp_path / "fresh" / "cache", progress=False)
+    assert fresh.models_trained == 1 and hit.models_loaded == 1
+    a, b = _numbers(tmp_path / "fresh"), _numbers(tmp_path / "hit")
+    assert a and a == b
