@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .data import ScenarioData, Split
 from .interfaces import Defense
-from .metrics import count_macs, count_params_used, latency_ms
+from .metrics import DEPLOYED, count_macs, count_params_used, latency_ms
 from .trainer import Trainer, place
 
 
@@ -135,20 +135,23 @@ def _release_cost(defense: Defense, x_all: Tensor, trainer: Trainer, repeats: in
     }
 
 
-DEPLOYED = "deployed"  # metric prefix of a client's cost on the suite's deployment backbone
+def deployed_client(defense: Defense, target: Any, device: torch.device, batch: int) -> tuple[Defense, Tensor]:
+    """``defense`` deployed on ``target``'s real backbone (a suite's :class:`~benchmark.suite.DeploymentSpec`;
+    :meth:`Defense.deployed_on`) on ``device``, and ``batch`` synthetic normalized inputs of its image size (what
+    is timed does not depend on pixel values). Raises :class:`~benchmark.errors.NotApplicable` like
+    ``deployed_on``."""
+    copy = place(defense.deployed_on(target.backbone, target.image_size), device)
+    info = copy.info
+    x = torch.rand(batch, info.channels, info.image_size, info.image_size, generator=torch.Generator().manual_seed(0))
+    return copy, info.normalize(x.to(device))
 
 
 def deployed_cost(defense: Defense, target: Any, trainer: Trainer, repeats: int) -> dict[str, float]:
-    """The cost of ``defense`` deployed on a real backbone (``target``: a suite's
-    :class:`~benchmark.suite.DeploymentSpec`): :meth:`Defense.deployed_on` built on the device, timed on
-    ``target.batch`` synthetic images of ``target.image_size`` px (what is timed does not depend on pixel
-    values). Keys are :func:`client_cost`'s client figures under ``deployed/NAME@SPLIT/``, plus the image size."""
-    copy = place(defense.deployed_on(target.backbone, target.image_size), trainer.device)
-    info = copy.info
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(target.batch, info.channels, info.image_size, info.image_size, generator=gen)
-    x = info.normalize(x.to(trainer.device))
+    """The cost of ``defense`` deployed on ``target``'s real backbone (:func:`deployed_client`), timed at batch 1
+    and ``target.batch``. Keys are :func:`client_cost`'s client figures under ``deployed/NAME@SPLIT/``, plus the
+    image size."""
+    copy, x = deployed_client(defense, target, trainer.device, target.batch)
     with torch.no_grad():
         cost = _release_cost(copy, x, trainer, repeats)
     cost["image_size"] = target.image_size
-    return {f"{DEPLOYED}/{target.backbone.label}/{k}": float(v) for k, v in cost.items()}
+    return {f"{DEPLOYED}{target.backbone.label}/{k}": float(v) for k, v in cost.items()}

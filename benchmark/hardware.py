@@ -155,20 +155,17 @@ def measure_deployed(defense: Any, target: Any, device: torch.device, batches: S
     ``deployment``; :meth:`~benchmark.interfaces.Defense.deployed_on`), on synthetic inputs of its image size."""
     import logging
 
+    from .evaluation import deployed_client
     from .interfaces import NotApplicable
-    from .trainer import place
 
     try:
-        copy = place(defense.deployed_on(target.backbone, target.image_size), device)
+        copy, x = deployed_client(defense, target, device, max(batches))
     except NotApplicable as exc:
         logging.getLogger("splitbench").info("  not deployable on %s: %s", target.label, exc)
         return []
-    info = copy.info
-    x = torch.rand(max(batches), info.channels, info.image_size, info.image_size,
-                   generator=torch.Generator().manual_seed(0))
     base = {**base, "backbone": target.name, "split": target.split, "image_size": target.image_size,
             "deployed_from": spec.backbone.label}
-    return measure_defense(copy, info.normalize(x.to(device)), device, batches, min_seconds, compile_too, base)
+    return measure_defense(copy, x, device, batches, min_seconds, compile_too, base)
 
 
 def run_hardware(suite: Any, out: Path, device: str = "cpu", batches: Sequence[int] = (1, 8, 64),

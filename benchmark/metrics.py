@@ -67,6 +67,10 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 }
 
 
+#: prefix of the figures of a client deployed on a suite's real backbone: ``deployed/NAME@SPLIT/<cost figure>``
+DEPLOYED = "deployed/"
+
+
 def higher_is_better(name: str) -> bool:
     """Direction of a metric; per-model metrics named ``unintended_acc/<model>`` are lower-is-better."""
     if name in HIGHER_IS_BETTER:

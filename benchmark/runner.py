@@ -291,7 +291,8 @@ class Runner:
         from .errors import did_you_mean
 
         tracks = {spec.backbone for spec, _ in plan}
-        deployed = {d.backbone for b, d in self.suite.deployment.items() if b in {t.label for t in tracks}}
+        labels = {t.label for t in tracks}
+        deployed = {d.backbone for b, d in self.suite.deployment.items() if b in labels}
         for b in sorted(tracks | deployed, key=lambda b: b.label):
             points = split_points(create_model(b.name, 2, 32))
             if b.split not in points:

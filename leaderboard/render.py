@@ -17,9 +17,10 @@ import pandas as pd
 
 from benchmark.errors import SplitbenchError
 from benchmark.manifest import load_manifest
+from benchmark.metrics import DEPLOYED
 from benchmark.records import atomic_write_text, iter_records, load_frame
 from benchmark.scoring.intervals import Estimate
-from benchmark.scoring.table import DEPLOYED, FAMILIES, CellData, Row, TableBuilder, Track
+from benchmark.scoring.table import FAMILIES, CellData, Row, TableBuilder, Track
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:

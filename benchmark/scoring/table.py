@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SplitbenchError
+from ..metrics import DEPLOYED
 from ..records import _from_json_number, read_outcomes
 from . import intervals as iv
 from . import scorer_for
@@ -199,7 +200,6 @@ class Track:
 
 
 COST = ("client_ms_b1_p50", "client_ms_bB_p50", "payload_bytes", "client_params", "client_macs")
-DEPLOYED = "deployed/"  # the client's cost on the suite's deployment backbone (benchmark.evaluation.deployed_cost)
 
 
 def _by_seed(cells: Iterable[CellData]) -> dict[int, CellData]:
