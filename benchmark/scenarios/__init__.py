@@ -1,3 +1,3 @@
 """Built-in scenarios; importing this package registers them."""
 
-from . import digits, hf, local, torchvision_sets  # noqa: F401
+from . import digits, fashion_mnist, hf, local, torchvision_sets  # noqa: F401
