@@ -158,6 +158,7 @@ def tune(cls: type, base: Any, tuning: Tuning, seed: int, defense: Defense, data
     """
     from .runner import execute_attack
     from .scoring import Truth, scorer_for
+    from .scoring.reconstruction import floor_images
 
     t0 = time.perf_counter()
     fit, select = split_aux(data.aux, tuning.select_fraction, seed)
@@ -172,7 +173,7 @@ def tune(cls: type, base: Any, tuning: Tuning, seed: int, defense: Defense, data
     truth = Truth(sample=np.arange(n), task=select.task,
                   sensitive=select.sensitive,
                   images=select.images.float() / 255.0 if kind == AttackKind.RECONSTRUCTION else None,
-                  baseline=(fit.images.float() / 255.0).mean(0, keepdim=True),
+                  baseline=floor_images(fit.images, fit.task, data.info.num_task_classes),
                   utility_correct=hits.cpu().numpy(), num_task_classes=data.info.num_task_classes,
                   num_sensitive_classes=data.info.num_sensitive_classes)
     fit_data = dataclasses.replace(data, aux=fit)
@@ -183,7 +184,7 @@ def tune(cls: type, base: Any, tuning: Tuning, seed: int, defense: Defense, data
         if out is None:
             raise SplitbenchError(f"tuning {cls.name}: the attack does not apply on the select part ({reason})")
         metrics, _ = scorer_for(kind).score(out, _answered(truth, out))
-        score = metrics["leakage"]
+        score = metrics["leakage_raw"]  # signed: candidates below the floor still differ
         tried.append({"config": to_dict(cfg), "selection_score": score})
         if not math.isnan(score) and score > best_score:
             best, best_score = cfg, score

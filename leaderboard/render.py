@@ -20,7 +20,7 @@ from benchmark.manifest import load_manifest
 from benchmark.metrics import DEPLOYED
 from benchmark.records import atomic_write_text, iter_records, load_frame
 from benchmark.scoring.intervals import Estimate
-from benchmark.scoring.table import FAMILIES, CellData, Row, TableBuilder, Track
+from benchmark.scoring.table import BORDERLINE, FAMILIES, CellData, Row, TableBuilder, Track
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -41,10 +41,20 @@ def _est(e: Estimate, digits: int = 3) -> str:
     return f"{_fmt(e.value, digits)} [{_fmt(e.lo, digits)}, {_fmt(e.hi, digits)}]"
 
 
-def _rank(r: tuple[int, int] | None) -> str:
+def _rank(r: tuple[int, int] | None, point: int | None = None) -> str:
+    """A rank with its interval over bootstrap replicates: ``2 (1–3)``; ``2`` when the interval is one rank."""
+    return rank_text(r, point)
+
+
+def rank_text(r: tuple[int, int] | None, point: int | None = None) -> str:
+    """How a rank is written everywhere (tables and site): the point estimate's rank, then its 95% interval over
+    the bootstrap replicates when that spans more than one rank."""
     if r is None:
         return "–"
-    return str(r[0]) if r[0] == r[1] else f"{r[0]}–{r[1]}"
+    span = str(r[0]) if r[0] == r[1] else f"{r[0]}–{r[1]}"
+    if point is None:
+        return span
+    return str(point) if r[0] == r[1] == point else f"{point} ({span})"
 
 
 def build_tracks(run_dir: str | Path, budget: float | None = None, reference: str | None = None,
@@ -57,8 +67,11 @@ def build_tracks(run_dir: str | Path, budget: float | None = None, reference: st
     reference = pres.get("reference", "no_pruning") if reference is None else reference
     replicates = pres.get("bootstrap", 1000) if replicates is None else replicates
     cells = [CellData(p, rec) for p, rec in iter_records(Path(run_dir), man["manifest_id"], partial)]
-    tracks = TableBuilder(cells, reference, float(budget), int(replicates)).build()
-    man = {**man, "presentation": {"utility_budget": budget, "reference": reference, "bootstrap": replicates}}
+    admission = pres.get("admission", "selection")
+    tracks = TableBuilder(cells, reference, float(budget), int(replicates), admission,
+                          pres.get("preregistered")).build()
+    man = {**man, "presentation": {**pres, "utility_budget": budget, "reference": reference,
+                                   "bootstrap": replicates}}
     return tracks, man
 
 
@@ -68,13 +81,22 @@ def build_tables(run_dir: str | Path, **kw: Any) -> list[Track]:
 
 
 # -- markdown -----------------------------------------------------------------------------------------------------
+def _leak(e: Estimate, raw: float | None) -> str:
+    """A leakage on its scale; below the floor "at floor" with the signed figure beside it."""
+    if e.value == 0.0 and raw is not None and raw < 0.0:
+        return f"at floor (raw {raw:.2f})" + (f" [{_fmt(e.lo, 2)}, {_fmt(e.hi, 2)}]" if e.has_interval else "")
+    return _est(e, 2)
+
+
 def _family_cell(r: Row, fam: str) -> str:
     if fam not in r.family:
         return "n/a"
     e = r.family[fam]
     if math.isnan(e.value):
         return "incomplete"
-    return f"{_est(e, 2)} ({r.family_attack.get(fam, '')})"
+    attack = r.family_attack.get(fam, "")
+    raw = r.attacks[attack].figures.get("leakage_raw") if attack in r.attacks else None
+    return f"{_leak(e, raw)} ({attack})"
 
 
 def _attack_cell(r: Row, attack: str) -> str:
@@ -93,7 +115,7 @@ def _attack_cell(r: Row, attack: str) -> str:
         acc = f.get("adaptive_unintended_acc_max", f["unintended_acc_max"])
         sr = f.get("adaptive_suppression_ratio_max", f.get("suppression_ratio_max"))
         extra = f"acc {_fmt(acc)}, SR {_fmt(sr, 2)}"
-    return f"{_est(s.leakage, 2)} ({extra})"
+    return f"{_leak(s.leakage, f.get('leakage_raw'))} ({extra})"
 
 
 _PLAIN_LABEL = re.compile(r"[A-Za-z0-9_.\-]+@[A-Za-z0-9_.\-]+")
@@ -141,22 +163,54 @@ def _knob(r: Row) -> str:
     return f"{r.knob}={r.knob_value:g}"
 
 
+def _matched_markdown(t: Track) -> list[str]:
+    ms = sorted(t.matched.values(), key=lambda m: (m.rank_point is None, m.rank_point or 0, m.defense))
+    if not ms:
+        return []
+    lines = ["### Privacy at matched utility", "",
+             f"Each defense's privacy score interpolated on its privacy–utility curve (its settings' validation "
+             f"Δutility against their privacy score) at Δutility = -{t.budget:.3f}, in every replicate. Where no "
+             "setting spends that much utility, the most private setting's score stands (\"not reached\"); lower "
+             "is better.", ""]
+    rows = [[_rank(m.rank, m.rank_point), f"`{m.defense}`", _est(m.privacy, 2),
+             "reached" if m.reached else "not reached", str(m.settings)] for m in ms]
+    return lines + _table(["rank", "defense", "privacy at matched utility", "budget", "settings"], rows)
+
+
+def _admission_text(t: Track) -> str:
+    if t.admission == "preregistered":
+        return ("Each defense's ranked row is the one setting it preregistered for this track, admitted when the "
+                f"lower 95% bound of its paired validation Δutility is at or above -{t.budget:.3f}.")
+    return ("Each defense's ranked row is its most private knob setting whose validation Δutility is within "
+            f"{t.budget:.3f} of the reference's; the choice is redone in every bootstrap replicate, and a row chosen "
+            f"in fewer than {BORDERLINE:.0%} of them is borderline.")
+
+
+def _admitted(r: Row, t: Track) -> str:
+    """The admission column: how often the setting is chosen (selection) or within budget (preregistered)."""
+    if math.isnan(r.selection):
+        return "–"
+    text = f"{r.selection:.0%}"
+    return text + " (borderline)" if r.borderline else text
+
+
 def track_markdown(t: Track, replicates: int) -> list[str]:
     lines = [f"## {t.scenario} · {t.backbone} @ {t.split}", ""]
     ref = next((r for r in t.rows if r.defense == t.reference), None)
     seeds = f"{len(t.seeds)} seed{'s' if len(t.seeds) != 1 else ''}"
     lines.append(f"Reference `{t.reference}`" + (f" (utility {_est(ref.utility)})" if ref else "") +
-                 f". Each defense's ranked row is its most private knob setting whose validation utility is within "
-                 f"{t.budget:.3f} of the reference's. Privacy score = the worse of the attribute and reconstruction "
-                 f"leakage, each that of the strongest attack of its family (0 = no more than the floor, 1 = "
-                 f"everything; lower is better). Intervals: 95% bootstrap over eval samples ({seeds}, {replicates} "
-                 "replicates); a rank range means intervals overlap (a tie).")
+                 f". {_admission_text(t)} Privacy score = the worse of the attribute and reconstruction "
+                 f"leakage, each that of the strongest attack of its family (0 = no more than the floor, \"at floor\" "
+                 "below it; 1 = everything; lower is better). Intervals: 95% bootstrap over seeds and eval samples "
+                 f"crossed ({seeds}, {replicates} replicates), one draw shared by every row; a rank is the point "
+                 "estimate's, with its 95% interval over the replicates in brackets.")
     lines.append("")
     for f in t.flags:
         lines += [f"**Not ranked:** {f}.", ""]
-    chosen = sorted(t.selected(), key=lambda r: (r.rank is None, r.privacy.value if not math.isnan(r.privacy.value)
-                                                 else math.inf))
+    chosen = sorted(t.selected(), key=lambda r: (r.rank is None, r.rank_point.get("rank", 0),
+                                                 r.privacy.value if not math.isnan(r.privacy.value) else math.inf))
     head = ["rank", "defense", "knob", "privacy score", "attribute", "reconstruction", "utility", "Δutility",
+            "val Δutility", "preregistered, within budget" if t.admission == "preregistered" else "chosen in",
             "transfer", "vs reference", "tuned attacks", "client ms (b1 p50)", "bytes/sample", "client params",
             "client MACs"]
     deployed = deployed_labels(chosen)
@@ -164,14 +218,15 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         head += [f"ms on {label} (b1 p50)", f"MACs on {label}"]
     rows = []
     for r in chosen:
-        rank = _rank(r.rank)
+        rank = _rank(r.rank, r.rank_point.get("rank"))
         if not r.white_box_client:
             rank = "bb only"
         elif not r.complete:
             rank = "incomplete"
         rows.append([rank, f"`{r.defense}`", _knob(r), _est(r.privacy, 2), _family_cell(r, "attribute"),
                      _family_cell(r, "reconstruction"), _est(r.utility), _est(r.delta_utility),
-                     _family_cell(r, "transfer"), _fmt(r.relative, 2), r.tuned] + _cost_cells(r, deployed))
+                     _est(r.val_delta_utility), _admitted(r, t), _family_cell(r, "transfer"), _fmt(r.relative, 2),
+                     r.tuned] + _cost_cells(r, deployed))
     lines += ["### Ranking", ""] + _table(head, rows) + _deployed_note(chosen, deployed)
     na = {r.defense: r.not_applicable for r in t.rows if r.not_applicable}
     if na:
@@ -179,17 +234,21 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
                   + ".", ""]
     unchosen = sorted({r.defense for r in t.rows} - {r.defense for r in chosen} - set(na))
     if unchosen:
-        lines += ["Not ranked (no knob setting within the utility budget on validation data): "
-                  + ", ".join(f"`{d}`" for d in unchosen) + ".", ""]
-    bb = sorted([r for r in chosen if r.rank_blackbox], key=lambda r: r.privacy_blackbox.value)
+        why = ("its preregistered setting is not clearly within the utility budget on validation data"
+               if t.admission == "preregistered" else "no knob setting within the utility budget on validation data")
+        lines += [f"Not ranked ({why}): " + ", ".join(f"`{d}`" for d in unchosen) + ".", ""]
+    bb = sorted([r for r in chosen if r.rank_blackbox], key=lambda r: (r.rank_point.get("rank_blackbox", 0),
+                                                                       r.privacy_blackbox.value))
     if bb:
         lines += ["### Black-box view", "",
                   "Only attacks that need no client weights; defenses that deny attackers the client weights are "
                   "ranked here only.", ""]
         lines += _table(["rank", "defense", "knob", "black-box privacy score", "white-box access"],
-                        [[_rank(r.rank_blackbox), f"`{r.defense}`", _knob(r), _est(r.privacy_blackbox, 2),
+                        [[_rank(r.rank_blackbox, r.rank_point.get("rank_blackbox")), f"`{r.defense}`", _knob(r),
+                          _est(r.privacy_blackbox, 2),
                           "given" if r.white_box_client else "denied"] for r in bb])
-    tr = sorted([r for r in chosen if r.rank_transfer], key=lambda r: r.family["transfer"].value)
+    tr = sorted([r for r in chosen if r.rank_transfer], key=lambda r: (r.rank_point.get("rank_transfer", 0),
+                                                                       r.family["transfer"].value))
     if tr:
         lines += ["### Transfer view", "",
                   "Model specificity: the best unintended model's advantage over the task's majority rate "
@@ -198,21 +257,26 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         rows = []
         for r in tr:
             s = r.attacks[r.family_attack["transfer"]].figures
-            rows.append([_rank(r.rank_transfer), f"`{r.defense}`", _knob(r), _family_cell(r, "transfer"),
+            rows.append([_rank(r.rank_transfer, r.rank_point.get("rank_transfer")), f"`{r.defense}`", _knob(r),
+                         _family_cell(r, "transfer"),
                          _fmt(s.get("transfer_advantage"), 2), _fmt(s.get("suppression_ratio_max"), 2),
                          _fmt(s.get("adaptive_suppression_ratio_corrected", s.get("suppression_ratio_corrected")), 2)])
         lines += _table(["rank", "defense", "knob", "transfer leakage", "plain advantage", "suppression ratio",
                          "corrected SR"], rows)
+    lines += _matched_markdown(t)
     lines += ["### Every knob setting", "",
-              "The privacy-utility curve: every setting run, the ranked one marked ✓. Attack cells: leakage on "
-              "the family's scale [interval] (raw figure); \"(tuned)\": the attack's configuration was chosen per "
-              "cell on the attacker's own aux data before it ran on eval.", ""]
-    head = (["defense", "knob", "✓", "val utility", "utility", "Δutility"]
+              "The privacy-utility curve: every setting run, the ranked one marked ✓ (preregistered ones with P). "
+              "Attack cells: leakage on the family's scale [interval] (raw figure); \"(tuned)\": the attack's "
+              "configuration was chosen per cell on the attacker's own aux data before it ran on eval.", ""]
+    head = (["defense", "knob", "✓", "val utility", "val Δutility", "chosen in" if t.admission == "selection"
+             else "within budget", "utility", "Δutility"]
             + [f"{a} (tuned)" if t.tuned(a) else a for a in t.attacks] + ["privacy score"])
     rows = []
     for r in sorted(t.rows, key=lambda r: (r.defense != t.reference, r.defense, r.knob_value)):
-        rows.append([f"`{r.defense}`", _knob(r), "✓" if r.selected else "", _fmt(r.val_utility), _est(r.utility),
-                     _est(r.delta_utility)] + [_attack_cell(r, a) for a in t.attacks] + [_est(r.privacy, 2)])
+        mark = ("✓" if r.selected else "") + ("P" if r.preregistered else "")
+        rows.append([f"`{r.defense}`", _knob(r), mark, _est(r.val_utility), _est(r.val_delta_utility),
+                     _admitted(r, t), _est(r.utility), _est(r.delta_utility)]
+                    + [_attack_cell(r, a) for a in t.attacks] + [_est(r.privacy, 2)])
     lines += _table(head, rows)
     notes = []
     for a, fl in t.floors.items():
@@ -260,7 +324,11 @@ def to_frame(tracks: list[Track]) -> pd.DataFrame:
                                  "defense": r.defense, "knob": r.knob, "knob_value": r.knob_value,
                                  "selected": r.selected, "admissible": r.admissible,
                                  "white_box_client": r.white_box_client, "complete": r.complete,
+                                 "preregistered": r.preregistered, "selection": r.selection,
+                                 "borderline": r.borderline, "admission": t.admission,
+                                 "rank": r.rank_point.get("rank"),
                                  "rank_lo": r.rank[0] if r.rank else None, "rank_hi": r.rank[1] if r.rank else None,
+                                 "blackbox_rank": r.rank_point.get("rank_blackbox"),
                                  "blackbox_rank_lo": r.rank_blackbox[0] if r.rank_blackbox else None,
                                  "blackbox_rank_hi": r.rank_blackbox[1] if r.rank_blackbox else None,
                                  "seeds": len(r.seeds)}
@@ -271,7 +339,13 @@ def to_frame(tracks: list[Track]) -> pd.DataFrame:
                 d[f"{fam}_attack"] = r.family_attack.get(fam, "")
             _put(d, "utility", r.utility)
             _put(d, "delta_utility", r.delta_utility)
-            d["val_utility"], d["val_delta_utility"], d["relative"] = r.val_utility, r.val_delta_utility, r.relative
+            _put(d, "val_utility", r.val_utility)
+            _put(d, "val_delta_utility", r.val_delta_utility)
+            d["relative"] = r.relative
+            m = t.matched.get(r.defense)
+            if m is not None:
+                _put(d, "matched_privacy", m.privacy)
+                d["matched_reached"] = m.reached
             for a, s in r.attacks.items():
                 _put(d, f"{a}", s.leakage)
                 d[f"{a}_status"] = s.status

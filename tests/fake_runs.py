@@ -94,7 +94,9 @@ def write_cell(out: Path, c: FakeCell) -> str:
 
 
 def write_run(out: Path, cells: list[FakeCell], reference: str = "ref", budget: float = 0.02,
-              bootstrap: int = 300) -> str:
+              bootstrap: int = 300, **presentation) -> str:
+    """Write the cells and a manifest; ``presentation`` adds e.g. ``admission`` and ``preregistered``."""
     names = [write_cell(out, c) for c in cells]
     return write_manifest(out, "fake", "fake.yaml", names,
-                          {"reference": reference, "utility_budget": budget, "bootstrap": bootstrap}, {}, {})
+                          {"reference": reference, "utility_budget": budget, "bootstrap": bootstrap,
+                           **presentation}, {}, {})

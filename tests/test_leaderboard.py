@@ -48,16 +48,17 @@ def test_the_strongest_attack_of_each_family_sets_the_row_and_a_weak_reference_c
     assert "wb_recon" in t.weak_attacks  # its interval on the reference reaches 0
 
 
-def test_ranks_are_ranges_when_intervals_overlap(tmp_path):
+def test_ranks_carry_their_interval_over_the_replicates(tmp_path):
     write_run(tmp_path, cells("ref", 0, attr=0.95, recon=0.9, utility=0.9)
               + cells("a", 0.5, attr=0.30, recon=0.35, utility=0.9)
               + cells("b", 0.5, attr=0.31, recon=0.36, utility=0.9))
     t = only_track(tmp_path)
     a, b, ref = row(t, "a"), row(t, "b"), row(t, "ref")
-    assert a.rank == (1, 2) and b.rank == (1, 2)  # a tie: their intervals overlap
-    assert ref.rank == (3, 3)
+    assert a.rank_point["rank"] == 1 and b.rank_point["rank"] == 2
+    assert a.rank == (1, 2) and b.rank == (1, 2)  # a tie: which is better flips between replicates
+    assert ref.rank == (3, 3) and ref.rank_point["rank"] == 3
     md = render_run(tmp_path, write=False)
-    assert "| 1–2 | `a` |" in md and "| 3 | `ref` |" in md
+    assert "| 1 (1–2) | `a` |" in md and "| 2 (1–2) | `b` |" in md and "| 3 | `ref` |" in md
 
 
 def test_knob_selection_reads_validation_utility_only(tmp_path):
@@ -72,6 +73,96 @@ def test_knob_selection_reads_validation_utility_only(tmp_path):
     chosen = [r for r in t.rows if r.defense == "d" and r.selected]
     assert [r.knob_value for r in chosen] == [0.5]
     assert not row(t, "d", 0.9).admissible and row(t, "d", 0.5).admissible
+
+
+def test_the_choice_is_redone_in_every_replicate_and_a_coin_flip_is_borderline(tmp_path):
+    # d@0.9 sits right at the budget on validation (Δ = -0.02 on 200 samples): chosen by the point estimate, but
+    # in about half the replicates it falls outside and d@0.5 (well within) is chosen instead
+    run = cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95)
+    run += cells("d", 0.5, attr=0.6, recon=0.6, val_utility=0.95)
+    run += cells("d", 0.9, attr=0.2, recon=0.3, val_utility=0.93)
+    run += cells("e", 0.5, attr=0.5, recon=0.5, val_utility=0.99)
+    write_run(tmp_path, run, bootstrap=400)
+    t = only_track(tmp_path)
+    hi, lo = row(t, "d", 0.9), row(t, "d", 0.5)
+    assert hi.selected and not lo.selected
+    assert 0.2 < hi.selection < 0.8 and hi.borderline
+    assert hi.selection + lo.selection == pytest.approx(1.0)  # every replicate chooses one of them
+    assert row(t, "e", 0.5).selection == 1.0 and not row(t, "e", 0.5).borderline
+    # d's rank interval spans what it is in the replicates where the safer setting is chosen instead
+    assert hi.rank[1] >= row(t, "e", 0.5).rank_point["rank"]
+    md = render_run(tmp_path, write=False)
+    assert "(borderline)" in md and "chosen in" in md
+
+
+def _prereg_run(tmp_path, val_hi=0.93):
+    run = cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95)
+    run += cells("d", 0.5, attr=0.6, recon=0.6, val_utility=0.95)
+    run += cells("d", 0.9, attr=0.2, recon=0.3, val_utility=val_hi)
+    return run
+
+
+def test_a_preregistered_setting_is_admitted_only_when_its_lower_bound_clears_the_budget(tmp_path):
+    write_run(tmp_path / "near", _prereg_run(tmp_path), admission="preregistered",
+              preregistered={"d": {"*": 0.9}})
+    t = only_track(tmp_path / "near")
+    d = row(t, "d", 0.9)
+    assert d.preregistered and not d.selected and not row(t, "d", 0.5).selected
+    assert d.val_delta_utility.lo < -0.02 and "not admitted" in d.note
+    md = render_run(tmp_path / "near", write=False)
+    assert "its preregistered setting is not clearly within the utility budget" in md
+    write_run(tmp_path / "safe", _prereg_run(tmp_path), admission="preregistered",
+              preregistered={"d": {"b@l1": 0.5}})
+    t = only_track(tmp_path / "safe")
+    d = row(t, "d", 0.5)
+    assert d.preregistered and d.selected and d.selection == 1.0 and d.rank is not None
+    assert not row(t, "d", 0.9).selected  # the more private setting is on the curve, never ranked
+
+
+def test_a_preregistered_setting_missing_from_the_run_is_one_clear_error(tmp_path):
+    write_run(tmp_path, _prereg_run(tmp_path), admission="preregistered", preregistered={"d": {"*": 0.7}})
+    with pytest.raises(SplitbenchError, match=r"preregistered setting d@0.7 is not in the run \(it ran d@0.5, d@0.9"):
+        build_tracks(tmp_path)
+    write_run(tmp_path / "none", _prereg_run(tmp_path), admission="preregistered", preregistered={"x": {"*": 1}})
+    with pytest.raises(SplitbenchError, match="'d' has no preregistered setting"):
+        build_tracks(tmp_path / "none")
+
+
+def test_privacy_at_matched_utility_interpolates_the_curve_at_the_budget(tmp_path):
+    from benchmark.scoring.table import matched_privacy
+
+    assert matched_privacy(np.array([-0.01, -0.03]), np.array([0.6, 0.2]), -0.02) == (pytest.approx(0.4), True)
+    assert matched_privacy(np.array([0.0, -0.01]), np.array([0.6, 0.5]), -0.02) == (0.5, False)  # not reached
+    assert math.isnan(matched_privacy(np.array([-0.05]), np.array([0.1]), -0.02)[0])  # nothing within budget
+    run = cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95)
+    run += cells("d", 0.5, attr=0.6, recon=0.6, val_utility=0.94)
+    run += cells("d", 0.9, attr=0.2, recon=0.3, val_utility=0.92)
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    m = t.matched["d"]
+    p5, p9 = row(t, "d", 0.5).privacy.value, row(t, "d", 0.9).privacy.value
+    assert m.reached and m.privacy.value == pytest.approx((p5 + p9) / 2)  # -0.02 is halfway from -0.01 to -0.03
+    assert m.privacy.has_interval and m.rank is not None
+    assert "### Privacy at matched utility" in render_run(tmp_path, write=False)
+
+
+def test_leakage_below_the_floor_shows_as_at_floor(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8) + cells("a", 0.5, attr=0.1, recon=0.25))
+    a = row(only_track(tmp_path), "a")
+    assert a.family["attribute"].value == 0.0 and a.attacks["attr"].at_floor
+    assert a.attacks["attr"].figures["leakage_raw"] == pytest.approx((0.1 - 0.2) / 0.8)
+    assert a.family["attribute"].lo >= 0.0
+    assert "at floor (raw -0.12)" in render_run(tmp_path, write=False)
+
+
+def test_one_draw_is_shared_so_the_privacy_score_is_the_worse_family_in_every_replicate(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8) + cells("a", 0.5, attr=0.5, recon=0.55))
+    a = row(only_track(tmp_path), "a")
+    reps = a.reps["privacy"]
+    attr = a.attacks["attr"].reps
+    recon = a.attacks["recon"].reps
+    assert np.allclose(reps, np.maximum(attr, recon))
+    assert a.privacy.lo >= min(a.family["attribute"].lo, a.family["reconstruction"].lo)
 
 
 def test_knob_selection_follows_the_declared_private_end(tmp_path):

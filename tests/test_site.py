@@ -25,7 +25,7 @@ from benchmark.errors import SplitbenchError
 from benchmark.registry import DEFENSES, load_plugin
 from leaderboard.site import build_site
 from leaderboard.site import gather as site_gather
-from leaderboard.site.views import rank_ranges, site_tracks
+from leaderboard.site.views import site_tracks
 
 # Each payload, if it ever ran, would mark the page's root element; the browser test looks for that mark.
 HOSTILE_DEFENSE = "<script>document.documentElement.dataset.pwned='defense'</script>"
@@ -262,12 +262,10 @@ def test_ranks_span_every_entry_of_a_track(built):
         if own is None:
             assert r.rank is None
             continue
-        # two copies of equal figures: each row's twin ties with it; every row wholly better counts twice
-        assert r.rank == (2 * own[0] - 1, 2 * own[1])
-    from benchmark.scoring.intervals import Estimate
-
-    assert rank_ranges([Estimate(0.1, 0.0, 0.2), Estimate(0.5, 0.4, 0.6), Estimate(0.15, 0.1, 0.45)]) == [
-        (1, 2), (2, 3), (1, 3)]
+        # two copies of equal figures, resampled with the same draw: in every replicate each row ties with its
+        # twin (equal values share the better rank) and every row better than it counts twice
+        assert r.rank == (2 * own[0] - 1, 2 * own[1] - 1)
+        assert r.rank_point["rank"] == 2 * r.row.rank_point["rank"] - 1
 
 
 def test_transfer_and_black_box_views_of_a_track(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..interfaces import AttackKind
 from .attribute import AttributeScorer
 from .base import Samples, Scorer, Truth, pool
-from .intervals import Estimate, bootstrap, bootstrap_combined
+from .intervals import Estimate, TrackResample, bootstrap, rank_intervals
 from .reconstruction import ReconstructionScorer
 from .transfer import TransferScorer
 
@@ -22,5 +22,5 @@ def scorer_for(kind: AttackKind | str) -> Scorer:
     return SCORERS[AttackKind(kind)]
 
 
-__all__ = ["SCORERS", "Estimate", "Samples", "Scorer", "Truth", "bootstrap", "bootstrap_combined", "pool",
-           "scorer_for"]
+__all__ = ["SCORERS", "Estimate", "Samples", "Scorer", "TrackResample", "Truth", "bootstrap", "pool",
+           "rank_intervals", "scorer_for"]

@@ -4,8 +4,8 @@ what the designated task itself reveals.
 The server legitimately learns the task, so the floor is not the majority rate but the accuracy of the best
 guess of the attribute *from the task label*: ``c = sum_y P(y) max_s P(s | y)`` on the scored eval samples (where
 the attribute is a function of the task, ``c = 1`` and no attack can show a leak beyond the task). Advantage =
-``(acc - c) / (1 - c)``: 0 = no more than the task reveals, 1 = the attribute in full. The majority rate is shown
-beside it.
+``(acc - c) / (1 - c)``: 0 = no more than the task reveals, 1 = the attribute in full; an attacker below the floor
+is "at floor" (0; ``leakage_raw`` keeps the signed figure). The majority rate is shown beside it.
 
 The floor is a property of the eval set, not of the attacker, so it is computed once on all scored samples and
 held fixed in the bootstrap (re-estimating a maximum of class frequencies on every resample would bias it upward
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..interfaces import AttackKind
-from .base import Scorer, Statistic, Truth, correct, labels_of, mean_of, safe_ratio
+from .base import Scorer, Statistic, Truth, at_floor, constant, correct, labels_of, mean_of, safe_ratio
 
 
 def best_guess_from(condition: np.ndarray, target: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -56,9 +56,13 @@ class AttributeScorer(Scorer):
         everything = np.arange(len(sens))[None, :]
         c = float(best_guess_from(task, sens, everything)[0])
         majority = float(majority_rate(sens, everything)[0])
+        def raw(draw):
+            return safe_ratio(acc(draw) - c, np.full(len(draw), 1.0 - c))
+
         return {
             "attribute_accuracy": acc,
-            "attribute_floor": lambda idx: np.full(len(idx), c),
-            "attribute_majority": lambda idx: np.full(len(idx), majority),
-            "leakage": lambda idx: safe_ratio(acc(idx) - c, np.full(len(idx), 1.0 - c)),
+            "attribute_floor": constant(c),
+            "attribute_majority": constant(majority),
+            "leakage_raw": raw,
+            "leakage": at_floor(raw),
         }

@@ -20,8 +20,9 @@ import torch
 from torch import Tensor
 
 from ..interfaces import AttackKind, AttackOutput
+from .intervals import Draw, IndexDraw
 
-Statistic = Callable[[np.ndarray], np.ndarray]  # [B, m] indices into pooled samples -> [B] values
+Statistic = Callable[[Draw], np.ndarray]  # bootstrap replicates (weights on pooled samples) -> [B] values
 Samples = dict[str, np.ndarray]
 
 
@@ -33,7 +34,8 @@ class Truth:
         sample: eval sample id of each row (a sample appears once per release draw).
         task, sensitive: the rows' labels.
         images: the rows' images in [0, 1] (reconstruction), or None.
-        baseline: the attacker's best constant guess, its mean aux image ``[1, C, H, W]`` in [0, 1].
+        baseline: the attacker's best guess of an image from its task label alone, in [0, 1]: its mean aux image
+            per task class, ``[num_task_classes, C, H, W]`` (``[1, C, H, W]``: one guess for every row).
         utility_correct: the designated model's per-sample correctness on the whole eval split (mean over draws),
             indexed by sample id.
         num_task_classes, num_sensitive_classes: class counts.
@@ -53,7 +55,8 @@ class Scorer(ABC):
     """Scores one kind of attack. Subclasses set ``kind`` and implement :meth:`outcomes` and :meth:`statistics`."""
 
     kind: AttackKind
-    #: the statistic that is the family's leakage scale (0 = no more than the floor, 1 = everything)
+    #: the statistic that is the family's leakage scale (0 = no more than the floor, 1 = everything); below the
+    #: floor it is 0 ("at floor") and ``leakage_raw`` keeps the signed figure
     headline = "leakage"
     #: statistics that are never NaN for a sound attack output (a NaN there fails the cell); the headline may be
     #: NaN legitimately, e.g. an attribute that the task label determines leaves no room for an advantage
@@ -85,8 +88,8 @@ class Scorer(ABC):
     def point(self, samples: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Every statistic evaluated once on all samples."""
         n = len(samples["sample"])
-        idx = np.arange(n)[None, :]
-        return {name: float(stat(idx)[0]) for name, stat in self.statistics(samples).items()}
+        draw = IndexDraw(np.arange(n)[None, :])
+        return {name: float(stat(draw)[0]) for name, stat in self.statistics(samples).items()}
 
 
 def pool(per_seed: list[Mapping[str, np.ndarray]]) -> Samples:
@@ -96,9 +99,24 @@ def pool(per_seed: list[Mapping[str, np.ndarray]]) -> Samples:
 
 
 def mean_of(values: np.ndarray) -> Statistic:
-    """The mean of a per-sample array over the indexed samples."""
+    """The mean of a per-sample array in each replicate of a draw."""
     v = np.asarray(values, dtype=np.float64)
-    return lambda idx: v[idx].mean(axis=-1)
+    return lambda draw: draw.mean(v)
+
+
+def constant(value: float) -> Statistic:
+    """A figure held fixed in the bootstrap (a property of the eval set, e.g. a floor)."""
+    return lambda draw: np.full(len(draw), value)
+
+
+def at_floor(raw: Statistic) -> Statistic:
+    """A leakage scale read from its floor up: below the floor is "at floor", 0 (NaN stays NaN)."""
+
+    def clipped(draw: Draw) -> np.ndarray:
+        v = np.asarray(raw(draw), dtype=np.float64)
+        return np.where(np.isnan(v), np.nan, np.maximum(v, 0.0))
+
+    return clipped
 
 
 def as_numpy(t: Tensor | np.ndarray) -> np.ndarray:

@@ -4,20 +4,32 @@ bootstrap interval, one ranked row per defense per track.
 The protocol (also in the README):
 
 - **Rows.** One row per defense @ knob per track (scenario, backbone, split), pooled over seeds.
+- **Uncertainty.** One crossed (seed x eval sample) bootstrap draw per track (:class:`~.intervals.TrackResample`)
+  is shared by every row, every family and the reference: paired Δutility, a family's maximum, the privacy score,
+  the admission decision and the ranks are all computed replicate by replicate.
 - **Leakage per family.** A row's leakage in a family (attribute, reconstruction, transfer) is that of the family's
   **strongest attack** on that row, each on its scorer's fixed scale (attribute advantage over the task-label
-  floor, SSIM gain over the mean aux image, transfer advantage of the best — adaptive — unintended model). Attacks of
-  a family are scored on the same eval samples, so one resample serves all of them and the maximum is taken per
-  bootstrap replicate.
+  floor, SSIM gain over the task-class mean aux image, transfer advantage of the best — adaptive — unintended
+  model); below a floor it is "at floor" (0). The maximum is taken per bootstrap replicate.
 - **Privacy score** = the worse of the attribute and reconstruction families (the threats of split inference;
   the server is meant to learn the task, so transfer is its own column and view). Lower is better.
-- **Knob selection.** Per track and defense, the ranked row is the defense's most private knob setting (its
-  ``knob_more_private`` end) whose **validation** utility is within the suite's budget of the reference's
-  validation utility. Eval is read only to score; every knob's row stays visible as the privacy-utility curve.
+- **Admission** (which setting of a defense is ranked), by the suite's rule:
+
+  - ``preregistered``: each defense names one setting per track before eval is scored (the suite's
+    ``preregistered``); it is admitted when the lower 95% bound of its paired *validation* Δutility is at or above
+    ``-budget``, so a setting near the budget is not admitted by luck. The row also says in what share of
+    replicates its validation Δutility is within the budget.
+  - ``selection``: the defense's most private knob setting (its ``knob_more_private`` end) whose validation
+    Δutility is within the budget. The choice is redone inside every bootstrap replicate; each row shows how
+    often it was chosen, and a ranked row chosen in fewer than :data:`BORDERLINE` of them is *borderline*.
+
+  Eval is read only to score; every setting's row stays visible as the privacy-utility curve.
+- **Matched utility.** A second view: each defense's privacy score interpolated on its privacy-utility curve at
+  validation Δutility = ``-budget`` (per replicate, so with an interval).
 - **Threat model.** A defense that denies attackers its client weights is ranked only in the black-box view
   (attacks that need no client weights), never in the main view, so opting out cannot buy a better rank.
-- **Ranks and ties.** A rank is a range: from 1 + the rows whose interval lies wholly below (better) to the rows
-  that are not wholly above. Overlapping intervals give overlapping ranges, i.e. a tie.
+- **Ranks.** A row's rank is that of its point estimate; its rank interval is the central 95% of its rank over the
+  replicates (in the selection rule, the rank of whatever setting the defense chose in that replicate).
 - **Sanity guards.** A track whose reference utility interval reaches down to the task's majority rate is
   flagged and not ranked. An attack whose leakage interval on the reference reaches 0 is flagged as weak on the
   track and not used for the secondary "relative to the reference" view.
@@ -28,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +49,15 @@ import numpy as np
 from ..errors import SplitbenchError
 from ..metrics import DEPLOYED
 from ..records import _from_json_number, read_outcomes
-from . import intervals as iv
 from . import scorer_for
 from .base import Samples, mean_of
-from .intervals import NAN, Estimate
+from .intervals import NAN, Estimate, TrackResample, estimate, identity, rank_intervals
 
 FAMILIES = ("attribute", "reconstruction", "transfer")
 PRIVACY_FAMILIES = ("attribute", "reconstruction")
+ADMISSION_RULES = ("selection", "preregistered")
+#: a ranked row chosen in fewer replicates than this is borderline (selection rule)
+BORDERLINE = 0.8
 
 
 @dataclasses.dataclass
@@ -121,6 +135,12 @@ class AttackSummary:
     leakage: Estimate = NAN
     figures: dict[str, float] = dataclasses.field(default_factory=dict)
     reason: str = ""
+    reps: np.ndarray | None = dataclasses.field(default=None, repr=False)  # leakage per replicate
+
+    @property
+    def at_floor(self) -> bool:
+        """No more than the floor: 0 on the scale, the signed figure in ``figures["leakage_raw"]``."""
+        return self.leakage.value == 0.0 and self.figures.get("leakage_raw", 0.0) < 0.0
 
 
 @dataclasses.dataclass
@@ -134,9 +154,9 @@ class Row:
     white_box_client: bool
     seeds: tuple[int, ...]
     utility: Estimate = NAN
-    val_utility: float = math.nan
+    val_utility: Estimate = NAN
     delta_utility: Estimate = NAN
-    val_delta_utility: float = math.nan
+    val_delta_utility: Estimate = NAN
     attacks: dict[str, AttackSummary] = dataclasses.field(default_factory=dict)
     family: dict[str, Estimate] = dataclasses.field(default_factory=dict)
     family_attack: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -147,13 +167,22 @@ class Row:
     complete: bool = True
     admissible: bool = False
     selected: bool = False
-    rank: tuple[int, int] | None = None
+    preregistered: bool = False
+    #: share of replicates in which this setting is the defense's choice (selection rule) or its validation
+    #: Δutility is within the budget (preregistered rule); NaN without a bootstrap
+    selection: float = math.nan
+    borderline: bool = False
+    rank: tuple[int, int] | None = None  # rank interval (low, high) over replicates
     rank_blackbox: tuple[int, int] | None = None
     rank_transfer: tuple[int, int] | None = None
+    rank_point: dict[str, int] = dataclasses.field(default_factory=dict)  # view -> the point estimate's rank
     note: str = ""
     not_applicable: str = ""  # why the defense cannot run on this track (e.g. an unsupported operation)
     cells: tuple[tuple[str, str, str], ...] = ()  # (config hash, status, per-sample file sha256) of each cell:
     # two rows with the same cells are the same results, e.g. a reference run shipped in several entries
+    #: per-replicate values of the track's shared draw: "privacy", "privacy_blackbox", "transfer", "val_delta";
+    #: "rank/<view>" on a ranked row: what its rank is computed from (the defense's choice per replicate)
+    reps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
@@ -164,6 +193,19 @@ class Row:
         """How many of the row's attacks that ran were tuned on the attacker's aux data ("2/5")."""
         ran = [a for a in self.attacks.values() if a.status == "ok"]
         return f"{sum(a.tuned for a in ran)}/{len(ran)}"
+
+
+@dataclasses.dataclass
+class Matched:
+    """A defense's privacy score at matched utility: interpolated on its curve at validation Δutility = -budget."""
+
+    defense: str
+    privacy: Estimate = NAN
+    reached: bool = False  # some setting spends at least the budget (else: its most private setting's score)
+    settings: int = 0
+    rank: tuple[int, int] | None = None
+    rank_point: int | None = None
+    reps: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass
@@ -178,15 +220,23 @@ class Track:
     budget: float
     attacks: list[str]
     kinds: dict[str, str]
+    admission: str = "selection"
+    replicates: int = 1
     task_chance: float = math.nan
     flags: list[str] = dataclasses.field(default_factory=list)
     weak_attacks: list[str] = dataclasses.field(default_factory=list)
     floors: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = ()
+    matched: dict[str, Matched] = dataclasses.field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.scenario, self.backbone, self.split
+
+    @property
+    def label(self) -> str:
+        """``backbone@split``, the key a suite's per-track settings (``preregistered``, ``deployment``) use."""
+        return f"{self.backbone}@{self.split}"
 
     @property
     def ranked(self) -> bool:
@@ -200,6 +250,8 @@ class Track:
 
 
 COST = ("client_ms_b1_p50", "client_ms_bB_p50", "payload_bytes", "client_params", "client_macs")
+#: the ranking views: the row figure each ranks by, as a key of ``Row.reps``
+VIEWS = {"rank": "privacy", "rank_blackbox": "privacy_blackbox", "rank_transfer": "transfer"}
 
 
 def _by_seed(cells: Iterable[CellData]) -> dict[int, CellData]:
@@ -209,38 +261,68 @@ def _by_seed(cells: Iterable[CellData]) -> dict[int, CellData]:
     return out
 
 
-def _aligned(per_attack: list[list[Samples]]) -> tuple[list[Samples], list[int]]:
-    """``per_attack[a][s]``: attack a's samples in seed s. For each attack, its samples restricted to the eval
-    samples every attack of the group answered in that seed, pooled over seeds in the same order; and the per-seed
-    sample counts."""
-    sizes: list[int] = []
-    chosen: list[list[Samples]] = [[] for _ in per_attack]
-    for seed_samples in zip(*per_attack):  # one tuple per seed: that seed's samples of each attack
-        common = seed_samples[0]["sample"]
-        for s in seed_samples[1:]:
-            common = np.intersect1d(common, s["sample"])
-        if len(common) == 0:
-            raise SplitbenchError("attacks of one kind were scored on disjoint eval samples; they cannot be compared")
-        sizes.append(len(common))
-        for a, s in enumerate(seed_samples):
-            keep = np.isin(s["sample"], common)
-            chosen[a].append({k: np.asarray(v)[..., keep] for k, v in s.items()})
-    pooled = [{k: np.concatenate([s[k] for s in seeds], axis=-1) for k in seeds[0]} for seeds in chosen]
-    return pooled, sizes
+def _pooled(per_seed: list[Mapping[str, np.ndarray]], where: str) -> tuple[Samples, int, int]:
+    """Per-seed attack samples pooled seed after seed, with (seeds, samples per seed). Every seed must be scored
+    on the same first ``n`` eval samples, the layout the crossed bootstrap resamples."""
+    n = len(per_seed[0]["sample"])
+    for s in per_seed:
+        if not np.array_equal(np.asarray(s["sample"]), np.arange(n)):
+            raise SplitbenchError(f"{where}: the seeds were not all scored on the first {n} eval samples, so they "
+                                  "cannot be resampled together (records of another version?)")
+    keys = per_seed[0].keys()
+    return {k: np.concatenate([np.asarray(s[k]) for s in per_seed], axis=-1) for k in keys}, len(per_seed), n
+
+
+def _nanmax(arrays: list[np.ndarray]) -> np.ndarray:
+    stacked = np.stack(arrays)
+    out = np.full(stacked.shape[1:], np.nan)
+    ok = ~np.all(np.isnan(stacked), axis=0)
+    out[ok] = np.nanmax(stacked[:, ok], axis=0)
+    return out
+
+
+def matched_privacy(x: np.ndarray, y: np.ndarray, target: float) -> tuple[float, bool]:
+    """Privacy at matched utility on one curve: ``y`` (privacy) interpolated at ``x`` (validation Δutility) =
+    ``target``; when every setting keeps more utility than that, the most private setting's score (not reached);
+    NaN when no setting is within the budget."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if not len(x) or x.max() < target:
+        return math.nan, False
+    if x.min() >= target:
+        return float(y.min()), False
+    order = np.argsort(x, kind="stable")
+    return float(np.interp(target, x[order], y[order])), True
 
 
 class TableBuilder:
-    """Builds :class:`Track` s from the cells of one manifest."""
+    """Builds :class:`Track` s from the cells of one manifest.
 
-    def __init__(self, cells: list[CellData], reference: str, budget: float, replicates: int):
+    Args:
+        cells: the manifest's records.
+        reference: the defense Δutility is paired against (and that is always admitted).
+        budget: the utility budget.
+        replicates: bootstrap replicates of every interval.
+        admission: ``selection`` or ``preregistered`` (see the module docstring).
+        preregistered: defense -> {track label ``backbone@split`` or ``*``: knob value}, for the preregistered rule.
+    """
+
+    def __init__(self, cells: list[CellData], reference: str, budget: float, replicates: int,
+                 admission: str = "selection", preregistered: Mapping[str, Mapping[str, float]] | None = None):
         if not 0.0 <= budget <= 1.0:
             raise SplitbenchError(f"utility budget must be in [0, 1], got {budget}")
         if replicates < 1:
             raise SplitbenchError(f"bootstrap replicates must be at least 1, got {replicates}")
+        if admission not in ADMISSION_RULES:
+            raise SplitbenchError(f"admission rule {admission!r} is not one of {', '.join(ADMISSION_RULES)}")
+        if admission == "preregistered" and not preregistered:
+            raise SplitbenchError("the preregistered admission rule needs each defense's preregistered setting")
         self.cells = cells
         self.reference = reference
         self.budget = budget
         self.replicates = replicates
+        self.admission = admission
+        self.preregistered = {d: dict(v) for d, v in (preregistered or {}).items()}
 
     def build(self) -> list[Track]:
         by_track: dict[tuple, list[CellData]] = defaultdict(list)
@@ -249,6 +331,25 @@ class TableBuilder:
         return [self.track(key, cells) for key, cells in sorted(by_track.items())]
 
     # -- one track --------------------------------------------------------------------------------------------------
+    def resample(self, key: tuple[str, str, str], cells: list[CellData]) -> TrackResample:
+        """The track's one crossed draw, sized from its records' outcomes."""
+        prefixes, n_val = set(), set()
+        for c in cells:
+            if "outcomes" not in c.record:
+                continue
+            out = c.outcomes()
+            if "model/utility" in out:
+                prefixes.add(len(out["model/utility"]))
+            if "model/val_utility" in out:
+                n_val.add(len(out["model/val_utility"]))
+            if c.status == "ok" and "attack/sample" in out:
+                prefixes.add(len(out["attack/sample"]))
+        if len(n_val) > 1:
+            raise SplitbenchError(f"track {' · '.join(key)}: models were validated on different numbers of samples "
+                                  f"({sorted(n_val)}); records of one track must share the validation split")
+        seeds = sorted({c.seed for c in cells})
+        return TrackResample(seeds, sorted(prefixes), n_val.pop() if n_val else 0, self.replicates, key)
+
     def track(self, key: tuple[str, str, str], cells: list[CellData]) -> Track:
         attacks = sorted({c.attack for c in cells})
         kinds = {c.attack: c.kind for c in cells}
@@ -256,64 +357,74 @@ class TableBuilder:
         for c in cells:
             by_row[c.row_key].append(c)
         t = Track(*key, rows=[], reference=self.reference, budget=self.budget, attacks=attacks, kinds=kinds,
-                  seeds=tuple(sorted({c.seed for c in cells})))
+                  admission=self.admission, replicates=self.replicates, seeds=tuple(sorted({c.seed for c in cells})))
+        resample = self.resample(key, cells)
         ref_keys = sorted(k for k in by_row if k[0] == self.reference)
         ref_cells = by_row[ref_keys[0]] if ref_keys else []
         if not ref_keys:
             t.flags.append(f"the reference defense {self.reference!r} was not run on this track: no Δutility, no "
-                           "knob selection, no ranks")
+                           "admission, no ranks")
         for rk in sorted(by_row):
-            t.rows.append(self.row(by_row[rk], ref_cells, attacks, kinds))
+            t.rows.append(self.row(by_row[rk], ref_cells, attacks, kinds, resample, " · ".join(key)))
         ref_row = next((r for r in t.rows if (r.defense, r.knob_value) == (ref_keys[0] if ref_keys else None)), None)
         self.guards(t, ref_row, ref_cells)
-        self.select(t, ref_row)
+        if ref_row is not None:
+            (self.preregistered_admission if self.admission == "preregistered" else self.select)(t, ref_row)
+            self.matched(t)
         if t.ranked:
             self.rank(t)
         return t
 
-    def row(self, cells: list[CellData], ref_cells: list[CellData], attacks: list[str], kinds: dict[str, str]) -> Row:
+    def row(self, cells: list[CellData], ref_cells: list[CellData], attacks: list[str], kinds: dict[str, str],
+            resample: TrackResample, where: str) -> Row:
         first = cells[0].config["defense"]
         r = Row(first["name"], first["knob"], float(first["knob_value"]), first.get("more_private", "higher"),
                 bool(first.get("white_box_client", True)), tuple(sorted({c.seed for c in cells})))
         r.cells = tuple(sorted((str(c.record.get("config_hash") or c.path.name), str(c.status),
                                 str((c.record.get("outcomes") or {}).get("sha256") or "")) for c in cells))
-        seed_tag = iv.stable_seed(r.defense, r.knob_value)
         models = _by_seed(c for c in cells if "outcomes" in c.record)
         if models:
-            utils = [models[s].outcomes()["model/utility"] for s in sorted(models)]
-            pooled = np.concatenate(utils).astype(np.float64)
-            r.utility = iv.bootstrap(mean_of(pooled), [len(u) for u in utils], self.replicates, seed_tag)
-            r.val_utility = float(np.mean([models[s].outcomes()["model/val_utility"].mean() for s in models]))
-            refs = _by_seed(c for c in ref_cells if "outcomes" in c.record)
-            common = sorted(set(models) & set(refs))
-            if common:
-                diffs = [models[s].outcomes()["model/utility"].astype(np.float64)
-                         - refs[s].outcomes()["model/utility"].astype(np.float64) for s in common]
-                r.delta_utility = iv.bootstrap(mean_of(np.concatenate(diffs)), [len(d) for d in diffs],
-                                               self.replicates, seed_tag + 1)
-                r.val_delta_utility = float(np.mean([models[s].outcomes()["model/val_utility"].mean()
-                                                     - refs[s].outcomes()["model/val_utility"].mean()
-                                                     for s in common]))
+            self.utilities(r, models, _by_seed(c for c in ref_cells if "outcomes" in c.record), resample)
             deployed = sorted({m for s in models for m in models[s].record["metrics"] if m.startswith(DEPLOYED)})
             r.cost = {m: float(np.nanmean([models[s].metric(m) for s in models])) for m in (*COST, *deployed)}
         reasons = {c.record.get("reason") or "" for c in cells if c.status == "not_applicable"}
         if all(c.status == "not_applicable" for c in cells) and any(x.startswith("defense not applicable") for x in
                                                                      reasons):
             r.not_applicable = sorted(reasons)[0].removeprefix("defense not applicable: ")
-        ok_cells: dict[str, dict[int, CellData]] = {}
         for a in attacks:
             mine = [c for c in cells if c.attack == a]
-            r.attacks[a] = self.attack_summary(a, kinds[a], mine, seed_tag)
-            ok_cells[a] = _by_seed(c for c in mine if c.status == "ok")
-        self.families(r, ok_cells, seed_tag)
+            r.attacks[a] = self.attack_summary(a, kinds[a], mine, resample, f"{where}: {r.label} {a}")
+        self.families(r)
         return r
 
-    def attack_summary(self, attack: str, kind: str, cells: list[CellData], seed_tag: int) -> AttackSummary:
-        s = self._attack_summary(attack, kind, cells, seed_tag)
+    def utilities(self, r: Row, models: dict[int, CellData], refs: dict[int, CellData],
+                  resample: TrackResample) -> None:
+        """Utility and validation utility, and both paired against the reference on the seeds they share."""
+        def outcome(cell: CellData, name: str) -> np.ndarray:
+            return np.asarray(cell.outcomes()[name], dtype=np.float64)
+
+        for attr, name, split, base in (("utility", "model/utility", "eval", models),
+                                        ("delta_utility", "model/utility", "eval", refs),
+                                        ("val_utility", "model/val_utility", "val", models),
+                                        ("val_delta_utility", "model/val_utility", "val", refs)):
+            paired = base is refs
+            seeds = sorted(set(models) & set(refs)) if paired else sorted(models)
+            if not seeds or any(name not in models[s].outcomes() for s in seeds):
+                continue
+            values = [outcome(models[s], name) - (outcome(refs[s], name) if paired else 0.0) for s in seeds]
+            point, reps = resample.apply(mean_of(np.concatenate(values)), len(seeds), len(values[0]), split)
+            setattr(r, attr, estimate(point, reps))
+            if attr == "val_delta_utility":
+                r.reps["val_delta"] = reps if reps is not None else np.asarray([point])
+
+    def attack_summary(self, attack: str, kind: str, cells: list[CellData], resample: TrackResample,
+                       where: str) -> AttackSummary:
+        s = self._attack_summary(attack, kind, cells, resample, where)
         s.tuned = any(c.config["attack"].get("tuning") for c in cells)
         return s
 
-    def _attack_summary(self, attack: str, kind: str, cells: list[CellData], seed_tag: int) -> AttackSummary:
+    def _attack_summary(self, attack: str, kind: str, cells: list[CellData], resample: TrackResample,
+                        where: str) -> AttackSummary:
         wb = bool(cells and cells[0].white_box_attack)
         if not cells:
             return AttackSummary(attack, kind, wb, "missing")
@@ -324,17 +435,20 @@ class TableBuilder:
         if statuses == {"not_applicable"}:
             return AttackSummary(attack, kind, wb, "not_applicable", reason=cells[0].record.get("reason") or "")
         ok = _by_seed(c for c in cells if c.status == "ok")
-        samples, sizes = _aligned([[ok[s].attack_samples() for s in sorted(ok)]])
-        stats = scorer_for(kind).statistics(samples[0])
-        est = iv.bootstrap(stats["leakage"], sizes, self.replicates, seed_tag + iv.stable_seed(attack) % 1000)
-        point = np.arange(sum(sizes))[None, :]
-        figures = {name: float(stat(point)[0]) for name, stat in stats.items()}
-        return AttackSummary(attack, kind, wb, "ok", leakage=est, figures=figures)
+        samples, k, n = _pooled([ok[s].attack_samples() for s in sorted(ok)], where)
+        stats = scorer_for(kind).statistics(samples)
+        point, reps = resample.apply(stats["leakage"], k, n)
+        point_draw = identity(k, n)
+        figures = {name: float(np.asarray(stat(point_draw))[0]) for name, stat in stats.items()}
+        return AttackSummary(attack, kind, wb, "ok", leakage=estimate(point, reps), figures=figures,
+                             reps=reps if reps is not None else np.asarray([point]))
 
-    def families(self, r: Row, ok_cells: dict[str, dict[int, CellData]], seed_tag: int) -> None:
-        """Strongest attack per family (one shared resample per family) and the privacy scores."""
-        parts: dict[str, tuple[Any, list[int]]] = {}
-        parts_bb: dict[str, tuple[Any, list[int]]] = {}
+    def families(self, r: Row) -> None:
+        """Strongest attack per family and the privacy scores, replicate by replicate on the shared draw."""
+        parts: dict[str, np.ndarray] = {}
+        parts_bb: dict[str, np.ndarray] = {}
+        points: dict[str, float] = {}
+        points_bb: dict[str, float] = {}
         for fam in FAMILIES:
             members = [a for a in r.attacks.values() if a.kind == fam]
             if not members:
@@ -346,35 +460,25 @@ class TableBuilder:
             ok = [a for a in members if a.status == "ok" and not math.isnan(a.leakage.value)]
             if not ok:
                 continue  # not applicable on this track
-            r.family[fam], r.family_attack[fam], part = self.strongest(ok, ok_cells, seed_tag + FAMILIES.index(fam))
-            if fam in PRIVACY_FAMILIES:
-                parts[fam] = part
+            point = max(a.leakage.value for a in ok)
+            reps = _nanmax([a.reps for a in ok])
+            r.family[fam] = estimate(point, reps if self.replicates > 1 else None)
+            r.family_attack[fam] = max(ok, key=lambda a: a.leakage.value).attack
+            if fam == "transfer":
+                r.reps["transfer"] = reps
+            else:
+                parts[fam], points[fam] = reps, point
                 bb = [a for a in ok if not a.white_box]
                 if bb:
-                    _, _, parts_bb[fam] = self.strongest(bb, ok_cells, seed_tag + 10 + FAMILIES.index(fam))
-        if r.complete and parts:
-            r.privacy = iv.bootstrap_combined(list(parts.values()), replicates=self.replicates, seed=seed_tag + 20)
-        if r.complete and parts_bb:
-            r.privacy_blackbox = iv.bootstrap_combined(list(parts_bb.values()), replicates=self.replicates,
-                                                       seed=seed_tag + 21)
+                    parts_bb[fam] = _nanmax([a.reps for a in bb])
+                    points_bb[fam] = max(a.leakage.value for a in bb)
+        for name, p, v in (("privacy", parts, points), ("privacy_blackbox", parts_bb, points_bb)):
+            if r.complete and p:
+                reps = _nanmax(list(p.values()))
+                setattr(r, name, estimate(max(v.values()), reps if self.replicates > 1 else None))
+                r.reps[name] = reps
 
-    def strongest(self, members: list[AttackSummary], ok_cells: dict[str, dict[int, CellData]], seed: int):
-        """The family's leakage: per bootstrap replicate, the largest of its attacks' leakages (all resampled with
-        the same indices: they were scored on the same eval samples)."""
-        cells = [ok_cells[a.attack] for a in members]
-        seeds = sorted(set.intersection(*(set(c) for c in cells)))
-        per_attack = [[c[s].attack_samples() for s in seeds] for c in cells]
-        samples, sizes = _aligned(per_attack)
-        stats = [scorer_for(a.kind).statistics(s)["leakage"] for a, s in zip(members, samples)]
-
-        def worst(idx, stats=stats):
-            return np.nanmax(np.stack([s(idx) for s in stats]), axis=0)
-
-        est = iv.bootstrap(worst, sizes, self.replicates, seed)
-        best = max(members, key=lambda a: a.leakage.value)
-        return est, best.attack, (worst, sizes)
-
-    # -- guards, selection, ranks --------------------------------------------------------------------------------------
+    # -- guards, admission, ranks -----------------------------------------------------------------------------------
     def guards(self, t: Track, ref: Row | None, ref_cells: list[CellData]) -> None:
         if ref is None:
             return
@@ -400,59 +504,112 @@ class TableBuilder:
             for r in t.rows:
                 r.relative = r.privacy.value / ref.privacy.value if ref.privacy.value else math.nan
 
-    def select(self, t: Track, ref: Row | None) -> None:
-        """Per defense, the most private knob whose validation utility is within the budget of the reference's."""
-        if ref is None:
-            return
-        by_def: dict[str, list[Row]] = defaultdict(list)
+    def _within(self, r: Row) -> np.ndarray:
+        """Per replicate: is the row's validation Δutility within the budget."""
+        v = r.reps.get("val_delta", np.asarray([r.val_delta_utility.value]))
+        return np.nan_to_num(v, nan=-np.inf) >= -self.budget - 1e-12
+
+    def _by_defense(self, t: Track) -> dict[str, list[Row]]:
+        out: dict[str, list[Row]] = defaultdict(list)
         for r in t.rows:
-            r.admissible = (not math.isnan(r.val_delta_utility)) and r.val_delta_utility >= -t.budget - 1e-12
-            by_def[r.defense].append(r)
-        for name, rows in by_def.items():
-            rows = [r for r in rows if not r.not_applicable]
-            if not rows:
-                continue
-            ok = [r for r in rows if r.admissible]
+            if not r.not_applicable:
+                out[r.defense].append(r)
+        return out
+
+    def select(self, t: Track, ref: Row) -> None:
+        """Selection rule: per defense, the most private knob whose validation Δutility is within the budget, in
+        the point estimate and again in every replicate."""
+        for name, rows in self._by_defense(t).items():
+            rows = sorted(rows, key=lambda r: r.knob_value, reverse=rows[0].more_private == "higher")
             if name == ref.defense:
-                ok = [ref]
-            if not ok:
+                rows = [ref]
+            for r in rows:
+                r.admissible = r is ref or (not math.isnan(r.val_delta_utility.value)
+                                            and r.val_delta_utility.value >= -t.budget - 1e-12)
+            pick = next((r for r in rows if r.admissible), None)
+            reps = {figure: np.full(self.replicates, np.nan) for figure in VIEWS.values()}
+            taken = np.zeros(self.replicates, dtype=bool)
+            for r in rows:  # most private first: each replicate takes the first setting within its budget
+                now = ~taken & (np.ones(self.replicates, bool) if r is ref else self._within(r))
+                r.selection = float(now.mean()) if self.replicates > 1 else math.nan
+                for figure in VIEWS.values():
+                    if figure in r.reps:
+                        reps[figure][now] = r.reps[figure][now]
+                taken |= now
+            if pick is None:
                 for r in rows:
                     r.note = "no knob setting within the utility budget on validation data"
                 continue
-            more = rows[0].more_private
-            pick = max(ok, key=lambda r: r.knob_value) if more == "higher" else min(ok, key=lambda r: r.knob_value)
             pick.selected = True
+            pick.borderline = self.replicates > 1 and pick.selection < BORDERLINE
+            for figure in VIEWS.values():
+                pick.reps[f"rank/{figure}"] = reps[figure]
+
+    def preregistered_admission(self, t: Track, ref: Row) -> None:
+        """Preregistered rule: the one setting each defense named for this track, admitted when the lower bound of
+        its validation Δutility is within the budget."""
+        for name, rows in self._by_defense(t).items():
+            if name == ref.defense:
+                pick = ref
+            else:
+                want = self.preregistered.get(name, {})
+                value = want.get(t.label, want.get("*"))
+                if value is None:
+                    raise SplitbenchError(f"track {t.label}: defense {name!r} has no preregistered setting (the "
+                                          "preregistered admission rule needs one per defense and track)")
+                pick = next((r for r in rows if abs(r.knob_value - float(value)) < 1e-12), None)
+                if pick is None:
+                    raise SplitbenchError(f"track {t.label}: the preregistered setting {name}@{float(value):g} is not "
+                                          f"in the run (it ran {', '.join(r.label for r in rows)})")
+            pick.preregistered = True
+            e = pick.val_delta_utility
+            lo = e.lo if e.has_interval else e.value
+            pick.admissible = pick is ref or (not math.isnan(lo) and lo >= -t.budget - 1e-12)
+            pick.selection = float(self._within(pick).mean()) if self.replicates > 1 else math.nan
+            if not pick.admissible:
+                pick.note = (f"the preregistered setting is not admitted: the lower bound of its validation Δutility "
+                             f"({lo:.3f}) is below -{t.budget:.3f}")
+                continue
+            pick.selected = True
+            for figure in VIEWS.values():
+                if figure in pick.reps:
+                    pick.reps[f"rank/{figure}"] = pick.reps[figure]
+
+    def matched(self, t: Track) -> None:
+        """Each defense's privacy at matched utility (validation Δutility = -budget), per replicate."""
+        for name, rows in self._by_defense(t).items():
+            rows = [r for r in rows if "privacy" in r.reps and "val_delta" in r.reps and r.white_box_client]
+            if not rows:
+                continue
+            x = np.asarray([r.val_delta_utility.value for r in rows])
+            y = np.asarray([r.privacy.value for r in rows])
+            point, reached = matched_privacy(x, y, -t.budget)
+            m = Matched(name, reached=reached, settings=len(rows))
+            if self.replicates > 1:
+                xs = np.stack([r.reps["val_delta"] for r in rows])
+                ys = np.stack([r.reps["privacy"] for r in rows])
+                m.reps = np.asarray([matched_privacy(xs[:, b], ys[:, b], -t.budget)[0]
+                                     for b in range(self.replicates)])
+            m.privacy = estimate(point, m.reps)
+            t.matched[name] = m
 
     def rank(self, t: Track) -> None:
         chosen = t.selected()
-        _rank([r for r in chosen if r.white_box_client and r.complete and not math.isnan(r.privacy.value)],
-              "privacy", "rank")
-        _rank([r for r in chosen if r.complete and not math.isnan(r.privacy_blackbox.value)], "privacy_blackbox",
-              "rank_blackbox")
-        _rank([r for r in chosen if "transfer" in r.family and not math.isnan(r.family["transfer"].value)],
-              "transfer", "rank_transfer")
-
-
-def _estimate(r: Row, what: str) -> Estimate:
-    return r.family["transfer"] if what == "transfer" else getattr(r, what)
-
-
-def _rank(rows: list[Row], what: str, attr: str) -> None:
-    """Rank ranges (lower is better): best = 1 + rows wholly below, worst = rows not wholly above."""
-    for r in rows:
-        e = _estimate(r, what)
-        lo = e.lo if e.has_interval else e.value
-        hi = e.hi if e.has_interval else e.value
-        better = 0
-        not_worse = 0
-        for o in rows:
-            if o is r:
-                continue
-            oe = _estimate(o, what)
-            olo = oe.lo if oe.has_interval else oe.value
-            ohi = oe.hi if oe.has_interval else oe.value
-            if ohi < lo:
-                better += 1
-            if not olo > hi:
-                not_worse += 1
-        setattr(r, attr, (better + 1, not_worse + 1))
+        eligible = {
+            "rank": [r for r in chosen if r.white_box_client and r.complete and not math.isnan(r.privacy.value)],
+            "rank_blackbox": [r for r in chosen if r.complete and not math.isnan(r.privacy_blackbox.value)],
+            "rank_transfer": [r for r in chosen if "transfer" in r.family
+                              and not math.isnan(r.family["transfer"].value)],
+        }
+        for view, rows in eligible.items():
+            figure = VIEWS[view]
+            points = [(r.family["transfer"] if figure == "transfer" else getattr(r, figure)).value for r in rows]
+            reps = (np.stack([r.reps[f"rank/{figure}"] for r in rows])
+                    if self.replicates > 1 and rows else None)
+            for r, (p, lo, hi) in zip(rows, rank_intervals(points, reps)):
+                setattr(r, view, (lo, hi))
+                r.rank_point[view] = p
+        ms = [m for m in t.matched.values() if not math.isnan(m.privacy.value)]
+        reps = np.stack([m.reps for m in ms]) if self.replicates > 1 and ms else None
+        for m, (p, lo, hi) in zip(ms, rank_intervals([m.privacy.value for m in ms], reps)):
+            m.rank, m.rank_point = (lo, hi), p

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..interfaces import AttackKind
 from .attribute import majority_rate
-from .base import Scorer, Statistic, Truth, correct, labels_of, mean_of, safe_ratio
+from .base import Scorer, Statistic, Truth, at_floor, constant, correct, labels_of, mean_of, safe_ratio
 
 
 def _names(preds: dict | None) -> list[str]:
@@ -45,9 +45,7 @@ class TransferScorer(Scorer):
         util = mean_of(samples["utility"])
         c = float(majority_rate(task, np.arange(len(task))[None, :])[0])  # fixed, as the attribute floor
 
-        def chance(idx):
-            return np.full(len(idx), c)
-
+        chance = constant(c)
         stats: dict[str, Statistic] = {"unintended_chance": chance}
         for prefix, key in (("", "correct/"), ("adaptive_", "adaptive_correct/")):
             names = sorted(k[len(key):] for k in samples if k.startswith(key))
@@ -55,20 +53,21 @@ class TransferScorer(Scorer):
                 continue
             mat = np.stack([np.asarray(samples[key + n], dtype=np.float64) for n in names])  # [M, n]
 
-            def accs(idx, mat=mat):
-                return mat[:, idx].mean(axis=-1)  # [M, B]
+            def accs(draw, mat=mat):
+                return draw.mean(mat)  # [M, B]
 
             for i, n in enumerate(names):
-                stats[f"{prefix}unintended_acc/{n}"] = lambda idx, i=i, accs=accs: accs(idx)[i]
-            best = (lambda idx, accs=accs: accs(idx).max(axis=0))
+                stats[f"{prefix}unintended_acc/{n}"] = lambda d, i=i, accs=accs: accs(d)[i]
+            best = (lambda d, accs=accs: accs(d).max(axis=0))
             stats[f"{prefix}unintended_acc_max"] = best
-            stats[f"{prefix}unintended_acc_mean"] = (lambda idx, accs=accs: accs(idx).mean(axis=0))
+            stats[f"{prefix}unintended_acc_mean"] = (lambda d, accs=accs: accs(d).mean(axis=0))
             stats[f"{prefix}transfer_advantage"] = (
-                lambda idx, best=best: safe_ratio(best(idx) - chance(idx), 1.0 - chance(idx)))
+                lambda d, best=best: safe_ratio(best(d) - chance(d), 1.0 - chance(d)))
             stats[f"{prefix}suppression_ratio_max"] = (
-                lambda idx, best=best: np.where(best(idx) > 0, safe_ratio(util(idx), best(idx)), np.inf))
+                lambda d, best=best: np.where(best(d) > 0, safe_ratio(util(d), best(d)), np.inf))
             stats[f"{prefix}suppression_ratio_corrected"] = (
-                lambda idx, best=best: safe_ratio(util(idx) - chance(idx), best(idx) - chance(idx)))
+                lambda d, best=best: safe_ratio(util(d) - chance(d), best(d) - chance(d)))
         headline = "adaptive_transfer_advantage" if "adaptive_transfer_advantage" in stats else "transfer_advantage"
-        stats["leakage"] = stats[headline]
+        stats["leakage_raw"] = stats[headline]
+        stats["leakage"] = at_floor(stats[headline])
         return stats

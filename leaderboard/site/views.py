@@ -1,10 +1,12 @@
 """The site's own view of the sources: tracks that may span several entries, and one page's worth per defense.
 
-Rows keep the numbers :mod:`benchmark.scoring.table` computed for their own run (knob selection, Δutility and
+Rows keep the numbers :mod:`benchmark.scoring.table` computed for their own run (admission, Δutility and
 guards are per run, against that run's reference). A track shown on the site gathers the rows of every source
 of the same suite and (scenario, backbone, split); where several sources meet on one track, the rows each run
-ranked are ranked again together under the same rule (a rank is a range: 1 + rows whose interval lies wholly
-below, to the rows not wholly above), so one entry's rank reflects every other entry's intervals.
+ranked are ranked again together, replicate by replicate: every source of a track resamples with the same
+crossed draw (it depends only on the track and its sizes), so a rank interval there is the same computation as in
+one run (:func:`benchmark.scoring.intervals.rank_intervals`). Rows whose replicates cannot be lined up (other
+seeds or sizes) are ranked on their point estimates only.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import dataclasses
 import hashlib
 import math
 import re
-from collections.abc import Callable
 
-from benchmark.scoring.intervals import Estimate
-from benchmark.scoring.table import Row, Track
+import numpy as np
+
+from benchmark.scoring.intervals import Estimate, rank_intervals
+from benchmark.scoring.table import VIEWS, Row, Track
 
 from .gather import Gallery, Source
 
@@ -37,6 +40,7 @@ class SiteRow:
     rank: tuple[int, int] | None = None
     rank_blackbox: tuple[int, int] | None = None
     rank_transfer: tuple[int, int] | None = None
+    rank_point: dict[str, int] = dataclasses.field(default_factory=dict)  # view -> the point estimate's rank
     also: list[Source] = dataclasses.field(default_factory=list)  # other sources that hold exactly these cells
 
     @property
@@ -127,17 +131,20 @@ class SiteTrack:
     def selected(self) -> list[SiteRow]:
         """The ranked view: each source's selected row per defense, best first, unranked ones last."""
         rows = [r for r in self.rows if r.row.selected]
-        return sorted(rows, key=lambda r: (r.rank is None, r.rank or (0, 0), _order(r.row.privacy), r.defense))
+        return sorted(rows, key=lambda r: (r.rank is None, r.rank_point.get("rank", 0), _order(r.row.privacy),
+                                           r.defense))
 
     def unselected_defenses(self) -> list[str]:
         chosen = {(id(r.source), r.defense) for r in self.rows if r.row.selected}
         return sorted({r.defense for r in self.rows if (id(r.source), r.defense) not in chosen})
 
     def blackbox(self) -> list[SiteRow]:
-        return sorted([r for r in self.rows if r.rank_blackbox], key=lambda r: (r.rank_blackbox, r.defense))
+        return sorted([r for r in self.rows if r.rank_blackbox],
+                      key=lambda r: (r.rank_point.get("rank_blackbox", 0), r.defense))
 
     def transfer(self) -> list[SiteRow]:
-        return sorted([r for r in self.rows if r.rank_transfer], key=lambda r: (r.rank_transfer, r.defense))
+        return sorted([r for r in self.rows if r.rank_transfer],
+                      key=lambda r: (r.rank_point.get("rank_transfer", 0), r.defense))
 
     def knob_rows(self) -> list[SiteRow]:
         """Every setting run, the reference first, then by defense and knob."""
@@ -166,27 +173,17 @@ def _order(e: Estimate) -> float:
     return math.inf if math.isnan(e.value) else e.value
 
 
-def _bounds(e: Estimate) -> tuple[float, float]:
-    return (e.lo, e.hi) if e.has_interval else (e.value, e.value)
-
-
-def rank_ranges(items: list[Estimate]) -> list[tuple[int, int]]:
-    """Rank ranges, lower is better: from 1 + the items wholly below to 1 + the items not wholly above."""
-    out = []
-    for i, e in enumerate(items):
-        lo, hi = _bounds(e)
-        better = sum(1 for j, o in enumerate(items) if j != i and _bounds(o)[1] < lo)
-        not_worse = sum(1 for j, o in enumerate(items) if j != i and not _bounds(o)[0] > hi)
-        out.append((better + 1, not_worse + 1))
-    return out
-
-
-def _rerank(rows: list[SiteRow], own: Callable[[Row], tuple[int, int] | None], value: Callable[[Row], Estimate],
-            attr: str) -> None:
-    """Rank together the rows each source ranked on its own (so each run's eligibility rules still hold)."""
-    eligible = [r for r in rows if own(r.row) is not None]
-    for r, rank in zip(eligible, rank_ranges([value(r.row) for r in eligible])):
-        setattr(r, attr, rank)
+def rerank(rows: list[SiteRow], view: str) -> None:
+    """Rank together, in ``view`` (a key of :data:`~benchmark.scoring.table.VIEWS`), the rows each source ranked on
+    its own (so each run's admission rules still hold), replicate by replicate where their draws line up."""
+    figure = VIEWS[view]
+    eligible = [r for r in rows if getattr(r.row, view) is not None]
+    points = [(r.row.family["transfer"] if figure == "transfer" else getattr(r.row, figure)).value for r in eligible]
+    reps = [r.row.reps.get(f"rank/{figure}") for r in eligible]
+    lined_up = bool(reps) and all(x is not None and len(x) > 1 for x in reps) and len({len(x) for x in reps}) == 1
+    for r, (p, lo, hi) in zip(eligible, rank_intervals(points, np.stack(reps) if lined_up else None)):
+        setattr(r, view, (lo, hi))
+        r.rank_point[view] = p
 
 
 def site_tracks(sources: list[Source]) -> list[SiteTrack]:
@@ -204,10 +201,10 @@ def site_tracks(sources: list[Source]) -> list[SiteTrack]:
         if not st.multi:
             for r in st.rows:
                 r.rank, r.rank_blackbox, r.rank_transfer = r.row.rank, r.row.rank_blackbox, r.row.rank_transfer
+                r.rank_point = dict(r.row.rank_point)
             continue
-        _rerank(st.rows, lambda row: row.rank, lambda row: row.privacy, "rank")
-        _rerank(st.rows, lambda row: row.rank_blackbox, lambda row: row.privacy_blackbox, "rank_blackbox")
-        _rerank(st.rows, lambda row: row.rank_transfer, lambda row: row.family["transfer"], "rank_transfer")
+        for view in VIEWS:
+            rerank(st.rows, view)
     return tracks
 
 
