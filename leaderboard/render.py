@@ -297,6 +297,20 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     return lines
 
 
+def unofficial_notice(suite: str, tracks: list[Track]) -> str:
+    """One line for a run of a suite that is not an official track: what it is and where the official ranking is."""
+    from leaderboard.entry import OFFICIAL_SUITES
+
+    if suite in OFFICIAL_SUITES:
+        return ""
+    seeds = sorted({s for t in tracks for s in t.seeds})
+    count = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+    what = "a smoke test and demo whose ranks are not official" if suite == "quick" else "not an official track"
+    return (f"**Not an official ranking:** suite `{suite}` ({count}) is {what}; the official ranking is the "
+            "`standard-cpu` suite's (Fashion-MNIST, 5 seeds), in the entries under `leaderboard/entries/` "
+            "(`splitbench site` renders them).")
+
+
 def to_markdown(tracks: list[Track], title: str = "", manifest: dict[str, Any] | None = None,
                 replicates: int = 1000) -> str:
     lines = [f"# {title}" if title else "# splitbench leaderboard", ""]
@@ -305,6 +319,9 @@ def to_markdown(tracks: list[Track], title: str = "", manifest: dict[str, Any] |
         lines += [f"Manifest `{manifest['manifest_id']}` ({len(manifest['cells'])} cells, written "
                   f"{manifest.get('updated', '')[:19].replace('T', ' ')} UTC)"
                   + (f"; other manifests in this folder: {', '.join(others)}" if others else "") + ".", ""]
+        notice = unofficial_notice(str(manifest.get("suite", "")), tracks)
+        if notice:
+            lines += [notice, ""]
     for t in tracks:
         lines += track_markdown(t, replicates)
     return "\n".join(lines)

@@ -318,3 +318,10 @@ def test_the_manifest_lists_exactly_the_cells(tmp_path):
     man = json.loads((tmp_path / "manifests" / f"{mid}.json").read_text())
     assert sorted(man["cells"]) == sorted(p.name for p in (tmp_path / "records").glob("*.json"))
     assert man["presentation"]["utility_budget"] == 0.02
+
+
+def test_an_unofficial_suite_says_in_one_line_that_its_ranks_are_not_official(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5))
+    md = render_run(tmp_path, write=False)
+    (line,) = [x for x in md.splitlines() if x.startswith("**Not an official ranking:**")]
+    assert "suite `fake` (1 seed) is not an official track" in line and "standard-cpu" in line
