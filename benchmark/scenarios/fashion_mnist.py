@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import struct
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -89,7 +90,7 @@ def _open(path: Path) -> bytes:
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a corrupt stream is zlib.error
         raise SplitbenchError(f"{path}: unreadable ({exc}); expected an IDX file of Fashion-MNIST, gzipped or not"
                               ) from exc
 
