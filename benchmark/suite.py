@@ -536,8 +536,42 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
         changes["attacks"] = tuple(chosen_a)
     if seeds:
         changes["seeds"] = tuple(int(s) for s in seeds)
-    out = dataclasses.replace(suite, **changes)
+    out = _drop_dangling(dataclasses.replace(suite, **changes))
     return apply_overrides(out, overrides) if overrides else out
+
+
+def _drop_dangling(suite: Suite) -> Suite:
+    """The suite without what names a backbone, defense or attack it no longer runs after narrowing: deployment
+    entries of other backbones, paper numbers of other cells, tuning of other attacks. A narrowed suite is then a
+    valid suite in its own right, which :func:`parse_suite` reads back from :func:`suite_to_raw` (as every worker
+    process and a manifest's re-run do) instead of rejecting what this process accepted."""
+    backbones = {b.label for b in suite.backbones}
+    defenses = {d.name for d in suite.defenses}
+    labels = {a.label for a in suite.attacks}
+    runs = labels | {a.name for a in suite.attacks}  # tuning names an attack by label or name
+    changes: dict[str, Any] = {}
+    if any(label not in backbones for label in suite.deployment):
+        changes["deployment"] = {k: v for k, v in suite.deployment.items() if k in backbones}
+    numbers = suite.paper.get("numbers")
+    if numbers:
+        kept = [n for n in numbers if n["defense"] in defenses and n["attack"] in labels
+                and ("backbone" not in n or n["backbone"] in backbones)]
+        if len(kept) < len(numbers):
+            changes["paper"] = {**suite.paper, "numbers": kept}
+    if any(label not in labels for label in suite.tuning):
+        changes["tuning"] = {k: t for k, t in suite.tuning.items() if k in labels}
+    raw = suite.tuning_raw
+    if raw:
+        raw = dict(raw)
+        if isinstance(raw.get("spaces"), dict):
+            raw["spaces"] = {k: v for k, v in raw["spaces"].items() if k in runs}
+        if isinstance(raw.get("attacks"), list):
+            raw["attacks"] = [n for n in raw["attacks"] if n in runs]
+            if not raw["attacks"]:
+                raw = None  # it tuned none of the attacks left: the narrowed suite tunes nothing
+        if raw != suite.tuning_raw:
+            changes["tuning_raw"] = raw
+    return dataclasses.replace(suite, **changes) if changes else suite
 
 
 def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:

@@ -257,3 +257,29 @@ def test_a_worker_ends_when_the_run_that_started_it_is_killed(tmp_path):
     while not _gone(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(worker), "the worker outlived the run that started it"
+
+
+TWO_BACKBONES = textwrap.dedent("""
+    name: narrow
+    seeds: [0]
+    scenarios: [{name: digits, config: {max_samples: 160}}]
+    backbones: [{name: test_resnet, split: layer1}, {name: test_resnet, split: layer2}]
+    deployment:
+      test_resnet@layer1: {name: test_resnet, split: layer1, image_size: 16, batch: 2}
+      test_resnet@layer2: {name: test_resnet, split: layer2, image_size: 16, batch: 2}
+    train: {epochs: 1, batch_size: 32}
+    defenses: [no_pruning]
+    attacks: [{name: attribute_inference, config: {epochs: 1}}]
+""")
+
+
+@pytest.mark.parametrize("executor", ["processes", "local"])
+def test_a_suite_narrowed_to_one_backbone_runs_under_every_executor(executor, tmp_path):
+    """Workers re-read the narrowed suite: its deployment must not name the backbone --backbone left out."""
+    (tmp_path / "narrow.yaml").write_text(TWO_BACKBONES)
+    summary = benchmark.run(str(tmp_path / "narrow.yaml"), out=tmp_path / "out", backbones=["test_resnet@layer1"],
+                            executor=executor, workers=1 if executor == "processes" else None, progress=False)
+    assert (summary.total, summary.ok, summary.failed, summary.models_trained) == (1, 1, 0, 1)
+    (rec,) = [rec for _, rec in iter_records(tmp_path / "out")]
+    assert rec["status"] == "ok" and rec["config"]["backbone"]["split"] == "layer1"
+    assert rec["metrics"]["deployed/test_resnet@layer1/client_macs"] > 0

@@ -116,3 +116,72 @@ def test_a_resolved_suite_reads_back_to_the_same_cells(name):
     tuned = parse_suite({**base(), "tuning": {"budget": 2}}, "x")
     back = parse_suite(suite_to_raw(tuned), "x")
     assert [c.hash() for _, cs in expand(back) for c in cs] == [c.hash() for _, cs in expand(tuned) for c in cs]
+
+
+def _cells(suite):
+    return [c.file_name for _, cs in expand(suite) for c in cs]
+
+
+def _read_back(suite):
+    """The suite as a worker process re-creates it (:func:`benchmark.executors.worker_spec`)."""
+    from benchmark.suite import suite_to_raw
+
+    return parse_suite(suite_to_raw(suite), "resolved")
+
+
+def test_standard_cpu_narrowed_to_one_backbone_reads_back_with_its_deployment():
+    from benchmark.backbones import BackboneSpec
+    from benchmark.suite import restrict
+
+    full = load_suite("standard-cpu")
+    assert set(full.deployment) == {"test_resnet@layer1", "test_resnet@layer2"}
+    narrowed = restrict(full, backbones=["test_resnet@layer1"])
+    assert [b.label for b in narrowed.backbones] == ["test_resnet@layer1"]
+    assert narrowed.deployment == {"test_resnet@layer1": full.deployment["test_resnet@layer1"]}
+    again = _read_back(narrowed)
+    assert _cells(again) == _cells(narrowed) and again.deployment == narrowed.deployment
+    assert again.deployment["test_resnet@layer1"].backbone == BackboneSpec("resnet18", "layer1")
+    # a backbone the suite does not list keeps no deployment, and still reads back
+    other = restrict(full, backbones=["test_vit"])
+    assert other.deployment == {} and _cells(_read_back(other)) == _cells(other)
+
+
+@pytest.mark.parametrize("name, narrowing, numbers", [
+    ("paper-he19", {"backbones": ["vgg13_bn@features.12"]},
+     [("rmle_tv10", "psnr"), ("rmle_tv10", "ssim"), ("inversion_decoder", "psnr"), ("inversion_decoder", "ssim")]),
+    ("paper-he19", {"backbones": ["test_resnet@act1"]}, []),
+    ("paper-he19", {"attacks": ["rmle_tv0"]}, [("rmle_tv0", "psnr"), ("rmle_tv0", "ssim")]),
+    ("paper-dcp", {"defenses": ["no_pruning"]},
+     [("attribute_inference", "attribute_accuracy"), ("attribute_inference", "attribute_majority")]),
+    ("paper-dcp", {"defenses": ["random_pruning", "no_pruning"], "attacks": ["inversion_decoder"]}, []),
+])
+def test_a_narrowed_paper_suite_keeps_the_numbers_of_the_cells_it_runs_and_reads_back(name, narrowing, numbers):
+    from benchmark.suite import restrict
+
+    full = load_suite(name)
+    narrowed = restrict(full, **narrowing)
+    assert [(n["attack"], n["metric"]) for n in narrowed.paper["numbers"]] == numbers
+    assert narrowed.paper["citation"] == full.paper["citation"]
+    again = _read_back(narrowed)
+    assert _cells(again) == _cells(narrowed) and again.paper == narrowed.paper
+
+
+def test_a_narrowed_tuned_suite_tunes_the_attacks_it_kept_and_reads_back():
+    from benchmark.suite import restrict
+
+    full = load_suite("standard")
+    assert "inversion_decoder" in full.tuning and "attribute_inference" in full.tuning
+    narrowed = restrict(full, attacks=["attribute_inference"])
+    assert set(narrowed.tuning) == {"attribute_inference"}
+    assert _cells(_read_back(narrowed)) == _cells(narrowed)  # cell hashes include the tuning
+    raw = {**base(), "attacks": ["attribute_inference", "inversion_decoder"],
+           "tuning": {"budget": 2, "attacks": ["attribute_inference", "inversion_decoder"],
+                      "spaces": {"attribute_inference": {"lr": [0.001, 0.003]}}}}
+    suite = parse_suite(raw, "x")
+    # --set tuning.KEY re-reads the suite's tuning block: it must not name the attack left out either
+    kept = restrict(suite, attacks=["inversion_decoder"], overrides={"tuning.budget": 3})
+    assert set(kept.tuning) == {"inversion_decoder"} and kept.tuning["inversion_decoder"].budget == 3
+    assert _cells(_read_back(kept)) == _cells(kept)
+    other = restrict(suite, attacks=["attribute_inference"], overrides={"tuning.budget": 3})
+    assert other.tuning["attribute_inference"].space == {"lr": (0.001, 0.003)}
+    assert _cells(_read_back(other)) == _cells(other)
