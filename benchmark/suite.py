@@ -10,6 +10,10 @@ Schema::
     description: ...
     reference: no_pruning            # the defense Δutility (and the secondary relative view) is measured against
     utility_budget: 0.02             # a knob setting is admissible if its validation utility drop is at most this
+    admission: selection             # which setting of each defense is ranked: "selection" (its most private knob
+                                     #   within the budget, the choice redone in every bootstrap replicate) or
+                                     #   "preregistered" (the one setting each defense names below, admitted when
+                                     #   the lower 95% bound of its validation Δutility clears the budget)
     eval_counts: {reconstruction: 32} # eval samples each attack kind is scored on (the first N of eval, the same N
                                      #   for every attack of the kind; a kind left out or null: the whole split)
     release_draws: 4                 # stochastic defenses: utility and leakage averaged over this many release draws
@@ -23,6 +27,7 @@ Schema::
     train: {epochs: 10, batch_size: 64, lr: 0.001}  # TrainConfig, shared by every defense
     defenses:
       - {name: random_pruning, knob: [0.25, 0.5], config: {...}}
+      - {name: patrol, knob: [1, 2], preregistered: 1}              # or {test_resnet@layer1: 1, ...} per track
     attacks:
       - {name: attribute_inference, config: {...}}
       - {name: optimization, label: rmle_tv10, config: {...}}   # a label tells apart two configs of one attack
@@ -46,11 +51,13 @@ from .registry import ATTACKS, DEFENSES, SCENARIOS, SUITES
 from .trainer import TrainConfig
 from .tuning import Tuning, parse_tuning
 
-SUITE_KEYS = ("name", "description", "reference", "utility_budget", "eval_counts", "release_draws", "bootstrap",
-              "tuning", "deployment", "seeds", "scenarios", "backbones", "train", "defenses", "attacks", "paper")
+SUITE_KEYS = ("name", "description", "reference", "utility_budget", "admission", "eval_counts", "release_draws",
+              "bootstrap", "tuning", "deployment", "seeds", "scenarios", "backbones", "train", "defenses", "attacks",
+              "paper")
+ADMISSION_RULES = ("selection", "preregistered")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
 ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "pretrained"),
-              "defenses": ("name", "knob", "config"), "attacks": ("name", "label", "config")}
+              "defenses": ("name", "knob", "config", "preregistered"), "attacks": ("name", "label", "config")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,14 +152,34 @@ class Suite:
     tuning: dict[str, Tuning] = dataclasses.field(default_factory=dict)  # attack label -> how it is tuned
     tuning_raw: dict[str, Any] | None = None  # the suite's tuning block as written
     deployment: dict[str, DeploymentSpec] = dataclasses.field(default_factory=dict)  # track backbone label -> spec
+    admission: str = "selection"  # one of ADMISSION_RULES
+    #: defense -> {track backbone label, or "*" for every track: the knob value it preregistered}
+    preregistered: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def eval_count(self, kind: str) -> int | None:
         """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
         return self.eval_counts.get(kind)
 
     def presentation(self) -> dict[str, Any]:
-        """Settings that change how records combine, not what a cell computes (kept out of cell hashes)."""
-        return {"reference": self.reference, "utility_budget": self.utility_budget, "bootstrap": self.bootstrap}
+        """Settings that change how records combine, not what a cell computes (kept out of cell hashes). Under the
+        preregistered rule they include each preregistered setting and one hash of their full configs, so an
+        entry records what was preregistered."""
+        out: dict[str, Any] = {"reference": self.reference, "utility_budget": self.utility_budget,
+                               "bootstrap": self.bootstrap}
+        if self.admission != "selection":
+            out["admission"] = self.admission
+            out["preregistered"] = {d: dict(v) for d, v in sorted(self.preregistered.items())}
+            out["preregistered_hash"] = config_hash(self.preregistered_settings(), 16)
+        return out
+
+    def preregistered_settings(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(defense, track label or "*", full config) of every preregistered setting."""
+        out = []
+        for name, per_track in sorted(self.preregistered.items()):
+            for label, value in sorted(per_track.items()):
+                entry = next(d for d in self.defenses if d.name == name and abs(d.knob_value - value) < 1e-12)
+                out.append((name, label, to_dict(entry.config)))
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,9 +369,64 @@ def parse_suite(raw: Any, source: str) -> Suite:
     if dup:
         raise SplitbenchError(f"{where}: defense settings listed twice: {sorted(dup)}")
     deployment = parse_deployment(raw.get("deployment"), backbones, where)
-    return Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
-                 tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
-                 replicates, tuning, raw.get("tuning"), deployment)
+    admission = raw.get("admission", "selection")
+    if admission not in ADMISSION_RULES:
+        raise SplitbenchError(f"{where}: 'admission' must be one of {', '.join(ADMISSION_RULES)}, got {admission!r}"
+                              f"{did_you_mean(str(admission), ADMISSION_RULES)}")
+    preregistered = parse_preregistered(_entries(raw, "defenses", where), backbones, where)
+    suite = Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
+                  tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
+                  replicates, tuning, raw.get("tuning"), deployment, admission, preregistered)
+    check_admission(suite, where)
+    return suite
+
+
+def parse_preregistered(entries: list[dict], backbones: Sequence[BackboneSpec], where: str
+                        ) -> dict[str, dict[str, float]]:
+    """Each defense entry's ``preregistered``: one knob value for every track, or ``{backbone@split: value}``."""
+    labels = [b.label for b in backbones]
+    out: dict[str, dict[str, float]] = {}
+    for i, e in enumerate(entries):
+        if "preregistered" not in e:
+            continue
+        value, at = e["preregistered"], f"{where}: defenses[{i}].preregistered"
+        per_track = value if isinstance(value, dict) else {"*": value}
+        for label, v in per_track.items():
+            if label != "*" and label not in labels:
+                raise SplitbenchError(f"{at}: {label!r} is not a backbone of this suite"
+                                      f"{did_you_mean(str(label), labels)} (expected one of: {', '.join(labels)})")
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise SplitbenchError(f"{at}: expected a knob value (a number) or a mapping of backbone labels to "
+                                      f"knob values, got {v!r}")
+        mine = {str(k): float(v) for k, v in per_track.items()}
+        if out.get(e["name"], mine) != mine:
+            raise SplitbenchError(f"{at}: defense {e['name']!r} is preregistered twice with different settings")
+        out[e["name"]] = mine
+    return out
+
+
+def check_admission(suite: Suite, where: str) -> None:
+    """Under the preregistered rule every defense but the reference names one setting per track, and that setting
+    is among those the suite runs."""
+    if suite.admission != "preregistered":
+        if suite.preregistered:
+            raise SplitbenchError(f"{where}: 'preregistered' settings are given, but admission is {suite.admission!r}"
+                                  " (set admission: preregistered, or drop them)")
+        return
+    for name in sorted({d.name for d in suite.defenses} - {suite.reference}):
+        per_track = suite.preregistered.get(name)
+        run = [d for d in suite.defenses if d.name == name]
+        if not per_track:
+            raise SplitbenchError(f"{where}: defense {name!r} has no preregistered setting (admission: "
+                                  "preregistered needs one per defense, e.g. preregistered: "
+                                  f"{run[0].knob_value:g}; or --set admission=selection)")
+        for label in [b.label for b in suite.backbones]:
+            value = per_track.get(label, per_track.get("*"))
+            if value is None:
+                raise SplitbenchError(f"{where}: defense {name!r} has no preregistered setting for track {label}")
+            if not any(abs(d.knob_value - value) < 1e-12 for d in run):
+                raise SplitbenchError(f"{where}: the preregistered setting {name}@{value:g} is not among the settings "
+                                      f"the suite runs ({', '.join(d.label for d in run)})")
 
 
 def parse_deployment(raw: Any, backbones: Sequence[BackboneSpec], where: str) -> dict[str, DeploymentSpec]:
@@ -376,18 +458,28 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
         "scenarios": [{"name": e.name, "config": to_dict(e.config)} for e in suite.scenarios],
         "backbones": [to_dict(b) for b in suite.backbones],
         "train": to_dict(suite.train),
-        "defenses": [{"name": d.name, "config": to_dict(d.config)} for d in suite.defenses],
+        "defenses": [_raw_defense(suite, i, d) for i, d in enumerate(suite.defenses)],
         "attacks": [{"name": a.name, "label": a.label, "config": to_dict(a.config)} for a in suite.attacks],
         "paper": suite.paper,
     }
     if suite.deployment:
         raw["deployment"] = {label: to_dict(d) for label, d in suite.deployment.items()}
+    if suite.admission != "selection":
+        raw["admission"] = suite.admission
     if suite.tuning:
         first = next(iter(suite.tuning.values()))
         raw["tuning"] = {"budget": first.budget, "select_fraction": first.select_fraction,
                          "attacks": sorted(suite.tuning),
                          "spaces": {label: t.as_dict()["space"] for label, t in suite.tuning.items()}}
     return raw
+
+
+def _raw_defense(suite: Suite, i: int, d: DefenseEntry) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": d.name, "config": to_dict(d.config)}
+    first = next(j for j, e in enumerate(suite.defenses) if e.name == d.name)
+    if i == first and d.name in suite.preregistered:
+        out["preregistered"] = dict(suite.preregistered[d.name])
+    return out
 
 
 def _positive_int(value: Any, key: str, where: str) -> int:
@@ -537,7 +629,10 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
     if seeds:
         changes["seeds"] = tuple(int(s) for s in seeds)
     out = _drop_dangling(dataclasses.replace(suite, **changes))
-    return apply_overrides(out, overrides) if overrides else out
+    if overrides:
+        return apply_overrides(out, overrides)
+    check_admission(out, f"suite {suite.name} (narrowed from the command line)")
+    return out
 
 
 def _drop_dangling(suite: Suite) -> Suite:
@@ -552,6 +647,10 @@ def _drop_dangling(suite: Suite) -> Suite:
     changes: dict[str, Any] = {}
     if any(label not in backbones for label in suite.deployment):
         changes["deployment"] = {k: v for k, v in suite.deployment.items() if k in backbones}
+    prereg = {d: {k: v for k, v in per.items() if k == "*" or k in backbones}
+              for d, per in suite.preregistered.items() if d in defenses}
+    if prereg != suite.preregistered:
+        changes["preregistered"] = prereg
     numbers = suite.paper.get("numbers")
     if numbers:
         kept = [n for n in numbers if n["defense"] in defenses and n["attack"] in labels
@@ -588,6 +687,12 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
             counts.update(parse_eval_counts({parts[1]: value}, where))
         elif parts[0] == "tuning" and len(parts) == 2:
             top.setdefault("tuning_raw", dict(suite.tuning_raw or {}))[parts[1]] = value
+        elif key == "admission":
+            if value not in ADMISSION_RULES:
+                raise SplitbenchError(f"--set admission={value!r}: expected one of {', '.join(ADMISSION_RULES)}")
+            top[key] = value
+            if value == "selection":
+                top["preregistered"] = {}
         elif key in ("release_draws", "bootstrap"):
             top[key] = _positive_int(value, key, where)
         elif key == "utility_budget":
@@ -605,7 +710,8 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
             per_attack.setdefault(parts[1], {})[parts[2]] = value
         else:
             raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY, attack.NAME.KEY, "
-                                  "eval_counts.KIND, tuning.KEY, release_draws, bootstrap or utility_budget")
+                                  "eval_counts.KIND, tuning.KEY, release_draws, bootstrap, utility_budget or "
+                                  "admission")
     train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
     defenses = []
     for d in suite.defenses:
@@ -625,5 +731,7 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         raise SplitbenchError(f"--set names {sorted(unused)}, which the selected suite does not run")
     if "tuning_raw" in top:
         top["tuning"] = parse_tuning(top["tuning_raw"], attacks, where)
-    return dataclasses.replace(suite, train=train, defenses=tuple(defenses), attacks=tuple(attacks),
-                               eval_counts=counts, **top)
+    out = dataclasses.replace(suite, train=train, defenses=tuple(defenses), attacks=tuple(attacks),
+                              eval_counts=counts, **top)
+    check_admission(out, where)  # e.g. an overridden knob that leaves a preregistered setting unrun
+    return out

@@ -185,3 +185,61 @@ def test_a_narrowed_tuned_suite_tunes_the_attacks_it_kept_and_reads_back():
     other = restrict(suite, attacks=["attribute_inference"], overrides={"tuning.budget": 3})
     assert other.tuning["attribute_inference"].space == {"lr": (0.001, 0.003)}
     assert _cells(_read_back(other)) == _cells(other)
+
+
+# -- admission -----------------------------------------------------------------------------------------------------
+def prereg(**defense_extra):
+    raw = base()
+    raw["backbones"] = [{"name": "test_resnet", "split": "layer1"}, {"name": "test_resnet", "split": "layer2"}]
+    raw["admission"] = "preregistered"
+    raw["defenses"] = ["no_pruning", {"name": "random_pruning", "knob": [0.25, 0.5], **defense_extra}]
+    return raw
+
+
+def test_preregistered_settings_reach_the_manifest_with_a_hash_and_read_back():
+    from benchmark.suite import suite_to_raw
+
+    s = parse_suite(prereg(preregistered=0.25), "t")
+    pres = s.presentation()
+    assert pres["admission"] == "preregistered" and pres["preregistered"] == {"random_pruning": {"*": 0.25}}
+    assert len(pres["preregistered_hash"]) == 16
+    again = parse_suite(suite_to_raw(s), "again")
+    assert again.presentation() == pres
+    per_track = parse_suite(prereg(preregistered={"test_resnet@layer1": 0.25, "test_resnet@layer2": 0.5}), "t")
+    assert per_track.presentation()["preregistered_hash"] != pres["preregistered_hash"]
+    assert "admission" not in parse_suite(base(), "t").presentation()  # the default rule, as before
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"admission": "select"}, "'admission' must be one of selection, preregistered, got 'select'; did you mean"),
+    ({"preregistered": None}, "defense 'random_pruning' has no preregistered setting"),
+    ({"preregistered": 0.75}, r"the preregistered setting random_pruning@0.75 is not among the settings the suite "
+                              r"runs \(random_pruning@0.25, random_pruning@0.5\)"),
+    ({"preregistered": {"test_resnet@layer3": 0.25}}, "'test_resnet@layer3' is not a backbone of this suite"),
+    ({"preregistered": {"test_resnet@layer1": 0.25}}, "no preregistered setting for track test_resnet@layer2"),
+    ({"preregistered": "0.25"}, "expected a knob value"),
+    ({"admission": "selection", "preregistered": 0.25}, "'preregistered' settings are given, but admission is"),
+])
+def test_bad_admission_settings_are_one_line_each(change, message):
+    raw = prereg()
+    d = raw["defenses"][1]
+    if "preregistered" in change and change["preregistered"] is not None:
+        d["preregistered"] = change["preregistered"]
+    if "admission" in change:
+        raw["admission"] = change["admission"]
+    with pytest.raises(SplitbenchError, match=message):
+        parse_suite(raw, "t")
+
+
+def test_an_override_that_drops_a_preregistered_setting_is_refused_and_the_rule_can_be_switched():
+    from benchmark.suite import restrict
+
+    s = parse_suite(prereg(preregistered=0.25), "t")
+    with pytest.raises(SplitbenchError, match="preregistered setting random_pruning@0.25 is not among"):
+        restrict(s, overrides={"defense.random_pruning.prune_ratio": 0.3})
+    switched = restrict(s, overrides={"defense.random_pruning.prune_ratio": 0.3, "admission": "selection"})
+    assert switched.admission == "selection" and not switched.preregistered
+    with pytest.raises(SplitbenchError, match="defense 'dynamic_channel_pruning' has no preregistered setting"):
+        restrict(s, defenses=["no_pruning", "dynamic_channel_pruning"])
+    narrowed = restrict(s, defenses=["no_pruning"])  # only the reference: nothing left to preregister
+    assert narrowed.preregistered == {}
