@@ -125,13 +125,24 @@ def _parser() -> argparse.ArgumentParser:
                         help="the plugin file(s) that define the submitted defense")
 
     verify = sub.add_parser("verify", help="re-run sampled cells of an entry and compare every metric",
-                            description="Check an entry's checksums and schema, re-run N sampled cells from its "
-                                        "own code and config, compare every metric and write a verification "
-                                        "report into the entry.")
+                            description="Check an entry's checksums and schema and re-run N sampled cells from its "
+                                        "own code and config: on the machine that made the records (same CPU model, "
+                                        "ISA, thread count, torch and timm) every number must be identical; on "
+                                        "another machine with the same torch and timm, the cells are re-run at the "
+                                        "entry's seeds and every figure must lie inside the entry's predictive "
+                                        "interval for a new seed. Writes a report only with --report.")
     verify.add_argument("entry", help="an entry folder")
     verify.add_argument("--cells", type=int, default=2, metavar="N", help="cells to re-run (default: 2)")
-    verify.add_argument("--seed", type=int, default=0, help="seed of the cell sampling (default: 0)")
+    verify.add_argument("--seed", type=int, default=0, help="seed of the cell (and seed) sampling (default: 0)")
     verify.add_argument("--device", default="cpu", help="device to re-run on (default: cpu)")
+    verify.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="on another machine: re-run each drawn cell at N of the entry's seeds, at least 2 "
+                             "(default: all of them)")
+    verify.add_argument("--report", default=None, metavar="FILE",
+                        help="merge this machine's result into the report FILE (one result per machine; e.g. "
+                             "ENTRY/verification.json); without it nothing is written")
+    verify.add_argument("--trust-code", action="store_true",
+                        help="import and run the entry's plugin file(s); read them first")
     return p
 
 

@@ -3,7 +3,9 @@
 A record holds ``schema_version``, ``status`` (ok / failed / not_applicable), ``reason``, ``cell_id``, the
 fully resolved ``config`` and its ``config_hash``, ``model_hash``, ``metrics`` (numbers only),
 ``higher_is_better`` per metric, ``budget``, ``samples`` (counts), ``outcomes`` (the name and sha256 of the
-cell's per-sample outcomes file) and ``env``.
+cell's per-sample outcomes file) and ``env``: the versions, the git commit and dirty state of the code that wrote the
+record (read when it is written), and what decides its arithmetic (device, CPU model, the ISA torch dispatches to,
+the CPU's numeric flags, thread count: :func:`machine_fingerprint`).
 
 Per-sample outcomes (the designated model's correctness per eval sample, the attack's per-sample scores) live in a
 sidecar ``<cell>.npz`` beside the JSON (numeric and string arrays only, read with ``allow_pickle=False``), so the
@@ -23,10 +25,10 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -250,29 +252,64 @@ def load_frame(run_dir: str | Path, manifest: str | None = None, partial: bool =
     return pd.DataFrame(rows)
 
 
-@lru_cache(maxsize=1)
-def _git_info() -> tuple[str | None, bool | None]:
+def git_provenance() -> dict[str, Any]:
+    """The code that is running now: ``{"git_commit": SHA or None, "git_dirty": bool or None}`` (None without git or
+    outside a checkout). Read afresh on every call (one ``git status``, a few ms), so a record written after a commit
+    or an edit names the code that wrote it; ``--no-optional-locks`` keeps it from touching the index."""
     src = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5)
-        if commit.returncode != 0:
-            return None, None
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
-        return commit.stdout.strip(), bool(dirty.stdout.strip())
+        out = subprocess.run(["git", "--no-optional-locks", "-C", str(src), "status", "--porcelain=v2", "--branch",
+                              "--untracked-files=no"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return None, None
+        return {"git_commit": None, "git_dirty": None}
+    if out.returncode != 0:
+        return {"git_commit": None, "git_dirty": None}
+    lines = out.stdout.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    if commit is None or not re.fullmatch(r"[0-9a-f]{40,64}", commit):  # "(initial)": a repository without commits
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": any(not line.startswith("#") for line in lines)}
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+#: The CPU flags that decide which kernels torch (and oneDNN / MKL under it) runs on x86 and Arm: a record keeps
+#: those its CPU has, so two machines whose arithmetic may differ are told apart even under one model name.
+NUMERIC_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+                     "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2", "bf16", "i8mm")
+
+
+def cpu_flags() -> list[str]:
+    """The :data:`NUMERIC_CPU_FLAGS` this CPU reports in ``/proc/cpuinfo``, sorted (empty where it is not readable)."""
+    for line in _cpuinfo():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            have = set(value.split())
+            return sorted(f for f in NUMERIC_CPU_FLAGS if f in have)
+    return []
+
+
+def cpu_isa() -> str | None:
+    """The instruction set torch's CPU kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``: "AVX512",
+    "AVX2", "DEFAULT", ...)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def package_version() -> str:
@@ -289,7 +326,6 @@ def environment(device: str) -> dict[str, Any]:
     import timm
     import torch
 
-    commit, dirty = _git_info()
     env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -299,11 +335,45 @@ def environment(device: str) -> dict[str, Any]:
         "device": device,
         "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name(),
         "cpu": _cpu_name(),
+        "isa": cpu_isa(),
+        "cpu_flags": cpu_flags(),
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
-        "git_commit": commit,
-        "git_dirty": dirty,
+        **git_provenance(),
         "package_version": package_version(),
         "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return env
+
+
+#: What decides the numbers a run computes on one machine: two records made under the same fingerprint (same seed)
+#: are bit-identical; see :func:`machine_fingerprint`.
+FINGERPRINT_KEYS = ("device", "device_name", "cpu", "isa", "cpu_flags", "threads", "torch", "timm")
+
+
+def machine_fingerprint(env: dict[str, Any]) -> dict[str, Any]:
+    """The machine fingerprint of a record's (or a manifest's) ``env`` block: the device type (``cuda:1`` is
+    ``cuda``), the device's name, the CPU model, the instruction set torch dispatches to, the CPU's numeric flags,
+    the torch thread count and the torch / timm versions. A key an older record lacks is None (an unknown ISA, unknown
+    flags), so an old record never matches a new machine's fingerprint by accident."""
+    env = env if isinstance(env, dict) else {}
+    device = env.get("device")
+    flags = env.get("cpu_flags")
+    return {
+        "device": str(device).split(":", 1)[0] if device is not None else None,
+        "device_name": env.get("device_name"),
+        "cpu": env.get("cpu"),
+        "isa": env.get("isa"),
+        "cpu_flags": sorted(str(f) for f in flags) if isinstance(flags, list) else None,
+        "threads": env.get("threads"),
+        "torch": env.get("torch"),
+        "timm": env.get("timm"),
+    }
+
+
+def fingerprint_key(fingerprint: dict[str, Any]) -> str:
+    """A short stable name of a fingerprint (16 hex digits of the sha256 of its canonical JSON)."""
+    import hashlib
+
+    text = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

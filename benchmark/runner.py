@@ -31,7 +31,7 @@ from .errors import SplitbenchError
 from .evaluation import ModelEvaluation, client_cost, deployed_cost, evaluate
 from .interfaces import AttackKind, AttackOutput, Defense, NotApplicable, Target
 from .manifest import write_manifest
-from .records import environment, read_record, write_gallery, write_outcomes, write_record
+from .records import environment, git_provenance, read_record, write_gallery, write_outcomes, write_record
 from .registry import ATTACKS, DEFENSES, SCENARIOS
 from .scoring import Truth, scorer_for
 from .suite import Cell, ModelSpec, Suite, expand, load_suite, suite_to_raw
@@ -416,7 +416,9 @@ class Runner:
             "metrics": result.metrics,
             "budget": result.budget,
             "samples": result.samples,
-            "env": {**self._env, "threads": torch.get_num_threads()},  # the executor may have set them since
+            # threads: the executor may have set them since; the code's commit: read now, per record, so a record
+            # written after a commit or an edit says so (submit refuses a run whose records disagree)
+            "env": {**self._env, "threads": torch.get_num_threads(), **git_provenance()},
         }
         if result.outcomes:
             rec["outcomes"] = write_outcomes(path.with_suffix(".npz"), result.outcomes)

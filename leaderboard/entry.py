@@ -7,7 +7,8 @@ An entry folder holds exactly::
     run/records/*.json  every record the manifest names, with the .npz / .png files they reference
     plugin/*.py         the plugin file(s), when the defense comes from a plugin
     checksums.json      {"algorithm": "sha256", "files": {path relative to the entry: sha256}} of all of the above
-    verification.json   written by ``splitbench verify`` (not checksummed: it is a report about the entry)
+    verification.json   written by ``splitbench verify --report``: one result per verifying machine (not
+                        checksummed: it is a report about the entry)
 
 :func:`submit` validates a run directory and a card and packs them, building the folder beside ``--out`` and
 renaming it into place, so a failed submit leaves nothing behind. :func:`check_entry` is the integrity half of
@@ -334,19 +335,26 @@ def check_run(run_dir: Path, manifest_id: str | None = None) -> RunContents:
                 raise SplitbenchError(f"{png}: checksum does not match the one in {path.name} (the image was "
                                       "changed or swapped)")
         env = rec["env"] if isinstance(rec["env"], dict) else {}
-        version = (env.get("package_version"), env.get("git_commit"))
+        # every record names the code that wrote it (read when it was written), so a run whose code changed midway
+        # (a commit, or uncommitted edits made or undone) shows two versions here
+        version = (env.get("package_version"), env.get("git_commit"), env.get("git_dirty"))
         if first is None:
             first = (path, version)
         elif version != first[1]:
-            raise SplitbenchError(f"{path}: made by splitbench {version[0]} (commit {version[1]}), but "
-                                  f"{first[0].name} by {first[1][0]} (commit {first[1][1]}); an entry's records must "
-                                  "all come from one code version (rerun the run with one version)")
+            raise SplitbenchError(f"{path}: made by {_code_version(version)}, but {first[0].name} by "
+                                  f"{_code_version(first[1])}; an entry's records must all come from one code version "
+                                  "(the code changed during the run: rerun it with one version)")
         records.append((path, rec))
     if not records:
         raise SplitbenchError(f"{mpath}: the manifest names no cells")
     contents = RunContents(run_dir, man, mpath, records)
     _check_reference(contents)
     return contents
+
+
+def _code_version(version: tuple[Any, Any, Any]) -> str:
+    package, commit, dirty = version
+    return f"splitbench {package} (commit {commit}{' with uncommitted changes' if dirty else ''})"
 
 
 def _check_identity(path: Path, rec: Mapping[str, Any], suite: str, mid: str) -> None:

@@ -2,7 +2,8 @@
 
 The work is done in :mod:`leaderboard.entry` (the card, checksums, submit, integrity checks) and
 :mod:`leaderboard.verification` (re-running sampled cells); this module turns their results into a few printed
-lines and an exit code: 0 for a written or verified entry, 1 when a re-run differs from the entry. Bad input raises
+lines and an exit code: 0 for a written entry or one verified exactly or found consistent, 1 when a re-run differs
+from the entry (exactly) or lies outside its seed spread (another machine). Bad input raises
 :class:`~benchmark.errors.SplitbenchError`, which the CLI prints as one line with exit code 2.
 
 The folder ``leaderboard/entries/`` holds the shipped entries (data, not code).
@@ -34,8 +35,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """``splitbench verify ENTRY [--cells N] [--seed S] [--device D]``: 0 verified, 1 some number differs."""
+    """``splitbench verify ENTRY [--cells N] [--seed S] [--device D] [--seeds N] [--report FILE] [--trust-code]``:
+    0 verified (exact) or consistent, 1 a number differs or lies outside the entry's seed spread."""
     report = verify_entry(args.entry, cells=args.cells, seed=args.seed, device=args.device,
-                          data_root=getattr(args, "data_root", None), download=getattr(args, "download", False))
-    print(format_report(report, args.entry))
-    return 0 if report["status"] == "verified" else 1
+                          data_root=getattr(args, "data_root", None), download=getattr(args, "download", False),
+                          seeds=getattr(args, "seeds", None), report=getattr(args, "report", None),
+                          trust_code=getattr(args, "trust_code", False))
+    print(format_report(report, args.entry, getattr(args, "report", None)))
+    return 0 if report["status"] in ("verified", "consistent") else 1

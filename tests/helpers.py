@@ -92,3 +92,19 @@ def reconstruction_scores_of(out, data):
     truth = data.eval.images[out.index].float() / 255.0
     baseline = (data.aux.images.float() / 255.0).mean(0, keepdim=True)
     return reconstruction_scores(out.images, truth, baseline)
+
+
+def run_pinned(*args, **kwargs):
+    """``benchmark.run`` in this process with the code version read once. Each record reads the code's commit when
+    it is written, so a commit made in this checkout while a test's run is under way would split the run between two
+    versions (and ``submit`` would rightly refuse it)."""
+    import pytest
+
+    import benchmark
+    import benchmark.runner
+    from benchmark.records import git_provenance
+
+    pinned = git_provenance()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(benchmark.runner, "git_provenance", lambda: pinned)
+        return benchmark.run(*args, **kwargs)

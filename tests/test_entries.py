@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-import benchmark
 from benchmark.cli import main
 from benchmark.errors import SplitbenchError
 from benchmark.registry import DEFENSES, load_plugin
+from leaderboard import verification
 from leaderboard.entry import check_run, write_checksums
 from leaderboard.submission import check_entry, is_official, read_card, submit, verify_entry
 from leaderboard.verification import choose_cells, compare_records, is_timing
+from tests.helpers import run_pinned
 
 SUITE = textwrap.dedent("""
     name: entrytest
@@ -94,7 +95,7 @@ def built(tmp_path_factory):
     plugin.write_text(PLUGIN)
     (root / "entrytest.yaml").write_text(SUITE)
     load_plugin(plugin)
-    summary = benchmark.run(str(root / "entrytest.yaml"), out=root / "run", progress=False, latency_repeats=2)
+    summary = run_pinned(str(root / "entrytest.yaml"), out=root / "run", progress=False, latency_repeats=2)
     assert (summary.ok, summary.failed) == (4, 0)
     card = write_card(root / "card.yaml")
     yield {"root": root, "run": root / "run", "plugin": plugin, "card": card}
@@ -387,13 +388,14 @@ def test_verify_reruns_cells_and_finds_every_metric_equal(entry, tmp_path, capsy
     copy = copy_entry(entry, tmp_path / "entry")
     seed = seed_drawing(copy, "entry_test_noise")  # a plugin cell, so the reference cell is re-run beside it
     t0 = time.perf_counter()
-    assert main(["verify", str(copy), "--cells", "1", "--seed", str(seed)]) == 0
+    assert main(["verify", str(copy), "--cells", "1", "--seed", str(seed), "--trust-code", "--report",
+                 str(copy / "verification.json")]) == 0
     seconds = time.perf_counter() - t0
     printed = capsys.readouterr().out
-    report = json.loads((copy / "verification.json").read_text())
+    (report,) = json.loads((copy / "verification.json").read_text())["machines"].values()
     assert report["status"] == "verified" and report["mismatches"] == [] and report["cells"] == 2
     assert sorted(c["role"] for c in report["compared"]) == ["reference", "sampled"]
-    assert {c["comparison"] for c in report["compared"]} == {"exact"} and report["tolerance"]["mode"] == "exact"
+    assert {c["comparison"] for c in report["compared"]} == {"exact"} and report["mode"] == "exact"
     sampled = next(c for c in report["compared"] if c["role"] == "sampled")
     rec = json.loads((copy / "run" / "records" / f"{sampled['cell']}.json").read_text())
     assert rec["config"]["defense"]["name"] == "entry_test_noise"
@@ -403,7 +405,7 @@ def test_verify_reruns_cells_and_finds_every_metric_equal(entry, tmp_path, capsy
     assert sampled["metrics"] == len(rec["metrics"]) - len(timing) and sampled["arrays"] >= 5
     assert report["device"]["device"] == "cpu" and report["versions"]["submitted"]["torch"]
     assert f"{copy}: verified: 2 cell(s) re-run (1 sampled, 1 reference)" in printed
-    assert "compared exactly (same device type" in printed
+    assert "compared exactly (this machine's fingerprint is the records'" in printed
     check_entry(copy)  # the report is not part of the checksummed entry
     print(f"verify re-ran 2 cells in {seconds:.1f} s")
 
@@ -415,8 +417,9 @@ def test_verify_reports_each_metric_a_forged_entry_changed(entry, tmp_path, caps
             edit_json(path, lambda r: r["metrics"].update(leakage=r["metrics"]["leakage"] + 0.25))
     write_checksums(forged)  # a forger can recompute checksums; the re-run still catches the numbers
     seed = seed_drawing(forged, "entry_test_noise")
-    assert main(["verify", str(forged), "--cells", "1", "--seed", str(seed)]) == 1
-    report = json.loads((forged / "verification.json").read_text())
+    assert main(["verify", str(forged), "--cells", "1", "--seed", str(seed), "--trust-code", "--report",
+                 str(tmp_path / "report.json")]) == 1
+    (report,) = json.loads((tmp_path / "report.json").read_text())["machines"].values()
     assert report["status"] == "mismatch" and report["cells"] == 2  # the drawn cell and its reference
     (bad,) = report["mismatches"]
     assert bad["metric"] == "leakage" and bad["submitted"] == pytest.approx(bad["rerun"] + 0.25)
@@ -438,21 +441,42 @@ def test_verify_draws_the_submitted_defense_cells_not_only_the_reference(entry):
     assert drawn == names
 
 
-def test_compare_uses_the_stated_tolerance_across_environments():
+def test_verify_runs_plugin_code_only_with_trust_code(entry, tmp_path, capsys, monkeypatch):
+    copy = copy_entry(entry, tmp_path / "entry")
+
+    def imported(*args, **kwargs):
+        raise AssertionError("the plugin files were imported before --trust-code was checked")
+
+    monkeypatch.setattr(verification, "check_code", imported)
+    assert main(["verify", str(copy), "--cells", "1"]) == 2
+    line = one_error_line(capsys)
+    assert f"imports and runs the entry's plugin file(s) {copy / 'plugin' / 'entry_noise.py'}; read them" in line
+    assert "pass --trust-code" in line
+    # with --trust-code it runs: test_verify_reruns_cells_and_finds_every_metric_equal
+
+
+def test_a_one_seed_entry_made_elsewhere_cannot_be_checked_for_consistency(entry, tmp_path):
+    copy = copy_entry(entry, tmp_path / "entry")
+    for path in records_of(copy / "run"):
+        edit_json(path, lambda r: r["env"].update(cpu="AMD EPYC 7B13", device_name="AMD EPYC 7B13", isa="AVX2"))
+    write_checksums(copy)
+    with pytest.raises(SplitbenchError, match=r"made on AMD EPYC 7B13 \(cpu, ISA AVX2, .*it has one seed; a check "
+                                              r"on another machine needs the spread of 2 or more seeds"):
+        verify_entry(copy, cells=1, trust_code=True)
+
+
+def test_compare_records_is_exact():
     import numpy as np
 
     sub = {"status": "ok", "config_hash": "x", "samples": {"eval": 8}, "budget": {"epochs": 1, "seconds": 3.0},
            "metrics": {"utility": 0.90, "psnr": 20.0, "ssim": 0.50, "client_params": 100, "fit_seconds": 1.0,
                        "client_ms_b1_p50": 0.2, "suppression_ratio_max": 2.0}}
-    near = {**sub, "budget": {"epochs": 1, "seconds": 9.0},
-            "metrics": {"utility": 0.91, "psnr": 20.4, "ssim": 0.515, "client_params": 100, "fit_seconds": 7.0,
-                        "client_ms_b1_p50": 0.9, "suppression_ratio_max": 2.1}}
     arrays = {"model/utility": np.array([1.0, 0.0, 1.0, 1.0], np.float32), "model/task": np.array([0, 1, 0, 1])}
+    timing = {**sub, "budget": {"epochs": 1, "seconds": 9.0},
+              "metrics": {**sub["metrics"], "fit_seconds": 7.0, "client_ms_b1_p50": 0.9}}
+    assert compare_records("c", sub, arrays, timing, dict(arrays)) == (5, 2, [])  # timings are never compared
+    near = {**timing, "metrics": {**timing["metrics"], "utility": 0.90000001, "psnr": 20.4}}
     flipped = {"model/utility": np.array([1.0, 1.0, 1.0, 0.0], np.float32), "model/task": arrays["model/task"]}
-    m, a, bad = compare_records("c", sub, arrays, near, flipped, exact=False)
-    assert (m, a, bad) == (5, 2, [])  # timing ignored; 0.01 / 0.4 dB / 5% within tolerance; same mean utility
-    m, a, bad = compare_records("c", sub, arrays, near, flipped, exact=True)
-    assert {b["metric"] for b in bad} == {"utility", "psnr", "ssim", "suppression_ratio_max", "outcomes:model/utility"}
-    far = {**near, "metrics": {**near["metrics"], "psnr": 21.0, "client_params": 101}}
-    _, _, bad = compare_records("c", sub, arrays, far, {**arrays, "model/task": np.array([0, 1, 1, 1])}, exact=False)
-    assert {b["metric"] for b in bad} == {"psnr", "client_params", "outcomes:model/task"}
+    _, _, bad = compare_records("c", sub, arrays, near, flipped)
+    assert {b["metric"] for b in bad} == {"utility", "psnr", "outcomes:model/utility"}
+    assert next(b for b in bad if b["metric"] == "outcomes:model/utility")["detail"] == "2 of 4 values differ"

@@ -234,7 +234,7 @@ def test_tables_numbers_and_badges(built):
     text = official.read_text()
     for section in ("ranking-table", "blackbox-table", "knob-table"):
         assert f'id="{section}"' in text
-    assert "✓ verified" in text and 'title="verified: 2 cells re-run on Test CPU (cpu), 2026-11-20"' in text
+    assert "✓ verified" in text and 'title="verified on Test CPU (2 threads), 2 cells, 2026-11-20"' in text
     assert re.search(r'class="rank" data-sort="[0-9.]+">\d+(–\d+)?</td>', text)
     assert re.search(r'<span class="ci">\[[−0-9.]+, [−0-9.]+\]</span>', text)  # intervals in their own tone
     assert "plots/" in text and "privacy-utility.png" in text and "heatmap.png" in text

@@ -169,14 +169,6 @@ def flat(v: Any) -> str:
     return str(v)
 
 
-def device_text(v: Any) -> str:
-    """The device of a verification report: a name with its kind ("AMD EPYC (cpu)"), or whatever text it is."""
-    if isinstance(v, dict):
-        name, kind = v.get("name"), v.get("device")
-        return f"{name} ({kind})" if name and kind and name != kind else str(name or kind or "?")
-    return "?" if v in (None, "") else str(v)
-
-
 def day(v: Any) -> str:
     """The date part of an ISO timestamp (other text as it is)."""
     text = "?" if v in (None, "") else str(v)
@@ -193,7 +185,7 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(num=fmt_num, si=fmt_si, sortkey=sort_key, rank=rank_text, rankkey=rank_key, slug=slug,
-                       flat=flat, noun=noun, device=device_text, day=day)
+                       flat=flat, noun=noun, day=day)
     env.tests.update(finite=_finite, link=is_link)
     return env
 

@@ -2,7 +2,8 @@
 
 A source is either a **run directory** (the ``--out`` of ``splitbench run``: ``records/`` and ``manifests/``) or an
 **entry folder** (``entry.yaml``, the card; ``run/``, a run directory; ``checksums.json``; and, once verified,
-``verification.json``). Entries of the ``standard`` suite are official; everything else is shown apart. Entries
+``verification.json``: one result per verifying machine, or a single result in the older form, each shown as one
+:class:`Verification` line). Entries of the ``standard`` suite are official; everything else is shown apart. Entries
 are not validated here (``splitbench verify`` does that): this module reads only what the pages show, and turns
 anything it cannot read into one :class:`~benchmark.errors.SplitbenchError` line.
 """
@@ -43,6 +44,58 @@ class Gallery:
 
 
 @dataclasses.dataclass
+class Verification:
+    """One verifying machine's result, as the pages show it ("exact on AMD EPYC (1 thread)")."""
+
+    status: str  # verified / mismatch (exact), consistent / inconsistent (another machine), or an older word
+    mode: str  # exact, consistency, tolerance (reports of older splitbench versions), or "" when not said
+    machine: str  # the CPU model (the GPU's name on CUDA)
+    device: str
+    threads: Any
+    cells: Any
+    date: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("verified", "consistent")
+
+    @property
+    def text(self) -> str:
+        if self.device and self.device != "cpu":
+            where = f"{self.machine} ({self.device})"
+        elif isinstance(self.threads, int) and not isinstance(self.threads, bool):
+            where = f"{self.machine} ({self.threads} thread{'' if self.threads == 1 else 's'})"
+        else:
+            where = self.machine
+        if self.mode == "exact":
+            return f"{'exact' if self.ok else self.status} on {where}"
+        if self.mode == "consistency":
+            return f"{self.status} on {self.machine}" + (f" ({self.device})" if self.device not in ("", "cpu") else "")
+        if self.mode == "tolerance":
+            return f"{'within fixed tolerances' if self.ok else self.status + ' (fixed tolerances)'} on {where}"
+        return f"{self.status} on {where}"
+
+
+def _verifications(report: Path, data: Any) -> list[Verification]:
+    """Every machine's result in a verification report (either form), oldest first."""
+    from leaderboard.verification import legacy_fingerprint, report_results
+
+    out = []
+    for result in report_results(data, str(report)).values():
+        fp = result.get("fingerprint")
+        fp = fp if isinstance(fp, dict) else legacy_fingerprint(result)
+        device = result.get("device") if isinstance(result.get("device"), dict) else {}
+        tolerance = result.get("tolerance") if isinstance(result.get("tolerance"), dict) else {}
+        kind = fp.get("device") or device.get("device") or ""
+        out.append(Verification(
+            status=str(result.get("status") or "unknown"), mode=str(result.get("mode") or tolerance.get("mode") or ""),
+            machine=str(fp.get("device_name") or fp.get("cpu") or device.get("name") or "an unnamed machine"),
+            device=str(kind).split(":", 1)[0], threads=fp.get("threads", device.get("threads")),
+            cells=result.get("cells", "?"), date=str(result.get("date") or "")))
+    return sorted(out, key=lambda v: v.date)
+
+
+@dataclasses.dataclass
 class Source:
     """One entry folder or run directory, with everything the pages show about it."""
 
@@ -53,6 +106,7 @@ class Source:
     manifest: dict[str, Any]
     card: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
+    verifications: list[Verification] = dataclasses.field(default_factory=list)
     galleries: list[Gallery] = dataclasses.field(default_factory=list)
     hardware: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     paper_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -76,10 +130,17 @@ class Source:
 
     @property
     def verified(self) -> str | None:
-        """``"verified"``, ``"mismatch"`` (or another reported status) for a verified entry, else ``None``."""
-        if not self.verification:
+        """``"verified"`` when every verifying machine found the entry exact or consistent, else the first other
+        status (``"mismatch"``, ``"inconsistent"``, ...); ``None`` for an entry nobody verified."""
+        if not self.verifications:
             return None
-        return str(self.verification.get("status") or "unknown")
+        bad = [v.status for v in self.verifications if not v.ok]
+        return bad[0] if bad else "verified"
+
+    @property
+    def verification_text(self) -> str:
+        """Every machine's verification as one line ("exact on AMD EPYC (1 thread), 3 cells, 2026-12-04; ...")."""
+        return "; ".join(f"{v.text}, {v.cells} cells, {v.date[:10] or '?'}" for v in self.verifications)
 
     def card_defenses(self) -> set[str]:
         """The defenses the card describes: the one it names, else every defense of the run but the reference."""
@@ -138,9 +199,10 @@ def _load_entry(path: Path) -> Source:
     if report.is_file():
         data = _read_json(report)
         if not isinstance(data, dict):
-            raise SplitbenchError(f"{report}: not a verification report (expected a JSON object with status, cells, "
-                                  "date, device)")
+            raise SplitbenchError(f"{report}: not a verification report (expected a JSON object: one result per "
+                                  "machine under 'machines', or one result with status, cells, date, device)")
         src.verification = data
+        src.verifications = _verifications(report, data)
     return src
 
 
