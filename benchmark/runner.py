@@ -34,6 +34,7 @@ from .manifest import write_manifest
 from .records import environment, git_provenance, read_record, write_gallery, write_outcomes, write_record
 from .registry import ATTACKS, DEFENSES, SCENARIOS
 from .scoring import Truth, scorer_for
+from .scoring.reconstruction import floor_images
 from .suite import Cell, ModelSpec, Suite, expand, load_suite, suite_to_raw
 from .trainer import Trainer, place
 from .tuning import tune
@@ -276,7 +277,7 @@ class Runner:
         ev_split = data.eval
         idx = torch.as_tensor(sample, device=ev_split.images.device)
         images = ev_split.images[idx].float() / 255.0 if kind == AttackKind.RECONSTRUCTION else None
-        baseline = (data.aux.images.float() / 255.0).mean(0, keepdim=True)
+        baseline = floor_images(data.aux.images, data.aux.task, data.info.num_task_classes)
         return Truth(sample=sample, task=ev_split.task[idx],
                      sensitive=None if ev_split.sensitive is None else ev_split.sensitive[idx], images=images,
                      baseline=baseline, utility_correct=ev.utility_correct,

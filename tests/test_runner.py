@@ -375,3 +375,19 @@ def test_a_model_loaded_from_the_cache_computes_exactly_like_the_fresh_fit(tmp_p
     assert fresh.models_trained == 1 and hit.models_loaded == 1
     a, b = _numbers(tmp_path / "fresh"), _numbers(tmp_path / "hit")
     assert a and a == b
+
+
+def test_the_reconstruction_floor_is_the_attackers_mean_aux_image_of_each_task_class(tiny_data):
+    import numpy as np
+    import torch
+
+    from benchmark.evaluation import ModelEvaluation
+    from benchmark.interfaces import AttackKind
+    from benchmark.runner import Runner
+
+    ev = ModelEvaluation(np.ones(len(tiny_data.eval), np.float32), np.ones(len(tiny_data.val), np.float32), [], 0.0)
+    truth = Runner.truth(tiny_data, np.arange(4), ev, AttackKind.RECONSTRUCTION)
+    aux = tiny_data.aux
+    assert truth.baseline.shape == (2, *aux.images.shape[1:])  # parity: one guess per task class
+    for k in range(2):
+        assert torch.allclose(truth.baseline[k], (aux.images[aux.task == k].float() / 255.0).mean(0))
