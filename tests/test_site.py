@@ -504,3 +504,28 @@ def test_the_site_in_a_real_browser(built, browser, tmp_path):
     assert track_shot.stat().st_size > 10_000
     print(f"browser checks: {time.perf_counter() - started:.1f} s; site build {built['build_seconds']:.1f} s; "
           f"screenshots in {shots}")
+
+
+def test_track_page_shows_admission_matched_utility_and_at_floor(tmp_path):
+    from tests.fake_runs import FakeCell, write_run
+
+    def cells(defense, knob, attr, recon, **kw):
+        return [FakeCell(defense, knob, "attr", attr, **kw), FakeCell(defense, knob, "recon", recon, **kw)]
+
+    run = (cells("ref", 0, 0.9, 0.8, val_utility=0.95) + cells("d", 0.5, 0.6, 0.6, val_utility=0.95)
+           + cells("d", 0.9, 0.1, 0.3, val_utility=0.93))
+    write_run(tmp_path / "sel", run, bootstrap=300)
+    index = build_site([tmp_path / "sel"], tmp_path / "site")
+    (page,) = (index.parent / "tracks").glob("*.html")
+    text = page.read_text()
+    ranking = text.split('id="ranking-table"')[1].split("</table>")[0]
+    assert "chosen in" in ranking and "borderline" in ranking and "val Δutility" in ranking
+    assert re.search(r'<td class="rank" data-sort="[0-9.]+">\d+( \(\d+–\d+\))?</td>', ranking)
+    assert 'id="matched-table"' in text and "reached" in text.split('id="matched-table"')[1].split("</table>")[0]
+    assert "at floor" in text  # d@0.9's attribute attacker is below the task-label floor
+    write_run(tmp_path / "pre", run, admission="preregistered", preregistered={"d": {"*": 0.5}})
+    index = build_site([tmp_path / "pre"], tmp_path / "site2")
+    (page,) = (index.parent / "tracks").glob("*.html")
+    text = page.read_text()
+    assert "preregistered for this track" in text and "within budget" in text
+    assert '<span class="tag">preregistered</span>' in text

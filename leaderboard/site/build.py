@@ -143,14 +143,21 @@ def sort_key(v: Any) -> str:
     return repr(float(v)) if _finite(v) else ""
 
 
-def rank_text(rank: tuple[int, int] | None) -> str:
+def rank_of(item: Any, view: str = "rank") -> str:
+    """A site row's rank in ``view`` as the tables write it: the point estimate's rank and its interval."""
+    from leaderboard.render import rank_text
+
+    point = item.rank_point.get(view) if isinstance(item.rank_point, dict) else item.rank_point
+    return rank_text(getattr(item, view), point)
+
+
+def rank_key(item: Any, view: str = "rank") -> str:
+    """The ``data-sort`` value of a rank cell: the point rank, ties broken by the interval's width."""
+    rank = getattr(item, view)
     if rank is None:
-        return "–"
-    return str(rank[0]) if rank[0] == rank[1] else f"{rank[0]}–{rank[1]}"
-
-
-def rank_key(rank: tuple[int, int] | None) -> str:
-    return "" if rank is None else repr(rank[0] + rank[1] / 1000.0)
+        return ""
+    point = item.rank_point.get(view) if isinstance(item.rank_point, dict) else item.rank_point
+    return repr((point or rank[0]) + (rank[1] - rank[0]) / 1000.0)
 
 
 def is_link(v: Any) -> bool:
@@ -184,7 +191,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("leaderboard.site", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
-    env.filters.update(num=fmt_num, si=fmt_si, sortkey=sort_key, rank=rank_text, rankkey=rank_key, slug=slug,
+    env.filters.update(num=fmt_num, si=fmt_si, sortkey=sort_key, rank=rank_of, rankkey=rank_key, slug=slug,
                        flat=flat, noun=noun, day=day)
     env.tests.update(finite=_finite, link=is_link)
     return env

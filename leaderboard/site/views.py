@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from benchmark.scoring.intervals import Estimate, rank_intervals
-from benchmark.scoring.table import VIEWS, Row, Track
+from benchmark.scoring.table import VIEWS, Matched, Row, Track
 
 from .gather import Gallery, Source
 
@@ -74,6 +74,20 @@ class SiteRow:
 
 
 @dataclasses.dataclass
+class SiteMatched:
+    """One defense's privacy at matched utility from one source, ranked among every source of the track."""
+
+    source: Source
+    matched: Matched
+    rank: tuple[int, int] | None = None
+    rank_point: int | None = None
+
+    @property
+    def defense(self) -> str:
+        return self.matched.defense
+
+
+@dataclasses.dataclass
 class SiteTrack:
     """One (suite, scenario, backbone, split) of the site, official or not, over one or more sources."""
 
@@ -84,6 +98,7 @@ class SiteTrack:
     split: str
     parts: list[tuple[Source, Track]]
     rows: list[SiteRow] = dataclasses.field(default_factory=list)
+    matched: list[SiteMatched] = dataclasses.field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -127,6 +142,16 @@ class SiteTrack:
 
     def tuned(self, attack: str) -> bool:
         return any(t.tuned(attack) for _, t in self.parts if attack in t.attacks)
+
+    @property
+    def admission(self) -> str:
+        """The admission rule of the track's sources (``mixed`` when they differ)."""
+        rules = {t.admission for _, t in self.parts}
+        return rules.pop() if len(rules) == 1 else "mixed"
+
+    @property
+    def budget(self) -> float:
+        return self.parts[0][1].budget
 
     def selected(self) -> list[SiteRow]:
         """The ranked view: each source's selected row per defense, best first, unranked ones last."""
@@ -198,6 +223,7 @@ def site_tracks(sources: list[Source]) -> list[SiteTrack]:
     tracks = [by_key[k] for k in sorted(by_key)]
     for st in tracks:
         st.rows = _merge_same_records(st.rows)
+        st.matched = _matched(st)
         if not st.multi:
             for r in st.rows:
                 r.rank, r.rank_blackbox, r.rank_transfer = r.row.rank, r.row.rank_blackbox, r.row.rank_transfer
@@ -206,6 +232,25 @@ def site_tracks(sources: list[Source]) -> list[SiteTrack]:
         for view in VIEWS:
             rerank(st.rows, view)
     return tracks
+
+
+def _matched(st: SiteTrack) -> list[SiteMatched]:
+    """Every source's privacy at matched utility, one per defense and figure (a reference run shipped in several
+    entries shows once), ranked together replicate by replicate where the draws line up."""
+    out: list[SiteMatched] = []
+    seen: set[tuple] = set()
+    for s, t in st.parts:
+        for m in t.matched.values():
+            key = (m.defense, m.privacy, m.settings)
+            if key not in seen and not math.isnan(m.privacy.value):
+                seen.add(key)
+                out.append(SiteMatched(s, m))
+    reps = [x.matched.reps for x in out]
+    lined_up = bool(reps) and all(r is not None and len(r) > 1 for r in reps) and len({len(r) for r in reps}) == 1
+    for x, (p, lo, hi) in zip(out, rank_intervals([x.matched.privacy.value for x in out],
+                                                   np.stack(reps) if lined_up else None)):
+        x.rank, x.rank_point = (lo, hi), p
+    return sorted(out, key=lambda x: (x.rank_point or 0, x.defense))
 
 
 def _merge_same_records(rows: list[SiteRow]) -> list[SiteRow]:
