@@ -143,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
                              "ENTRY/verification.json); without it nothing is written")
     verify.add_argument("--trust-code", action="store_true",
                         help="import and run the entry's plugin file(s); read them first")
+    verify.add_argument("--data-root", default=None, help="folder with local copies of datasets")
+    verify.add_argument("--download", action="store_true", help="allow downloading datasets")
     return p
 
 

@@ -38,7 +38,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """``splitbench verify ENTRY [--cells N] [--seed S] [--device D] [--seeds N] [--report FILE] [--trust-code]``:
     0 verified (exact) or consistent, 1 a number differs or lies outside the entry's seed spread."""
     report = verify_entry(args.entry, cells=args.cells, seed=args.seed, device=args.device,
-                          data_root=getattr(args, "data_root", None), download=getattr(args, "download", False),
+                          data_root=args.data_root, download=args.download,
                           seeds=getattr(args, "seeds", None), report=getattr(args, "report", None),
                           trust_code=getattr(args, "trust_code", False))
     print(format_report(report, args.entry, getattr(args, "report", None)))

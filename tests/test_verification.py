@@ -296,3 +296,18 @@ def test_each_record_names_the_code_that_wrote_it(built, tmp_path, monkeypatch):
         submit(out, built["root"] / "card.yaml", tmp_path / "entry")
     assert f"(commit {'a' * 40})" in str(err.value) and f"(commit {'b' * 40})" in str(err.value)
     assert "the code changed during the run" in str(err.value) and not (tmp_path / "entry").exists()
+
+
+def test_verify_passes_the_data_options_on(monkeypatch, tmp_path):
+    import leaderboard.submission as submission
+    from benchmark.cli import main
+
+    seen = {}
+
+    def fake(entry, **kw):
+        seen.update(kw)
+        raise SplitbenchError("stop here")
+
+    monkeypatch.setattr(submission, "verify_entry", fake)
+    assert main(["verify", str(tmp_path), "--data-root", str(tmp_path / "data"), "--download"]) == 2
+    assert seen["data_root"] == str(tmp_path / "data") and seen["download"] is True
