@@ -23,9 +23,13 @@ Inferred choices (only the abstract was available; every one is a config field a
   head to 2d; the decoder mirrors it with transposed convs); the release is the decoder's linear output;
 - placeholder defaults: d = 256, warm-up 10 epochs, recompute every 5 epochs; the warm-up is capped at
   ``epochs - 1`` so that at least one epoch trains with the mask;
-- beta = 1e-3, chosen on the defender's **validation** split of the quick suite (digits, test_resnet@layer1,
-  d = 64): the largest of {1e-4, 1e-3, 1e-2} whose validation utility stays within the suite's 0.02 budget of
-  ``no_pruning``'s (0.988) at both keep ratios 0.05 and 0.25 (1e-3: 0.969 and 0.981; 1e-2: 0.926 and 0.963);
+- beta = 1e-2, chosen in the suite ``standard-cpu-prestudy`` (Fashion-MNIST images and seeds that no split of
+  the official track touches; d = 64): the most private (keep ratio, beta) pair whose lower 95% bound of paired
+  validation Δutility (3 seeds, crossed bootstrap) is at or above -0.02, the larger beta among equals. Lower
+  bounds measured there at keep ratio 0.05 / 0.25 / 0.5: beta 1e-4: -0.023 / -0.021 / -0.025; 1e-3: -0.024 /
+  -0.063 / -0.024; 1e-2: -0.016 / -0.018 / -0.036. Only 1e-2 clears at 0.05 (no beta clears at every keep ratio:
+  the seeds of one setting spread widely). The previous default, 1e-3, was chosen on the quick suite's digits
+  validation split, which also decided the quick suite's admission;
 - mask score = (KL_j / max KL) * (S_j / max S), S_j = mean |dCE/du_j| at the decoder input u = m * mu
   (``saliency="grad"``; ``"grad_x_input"`` uses |u_j dCE/du_j|), over at most ``mask_samples`` train images;
   k = max(1, round(keep_ratio * d)) dimensions with the highest scores are kept;
@@ -54,8 +58,8 @@ class LatentMaskingConfig(DefenseConfig):
     keep_ratio: float = field(0.25, "[inferred default] fraction of latent dimensions kept by the mask "
                                     "(k = max(1, round(keep_ratio * latent_dim)))")
     latent_dim: int = field(256, "[inferred] latent dimension d")
-    beta: float = field(1e-3, "[inferred] weight of the KL term (summed over dimensions, mean over the batch); "
-                              "1e-3 chosen on validation data, see the module docstring")
+    beta: float = field(1e-2, "[inferred] weight of the KL term (summed over dimensions, mean over the batch); "
+                              "1e-2 chosen in a pre-study on data of its own, see the module docstring")
     warmup_epochs: int = field(10, "[inferred] bottleneck epochs without a mask before it is first computed "
                                    "(capped at epochs - 1)")
     mask_every: int = field(5, "[inferred] recompute the mask every this many epochs after the warm-up")
@@ -162,8 +166,9 @@ class LatentMasking(Defense):
             "small conv VAE encoder/decoder (depth=3 stride-2 stages, width=32); release = linear decoder "
             "output in the classifier's normalized input space",
             "placeholders: latent_dim=256, warmup_epochs=10 (capped at epochs-1), mask_every=5",
-            "beta=1e-3 (KL summed over dims), chosen on validation data: the largest of {1e-4, 1e-3, 1e-2} keeping "
-            "validation utility within 0.02 of no_pruning's at both keep ratios of the quick suite",
+            "beta=1e-2 (KL summed over dims), chosen in the suite standard-cpu-prestudy (Fashion-MNIST images and "
+            "seeds disjoint from the official track): of {1e-4, 1e-3, 1e-2}, the one at which the most private keep "
+            "ratio keeps the lower 95% bound of validation Δutility within 0.02 (only 1e-2, at keep ratio 0.05)",
             "mask score = KL_j/max(KL) * S_j/max(S), S_j = mean |dCE/du_j| at the masked decoder input "
             "(saliency='grad'), over mask_samples=4096 train images; top-k kept, k = max(1, round(ratio*d))",
             "one global mask over latent dimensions, recomputed during training (not a per-input mask)",

@@ -131,9 +131,12 @@ def _read_back(suite):
 
 def test_standard_cpu_narrowed_to_one_backbone_reads_back_with_its_deployment():
     from benchmark.backbones import BackboneSpec
-    from benchmark.suite import restrict
+    from benchmark.suite import restrict, suite_to_raw
 
-    full = load_suite("standard-cpu")
+    raw = suite_to_raw(load_suite("standard-cpu"))  # one track; give it a second one, deployed too
+    raw["backbones"].append({"name": "test_resnet", "split": "layer2", "pretrained": False})
+    raw["deployment"]["test_resnet@layer2"] = {**raw["deployment"]["test_resnet@layer1"], "split": "layer2"}
+    full = parse_suite(raw, "two tracks")
     assert set(full.deployment) == {"test_resnet@layer1", "test_resnet@layer2"}
     narrowed = restrict(full, backbones=["test_resnet@layer1"])
     assert [b.label for b in narrowed.backbones] == ["test_resnet@layer1"]
