@@ -26,9 +26,9 @@ import torch
 
 from .cache import ModelCache
 from .config import config_hash
-from .data import DataOptions, ScenarioData
+from .data import DataOptions, ScenarioData, Split
 from .errors import SplitbenchError
-from .evaluation import ModelEvaluation, client_cost, deployed_cost, evaluate
+from .evaluation import ModelEvaluation, client_cost, deployed_cost, evaluate, release_and_score
 from .interfaces import AttackKind, AttackOutput, Defense, NotApplicable, Target
 from .manifest import write_manifest
 from .records import environment, git_provenance, read_record, write_gallery, write_outcomes, write_record
@@ -37,7 +37,7 @@ from .scoring import Truth, scorer_for
 from .scoring.reconstruction import floor_images
 from .suite import Cell, ModelSpec, Suite, expand, load_suite, suite_to_raw
 from .trainer import Trainer, place
-from .tuning import tune
+from .tuning import split_aux, tune
 
 log = logging.getLogger("splitbench")
 
@@ -221,18 +221,37 @@ class Runner:
         return cost
 
     # -- attacks -------------------------------------------------------------------------------------------------
-    def run_attack(self, cell: Cell, defense: Defense, data: ScenarioData, ev: ModelEvaluation) -> CellResult:
+    def held_out(self, spec: ModelSpec, defense: Defense, data: ScenarioData, trainer: Trainer, draws: int
+                 ) -> HeldOut | None:
+        """The model's hold-out of the attacker's aux split (the suite's ``holdout``; the same images for every
+        attack of the model), released as the eval split is, and the designated model's correctness on it."""
+        if self.suite.holdout is None:
+            return None
+        fit, hold = split_aux(data.aux, self.suite.holdout.fraction, _stable_seed(spec.seed, "holdout"))
+        correct, releases, _ = release_and_score(defense, hold, trainer, spec.seed, "holdout", draws, keep=True)
+        return HeldOut(fit, hold, releases, correct.astype(np.float32))
+
+    def run_attack(self, cell: Cell, defense: Defense, data: ScenarioData, ev: ModelEvaluation,
+                   held: HeldOut | None = None) -> CellResult:
+        """One attack on the model's eval releases (and, with a hold-out, on the held-out aux releases too: the
+        attack trains without them and answers both; it cannot tell which rows are which)."""
         cls = ATTACKS.get(cell.attack.name)
         seed = cell.model.seed
         releases, sample_ids = ev.attack_releases(cell.eval_count, cell.draws)
+        n_eval_rows = len(releases)
+        attack_data, hold_ids = data, np.zeros(0, dtype=np.int64)
+        if held is not None and cell.holdout is not None:
+            hold_rows, hold_ids = held.rows(cls.kind, cell.holdout, cell.draws)
+            releases = torch.cat([releases, hold_rows])
+            attack_data = dataclasses.replace(data, aux=held.fit)
         trainer = self.trainer(seed)
         config, report = cell.attack.config, None
         if cell.tuning is not None:
             config, report = tune(cls, config, cell.tuning, _stable_seed(seed, cell.attack.label, "tune"), defense,
-                                  data, cell.model.backbone, trainer, self.cache, cell.eval_count)
+                                  attack_data, cell.model.backbone, trainer, self.cache, cell.eval_count)
             log.info("  tuned %s on aux (%d configurations): chose %s", cell.attack.label, len(report["tried"]),
                      {k: report["chosen"][k] for k in cell.tuning.space})
-        output, reason, seconds = execute_attack(cls, config, seed, defense, data, releases,
+        output, reason, seconds = execute_attack(cls, config, seed, defense, attack_data, releases,
                                                  cell.model.backbone, trainer, self.cache)
         if output is None:
             return CellResult("not_applicable", reason)
@@ -240,22 +259,33 @@ class Runner:
         if len(rows) != len(releases) or not np.array_equal(np.sort(rows), np.arange(len(releases))):
             raise RuntimeError(f"attack answered {len(np.unique(rows))} of the {len(releases)} releases it was "
                                "given; every attack of a kind is scored on the same samples, so it must answer all")
-        truth = self.truth(data, sample_ids[rows], ev, cls.kind)
-        metrics, samples = scorer_for(cls.kind).score(output, truth)
+        scorer = scorer_for(cls.kind)
+        on_eval = take_rows(output, rows < n_eval_rows, 0)
+        eval_rows = rows[rows < n_eval_rows]
+        metrics, samples = scorer.score(on_eval, self.truth(data, sample_ids[eval_rows], ev, cls.kind))
+        outcomes = {f"attack/{k}": v for k, v in samples.items()}
+        if held is not None and len(hold_ids):
+            on_hold = take_rows(output, rows >= n_eval_rows, n_eval_rows)
+            truth = make_truth(held.hold, held.fit, hold_ids[rows[rows >= n_eval_rows] - n_eval_rows],
+                               held.utility_correct, cls.kind, data.info)
+            h_metrics, h_samples = scorer.score(on_hold, truth)
+            metrics.update({f"holdout/{k}": v for k, v in h_metrics.items()})
+            outcomes.update({f"holdout/{k}": v for k, v in h_samples.items()})
         metrics["attack_seconds"] = seconds
         metrics.update({f"attack.{k}": v for k, v in output.metrics.items()})
-        counts = {"eval": int(len(np.unique(sample_ids))), "draws": cell.draws, "aux": len(data.aux),
+        counts = {"eval": int(len(np.unique(sample_ids))), "draws": cell.draws, "aux": len(attack_data.aux),
                   "train": len(data.train), "val": len(data.val)}
-        if output.images is not None:
-            gallery = self.gallery(data, sample_ids[rows], output.images)
+        if len(hold_ids):
+            counts["holdout"] = int(len(np.unique(hold_ids)))
+        if on_eval.images is not None:
+            gallery = self.gallery(data, sample_ids[eval_rows], on_eval.images)
         else:
             gallery = None
         budget = dict(output.budget)
         if report is not None:
             budget["tuning"] = report
             metrics["tuning_seconds"] = report["seconds"]
-        return CellResult("ok", None, metrics, budget, counts, {f"attack/{k}": v for k, v in samples.items()},
-                          gallery=gallery)
+        return CellResult("ok", None, metrics, budget, counts, outcomes, gallery=gallery)
 
     GALLERY = 8
 
@@ -274,15 +304,7 @@ class Runner:
     @staticmethod
     def truth(data: ScenarioData, sample: np.ndarray, ev: ModelEvaluation, kind: AttackKind) -> Truth:
         """Eval ground truth of the answered rows, for the scorer (never for the attack)."""
-        ev_split = data.eval
-        idx = torch.as_tensor(sample, device=ev_split.images.device)
-        images = ev_split.images[idx].float() / 255.0 if kind == AttackKind.RECONSTRUCTION else None
-        baseline = floor_images(data.aux.images, data.aux.task, data.info.num_task_classes)
-        return Truth(sample=sample, task=ev_split.task[idx],
-                     sensitive=None if ev_split.sensitive is None else ev_split.sensitive[idx], images=images,
-                     baseline=baseline, utility_correct=ev.utility_correct,
-                     num_task_classes=data.info.num_task_classes,
-                     num_sensitive_classes=data.info.num_sensitive_classes)
+        return make_truth(data.eval, data.aux, sample, ev.utility_correct, kind, data.info)
 
     # -- the loop --------------------------------------------------------------------------------------------------
     def check(self, plan: list[tuple[ModelSpec, list[Cell]]]) -> None:
@@ -383,9 +405,10 @@ class Runner:
             return summary
         model_outcomes = {"model/utility": ev.utility_correct, "model/val_utility": ev.val_correct,
                           "model/task": data.eval.task.cpu().numpy()}
+        held = self.held_out(spec, defense, data, self.trainer(spec.seed), max(c.draws for c in cells))
         for cell in todo:
             try:
-                result = self.run_attack(cell, defense, data, ev)
+                result = self.run_attack(cell, defense, data, ev, held)
                 finite = scorer_for(ATTACKS.get(cell.attack.name).kind).finite
                 bad = sorted(k for k in finite if k in result.metrics and math.isnan(result.metrics[k]))
                 if bad:
@@ -428,6 +451,52 @@ class Runner:
         if result.traceback:
             rec["traceback"] = result.traceback
         write_record(path, rec)
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """A model's hold-out of the attacker's aux split: ``fit`` (what attacks train on), ``hold`` (what they also
+    answer), the hold-out's releases per draw and the designated model's correctness on them."""
+
+    fit: Split
+    hold: Split
+    releases: list[torch.Tensor]
+    utility_correct: np.ndarray
+
+    def rows(self, kind: AttackKind, holdout: Any, draws: int) -> tuple[torch.Tensor, np.ndarray]:
+        """The hold-out releases an attack of ``kind`` answers (draw after draw) and each row's hold-out id:
+        reconstruction attacks the first ``holdout.reconstruction`` images, other kinds all of them."""
+        n = len(self.hold) if kind != AttackKind.RECONSTRUCTION else min(len(self.hold), holdout.reconstruction)
+        rows = torch.cat([r[:n] for r in self.releases[:draws]])
+        return rows, np.tile(np.arange(n), min(draws, len(self.releases)))
+
+
+def make_truth(split: Split, aux: Split, sample: np.ndarray, utility_correct: np.ndarray, kind: AttackKind,
+               info: Any) -> Truth:
+    """Ground truth of the answered rows of ``split`` (eval, or the attacker's hold-out) for the scorer; the floor
+    comes from the images the attacker trained on (``aux``)."""
+    idx = torch.as_tensor(sample, device=split.images.device)
+    images = split.images[idx].float() / 255.0 if kind == AttackKind.RECONSTRUCTION else None
+    return Truth(sample=sample, task=split.task[idx],
+                 sensitive=None if split.sensitive is None else split.sensitive[idx], images=images,
+                 baseline=floor_images(aux.images, aux.task, info.num_task_classes), utility_correct=utility_correct,
+                 num_task_classes=info.num_task_classes, num_sensitive_classes=info.num_sensitive_classes)
+
+
+def take_rows(out: AttackOutput, keep: np.ndarray, offset: int) -> AttackOutput:
+    """The rows of an attack's answer marked ``keep``, their release index shifted down by ``offset``."""
+    idx = torch.as_tensor(np.nonzero(keep)[0], dtype=torch.long)
+
+    def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[idx.to(t.device)]
+
+    def pick_all(d: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+        return None if d is None else {k: pick(v) for k, v in d.items()}
+
+    return dataclasses.replace(out, index=out.index.detach().cpu().long()[idx] - offset,
+                               attributes=pick(out.attributes), images=pick(out.images),
+                               task_predictions=pick_all(out.task_predictions),
+                               extra_task_predictions=pick_all(out.extra_task_predictions))
 
 
 def execute_attack(cls: type, config: Any, seed: int, defense: Defense, data: ScenarioData, releases: torch.Tensor,

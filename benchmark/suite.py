@@ -19,6 +19,10 @@ Schema::
     release_draws: 4                 # stochastic defenses: utility and leakage averaged over this many release draws
     bootstrap: 1000                  # bootstrap replicates of every interval on the leaderboard
     tuning: {budget: 4}              # tune attacks on the attacker's aux data first (see benchmark.tuning)
+    holdout: {fraction: 0.2, reconstruction: 32}  # the attacker's own hold-out: the share of aux every attack
+                                     #   trains without, and how many of those images reconstruction attacks
+                                     #   also answer; each attack scores itself there, and a family's
+                                     #   representative is the attack that scores best there (null: no hold-out)
     deployment:                      # also time each track's defended client as deployed on a real backbone
       test_resnet@layer1: {name: resnet18, split: layer1, image_size: 32, batch: 8}
     seeds: [0]
@@ -52,8 +56,8 @@ from .trainer import TrainConfig
 from .tuning import Tuning, parse_tuning
 
 SUITE_KEYS = ("name", "description", "reference", "utility_budget", "admission", "eval_counts", "release_draws",
-              "bootstrap", "tuning", "deployment", "seeds", "scenarios", "backbones", "train", "defenses", "attacks",
-              "paper")
+              "bootstrap", "tuning", "holdout", "deployment", "seeds", "scenarios", "backbones", "train", "defenses",
+              "attacks", "paper")
 ADMISSION_RULES = ("selection", "preregistered")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
 ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "pretrained"),
@@ -133,6 +137,25 @@ class DeploymentSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class Holdout:
+    """The attacker's own hold-out: a seeded share of aux that every attack of a model trains without and answers
+    besides the eval releases, so that the harness can score each attack where the attacker could score it itself.
+    A family's representative on the leaderboard is the attack that leaks most there, never the one that leaks
+    most on eval (a maximum over eval would be chosen by looking at eval, and biased upward)."""
+
+    fraction: float = field(0.2, "share of the aux split held out from every attack (the same images for every "
+                                 "attack of a model)")
+    reconstruction: int = field(32, "how many of the held-out images reconstruction attacks also answer (the "
+                                    "optimisation attacks invert them too, so this costs time)")
+
+    def validate(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {self.fraction}")
+        if self.reconstruction < 1:
+            raise ValueError(f"reconstruction must be at least 1, got {self.reconstruction}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Suite:
     name: str
     description: str
@@ -155,6 +178,7 @@ class Suite:
     admission: str = "selection"  # one of ADMISSION_RULES
     #: defense -> {track backbone label, or "*" for every track: the knob value it preregistered}
     preregistered: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    holdout: Holdout | None = Holdout()  # the attacker's hold-out (None: attacks train on all of aux, no hold-out)
 
     def eval_count(self, kind: str) -> int | None:
         """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
@@ -215,6 +239,7 @@ class Cell:
     eval_count: int | None = None
     draws: int = 1
     tuning: Tuning | None = None
+    holdout: Holdout | None = None
 
     def config(self) -> dict[str, Any]:
         cls = ATTACKS.get(self.attack.name)
@@ -223,6 +248,8 @@ class Cell:
                        "kind": cls.kind.value, "requires": sorted(a.value for a in cls.requires),
                        "config": to_dict(self.attack.config)}
         d["eval"] = {"count": self.eval_count, "draws": self.draws}
+        if self.holdout is not None:
+            d["eval"]["holdout"] = to_dict(self.holdout)
         if self.tuning is not None:
             d["attack"]["tuning"] = self.tuning.as_dict()
         d["suite"] = self.model.suite
@@ -374,11 +401,19 @@ def parse_suite(raw: Any, source: str) -> Suite:
         raise SplitbenchError(f"{where}: 'admission' must be one of {', '.join(ADMISSION_RULES)}, got {admission!r}"
                               f"{did_you_mean(str(admission), ADMISSION_RULES)}")
     preregistered = parse_preregistered(_entries(raw, "defenses", where), backbones, where)
+    holdout = parse_holdout(raw.get("holdout", {}), where)
     suite = Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
                   tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
-                  replicates, tuning, raw.get("tuning"), deployment, admission, preregistered)
+                  replicates, tuning, raw.get("tuning"), deployment, admission, preregistered, holdout)
     check_admission(suite, where)
     return suite
+
+
+def parse_holdout(raw: Any, where: str) -> Holdout | None:
+    """``holdout``: ``{fraction, reconstruction}`` (defaults for any key left out), or null for none."""
+    if raw is None:
+        return None
+    return build_config(Holdout, raw, f"{where}: holdout")
 
 
 def parse_preregistered(entries: list[dict], backbones: Sequence[BackboneSpec], where: str
@@ -466,6 +501,7 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
         raw["deployment"] = {label: to_dict(d) for label, d in suite.deployment.items()}
     if suite.admission != "selection":
         raw["admission"] = suite.admission
+    raw["holdout"] = None if suite.holdout is None else to_dict(suite.holdout)
     if suite.tuning:
         first = next(iter(suite.tuning.values()))
         raw["tuning"] = {"budget": first.budget, "select_fraction": first.select_fraction,
@@ -544,7 +580,7 @@ def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
                     m = ModelSpec(suite.name, scenario, backbone, d, seed)
                     draws = suite.release_draws if DEFENSES.get(d.name).stochastic_release else 1
                     plan.append((m, [Cell(m, a, suite.eval_count(ATTACKS.get(a.name).kind.value), draws,
-                                          suite.tuning.get(a.label)) for a in suite.attacks]))
+                                          suite.tuning.get(a.label), suite.holdout) for a in suite.attacks]))
     return plan
 
 
@@ -687,6 +723,13 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
             counts.update(parse_eval_counts({parts[1]: value}, where))
         elif parts[0] == "tuning" and len(parts) == 2:
             top.setdefault("tuning_raw", dict(suite.tuning_raw or {}))[parts[1]] = value
+        elif parts[0] == "holdout" and len(parts) == 2:
+            base = to_dict(suite.holdout) if suite.holdout is not None else {}
+            current = top.get("holdout")
+            base.update(to_dict(current) if current is not None else {})
+            top["holdout"] = build_config(Holdout, {**base, parts[1]: value}, "--set holdout")
+        elif key == "holdout" and value is None:
+            top["holdout"] = None
         elif key == "admission":
             if value not in ADMISSION_RULES:
                 raise SplitbenchError(f"--set admission={value!r}: expected one of {', '.join(ADMISSION_RULES)}")
@@ -710,8 +753,8 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
             per_attack.setdefault(parts[1], {})[parts[2]] = value
         else:
             raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY, attack.NAME.KEY, "
-                                  "eval_counts.KIND, tuning.KEY, release_draws, bootstrap, utility_budget or "
-                                  "admission")
+                                  "eval_counts.KIND, tuning.KEY, holdout.KEY, release_draws, bootstrap, "
+                                  "utility_budget or admission")
     train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
     defenses = []
     for d in suite.defenses:

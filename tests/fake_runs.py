@@ -42,6 +42,7 @@ class FakeCell:
     scenario: str = "s"
     baseline_ssim: float = 0.3
     n: int = N
+    holdout: float | None = None  # the same kind of figure on the attacker's hold-out (None: no hold-out outcomes)
 
     @property
     def kind(self) -> str:
@@ -54,6 +55,20 @@ def task_labels(n: int) -> np.ndarray:
 
 def sensitive_labels(n: int) -> np.ndarray:
     return (np.arange(n) % 10).astype(np.int64)  # floor from the task label: 0.2; majority rate 0.1
+
+
+def attack_outcomes(c: FakeCell, value: float, n: int) -> dict[str, np.ndarray]:
+    """Per-sample outcomes of ``c``'s attack kind whose headline figure is exactly ``value``."""
+    ids = np.arange(n)
+    if c.kind == "attribute":
+        return {"sample": ids, "correct": hits(value, n), "task": task_labels(n), "sensitive": sensitive_labels(n)}
+    if c.kind == "reconstruction":
+        spread = np.where(ids % 2 == 0, 0.2, -0.2) * min(1.0, value, 1 - value) / 0.5  # mean exactly value
+        return {"sample": ids, "ssim": (value + spread).astype(np.float32), "psnr": np.full(n, 20.0, np.float32),
+                "ssim_baseline": np.full(n, c.baseline_ssim, np.float32),
+                "psnr_baseline": np.full(n, 12.0, np.float32)}
+    return {"sample": ids, "task": task_labels(n), "utility": hits(c.utility, n),
+            "correct/m": hits(min(1.0, value + 0.05), n), "adaptive_correct/m": hits(value, n)}
 
 
 def write_cell(out: Path, c: FakeCell) -> str:
@@ -69,20 +84,9 @@ def write_cell(out: Path, c: FakeCell) -> str:
                                                                                 is not None else c.utility, n),
                 "model/task": task_labels(n)}
     if c.status == "ok":
-        ids = np.arange(n)
-        if c.kind == "attribute":
-            att = {"sample": ids, "correct": hits(c.value, n), "task": task_labels(n),
-                   "sensitive": sensitive_labels(n)}
-        elif c.kind == "reconstruction":
-            spread = np.where(ids % 2 == 0, 0.2, -0.2) * min(1.0, c.value, 1 - c.value) / 0.5  # mean exactly value
-            att = {"sample": ids, "ssim": (c.value + spread).astype(np.float32),
-                   "psnr": np.full(n, 20.0, np.float32),
-                   "ssim_baseline": np.full(n, c.baseline_ssim, np.float32),
-                   "psnr_baseline": np.full(n, 12.0, np.float32)}
-        else:
-            att = {"sample": ids, "task": task_labels(n), "utility": hits(c.utility, n),
-                   "correct/m": hits(min(1.0, c.value + 0.05), n), "adaptive_correct/m": hits(c.value, n)}
-        outcomes.update({f"attack/{k}": v for k, v in att.items()})
+        outcomes.update({f"attack/{k}": v for k, v in attack_outcomes(c, c.value, n).items()})
+        if c.holdout is not None:
+            outcomes.update({f"holdout/{k}": v for k, v in attack_outcomes(c, c.holdout, 50).items()})
     metrics = {"utility": float(outcomes["model/utility"].mean()), "client_ms_b1_p50": 1.0, "payload_bytes": 10.0,
                "client_params": 5.0, "client_macs": 50.0, "client_ms_bB_p50": 0.1}
     rec = {"status": c.status, "reason": None if c.status == "ok" else f"{c.status} on purpose",

@@ -325,3 +325,27 @@ def test_an_unofficial_suite_says_in_one_line_that_its_ranks_are_not_official(tm
     md = render_run(tmp_path, write=False)
     (line,) = [x for x in md.splitlines() if x.startswith("**Not an official ranking:**")]
     assert "suite `fake` (1 seed) is not an official track" in line and "standard-cpu" in line
+
+
+def test_a_family_is_represented_by_the_attack_strongest_on_the_attackers_hold_out_not_on_eval(tmp_path):
+    # on eval `recon` leaks most (0.7) but on the attacker's own hold-out `wb_recon` does: the row shows wb_recon's
+    # eval figure, and recon's 0.7 only as the optimistic "best on eval"
+    run = [FakeCell("ref", 0, "recon", 0.8, holdout=0.7), FakeCell("ref", 0, "wb_recon", 0.75, holdout=0.8)]
+    run += [FakeCell("a", 0.5, "recon", 0.7, holdout=0.4), FakeCell("a", 0.5, "wb_recon", 0.5, holdout=0.6)]
+    write_run(tmp_path, run)
+    a = row(only_track(tmp_path), "a")
+    assert a.family_attack["reconstruction"] == "wb_recon" and a.family_chosen_on["reconstruction"] == "holdout"
+    assert a.family["reconstruction"].value == pytest.approx((0.5 - 0.3) / 0.7)
+    assert a.family_best_eval_attack["reconstruction"] == "recon"
+    assert a.family_best_eval["reconstruction"].value == pytest.approx((0.7 - 0.3) / 0.7)
+    assert a.privacy.value == pytest.approx((0.5 - 0.3) / 0.7)
+    assert a.attacks["recon"].holdout == pytest.approx((0.4 - 0.3) / 0.7)
+    md = render_run(tmp_path, write=False)
+    assert "(wb_recon)" in md and "recon. 0.57" in md  # best on eval, beside it
+
+
+def test_records_without_a_hold_out_fall_back_to_the_strongest_on_eval_and_say_so(tmp_path):
+    write_run(tmp_path, cells("ref", 0, recon=0.8, wb_recon=0.75) + cells("a", 0.5, recon=0.7, wb_recon=0.5))
+    a = row(only_track(tmp_path), "a")
+    assert a.family_attack["reconstruction"] == "recon" and a.family_chosen_on["reconstruction"] == "eval"
+    assert "chosen on eval" in render_run(tmp_path, write=False)

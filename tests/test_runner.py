@@ -391,3 +391,29 @@ def test_the_reconstruction_floor_is_the_attackers_mean_aux_image_of_each_task_c
     assert truth.baseline.shape == (2, *aux.images.shape[1:])  # parity: one guess per task class
     for k in range(2):
         assert torch.allclose(truth.baseline[k], (aux.images[aux.task == k].float() / 255.0).mean(0))
+
+
+def test_every_attack_also_answers_the_attackers_hold_out_and_trains_without_it(finished_run):
+    root, _ = finished_run
+    for path, rec in iter_records(root / "out"):
+        if rec["status"] != "ok":
+            continue
+        samples = rec["samples"]
+        assert samples["holdout"] == 8 and samples["aux"] == 40 - 8  # 20% of the 40 aux images held out
+        kind = rec["config"]["attack"]["kind"]
+        assert rec["config"]["eval"]["holdout"] == {"fraction": 0.2, "reconstruction": 32}
+        assert "holdout/leakage" in rec["metrics"] and "holdout/leakage_raw" in rec["metrics"]
+        from benchmark.records import read_outcomes
+
+        out = read_outcomes(path, rec)
+        assert list(out["holdout/sample"]) == list(range(8))
+        assert len(out["attack/sample"]) == (8 if kind == "reconstruction" else 40)  # eval rows stay what they were
+
+
+def test_a_suite_without_a_hold_out_trains_attacks_on_all_of_aux(suite_file, tmp_path):
+    summary = benchmark.run(str(suite_file), out=tmp_path / "run", attacks=["attribute_inference"],
+                            defenses=["no_pruning"], overrides={"holdout": None}, progress=False, latency_repeats=1)
+    assert summary.exit_code == 0
+    (rec,) = [r for _, r in iter_records(tmp_path / "run")]
+    assert rec["samples"]["aux"] == 40 and "holdout" not in rec["samples"]
+    assert not any(k.startswith("holdout/") for k in rec["metrics"]) and "holdout" not in rec["config"]["eval"]

@@ -8,9 +8,12 @@ The protocol (also in the README):
   is shared by every row, every family and the reference: paired Δutility, a family's maximum, the privacy score,
   the admission decision and the ranks are all computed replicate by replicate.
 - **Leakage per family.** A row's leakage in a family (attribute, reconstruction, transfer) is that of the family's
-  **strongest attack** on that row, each on its scorer's fixed scale (attribute advantage over the task-label
-  floor, SSIM gain over the task-class mean aux image, transfer advantage of the best — adaptive — unintended
-  model); below a floor it is "at floor" (0). The maximum is taken per bootstrap replicate.
+  **representative**: the attack that leaks most on the attacker's own hold-out (a share of aux every attack
+  trains without and also answers; the suite's ``holdout``), each on its scorer's fixed scale (attribute advantage
+  over the task-label floor, SSIM gain over the task-class mean aux image, transfer advantage of the best —
+  adaptive — unintended model); below a floor it is "at floor" (0). The choice reads no eval: the strongest attack
+  on eval (a maximum over eval, biased upward and chosen by looking at it) is shown apart as "best on eval".
+  Records without a hold-out fall back to the strongest on eval, and say so.
 - **Privacy score** = the worse of the attribute and reconstruction families (the threats of split inference;
   the server is meant to learn the task, so transfer is its own column and view). Lower is better.
 - **Admission** (which setting of a defense is ranked), by the suite's rule:
@@ -119,8 +122,9 @@ class CellData:
             self._outcomes = read_outcomes(self.path, self.record)
         return self._outcomes
 
-    def attack_samples(self) -> Samples:
-        return {k[len("attack/"):]: v for k, v in self.outcomes().items() if k.startswith("attack/")}
+    def attack_samples(self, prefix: str = "attack/") -> Samples:
+        """The attack's per-sample outcomes on eval (``attack/``) or on the attacker's hold-out (``holdout/``)."""
+        return {k[len(prefix):]: v for k, v in self.outcomes().items() if k.startswith(prefix)}
 
 
 @dataclasses.dataclass
@@ -136,6 +140,9 @@ class AttackSummary:
     figures: dict[str, float] = dataclasses.field(default_factory=dict)
     reason: str = ""
     reps: np.ndarray | None = dataclasses.field(default=None, repr=False)  # leakage per replicate
+    #: its leakage on the attacker's own hold-out (pooled over seeds; NaN for records without one): what a
+    #: family's representative is chosen by
+    holdout: float = math.nan
 
     @property
     def at_floor(self) -> bool:
@@ -158,8 +165,14 @@ class Row:
     delta_utility: Estimate = NAN
     val_delta_utility: Estimate = NAN
     attacks: dict[str, AttackSummary] = dataclasses.field(default_factory=dict)
-    family: dict[str, Estimate] = dataclasses.field(default_factory=dict)
-    family_attack: dict[str, str] = dataclasses.field(default_factory=dict)
+    family: dict[str, Estimate] = dataclasses.field(default_factory=dict)  # the representative's eval leakage
+    family_attack: dict[str, str] = dataclasses.field(default_factory=dict)  # the representative
+    #: family -> how the representative was chosen: "holdout" (the attacker's own), or "eval" where the records
+    #: have no hold-out (then it is the strongest on eval, an optimistic choice)
+    family_chosen_on: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: the strongest attack of each family on eval, per replicate (secondary and optimistic: chosen on eval)
+    family_best_eval: dict[str, Estimate] = dataclasses.field(default_factory=dict)
+    family_best_eval_attack: dict[str, str] = dataclasses.field(default_factory=dict)
     privacy: Estimate = NAN
     privacy_blackbox: Estimate = NAN
     relative: float = math.nan
@@ -279,6 +292,15 @@ def _nanmax(arrays: list[np.ndarray]) -> np.ndarray:
     ok = ~np.all(np.isnan(stacked), axis=0)
     out[ok] = np.nanmax(stacked[:, ok], axis=0)
     return out
+
+
+def representative(attacks: list[AttackSummary]) -> tuple[AttackSummary, str]:
+    """A family's representative among ``attacks`` (all ran) and what it was chosen on: the one that leaks most on
+    the attacker's own hold-out when every one was scored there, else (records without a hold-out) the strongest
+    on eval, which is an optimistic choice."""
+    if all(not math.isnan(a.holdout) for a in attacks):
+        return max(attacks, key=lambda a: (a.holdout, a.attack)), "holdout"
+    return max(attacks, key=lambda a: a.leakage.value), "eval"
 
 
 def matched_privacy(x: np.ndarray, y: np.ndarray, target: float) -> tuple[float, bool]:
@@ -440,11 +462,20 @@ class TableBuilder:
         point, reps = resample.apply(stats["leakage"], k, n)
         point_draw = identity(k, n)
         figures = {name: float(np.asarray(stat(point_draw))[0]) for name, stat in stats.items()}
+        held = [ok[s].attack_samples("holdout/") for s in sorted(ok)]
+        holdout = math.nan
+        if all(h.get("sample") is not None and len(h["sample"]) for h in held):
+            pooled = {key: np.concatenate([np.asarray(h[key]) for h in held], axis=-1) for key in held[0]}
+            m = len(pooled["sample"])
+            h_stats = scorer_for(kind).statistics(pooled)
+            holdout = float(h_stats.get("leakage_raw", h_stats["leakage"])(identity(1, m))[0])
+            figures["holdout_leakage"] = holdout
         return AttackSummary(attack, kind, wb, "ok", leakage=estimate(point, reps), figures=figures,
-                             reps=reps if reps is not None else np.asarray([point]))
+                             reps=reps if reps is not None else np.asarray([point]), holdout=holdout)
 
     def families(self, r: Row) -> None:
-        """Strongest attack per family and the privacy scores, replicate by replicate on the shared draw."""
+        """Each family's representative (the attack that leaks most on the attacker's own hold-out) and the
+        privacy scores, replicate by replicate on the shared draw; beside it the strongest attack on eval."""
         parts: dict[str, np.ndarray] = {}
         parts_bb: dict[str, np.ndarray] = {}
         points: dict[str, float] = {}
@@ -460,18 +491,21 @@ class TableBuilder:
             ok = [a for a in members if a.status == "ok" and not math.isnan(a.leakage.value)]
             if not ok:
                 continue  # not applicable on this track
-            point = max(a.leakage.value for a in ok)
-            reps = _nanmax([a.reps for a in ok])
-            r.family[fam] = estimate(point, reps if self.replicates > 1 else None)
-            r.family_attack[fam] = max(ok, key=lambda a: a.leakage.value).attack
+            best = max(ok, key=lambda a: a.leakage.value)
+            r.family_best_eval[fam] = estimate(best.leakage.value, _nanmax([a.reps for a in ok])
+                                               if self.replicates > 1 else None)
+            r.family_best_eval_attack[fam] = best.attack
+            rep_attack, r.family_chosen_on[fam] = representative(ok)
+            r.family[fam] = rep_attack.leakage
+            r.family_attack[fam] = rep_attack.attack
             if fam == "transfer":
-                r.reps["transfer"] = reps
+                r.reps["transfer"] = rep_attack.reps
             else:
-                parts[fam], points[fam] = reps, point
+                parts[fam], points[fam] = rep_attack.reps, rep_attack.leakage.value
                 bb = [a for a in ok if not a.white_box]
                 if bb:
-                    parts_bb[fam] = _nanmax([a.reps for a in bb])
-                    points_bb[fam] = max(a.leakage.value for a in bb)
+                    bb_attack, _ = representative(bb)
+                    parts_bb[fam], points_bb[fam] = bb_attack.reps, bb_attack.leakage.value
         for name, p, v in (("privacy", parts, points), ("privacy_blackbox", parts_bb, points_bb)):
             if r.complete and p:
                 reps = _nanmax(list(p.values()))
