@@ -33,7 +33,7 @@ from .interfaces import AttackKind, AttackOutput, Defense, NotApplicable, Target
 from .manifest import write_manifest
 from .records import environment, git_provenance, read_record, write_gallery, write_outcomes, write_record
 from .registry import ATTACKS, DEFENSES, SCENARIOS
-from .scoring import Truth, scorer_for
+from .scoring import Truth, convergence, scorer_for
 from .scoring.reconstruction import floor_images
 from .suite import Cell, ModelSpec, Suite, expand, load_suite, suite_to_raw
 from .trainer import Trainer, place
@@ -263,12 +263,17 @@ class Runner:
         on_eval = take_rows(output, rows < n_eval_rows, 0)
         eval_rows = rows[rows < n_eval_rows]
         metrics, samples = scorer.score(on_eval, self.truth(data, sample_ids[eval_rows], ev, cls.kind))
+        if on_eval.images is not None:
+            metrics["release_error"] = release_error(defense, on_eval.images, releases[eval_rows], trainer)
         outcomes = {f"attack/{k}": v for k, v in samples.items()}
         if held is not None and len(hold_ids):
             on_hold = take_rows(output, rows >= n_eval_rows, n_eval_rows)
             truth = make_truth(held.hold, held.fit, hold_ids[rows[rows >= n_eval_rows] - n_eval_rows],
                                held.utility_correct, cls.kind, data.info)
             h_metrics, h_samples = scorer.score(on_hold, truth)
+            if on_hold.images is not None:
+                h_metrics["release_error"] = release_error(defense, on_hold.images,
+                                                           releases[rows[rows >= n_eval_rows]], trainer)
             metrics.update({f"holdout/{k}": v for k, v in h_metrics.items()})
             outcomes.update({f"holdout/{k}": v for k, v in h_samples.items()})
         metrics["attack_seconds"] = seconds
@@ -426,7 +431,34 @@ class Runner:
                 log.warning("%s %s: failed: %s", label, cell.attack.label, result.reason)
             else:
                 log.info("%s %s: %s", label, cell.attack.label, _brief(result))
+        self.flag_convergence(label, cells)
         return summary
+
+    def flag_convergence(self, label: str, cells: list[Cell]) -> None:
+        """Write into each optimisation attack's record whether it converged, against the lowest release error
+        any reconstruction attack of the model reached (:mod:`benchmark.scoring.convergence`); cells finished in an
+        earlier run take part, so a resumed run flags the same cells."""
+        records = {}
+        for cell in cells:
+            path = self.record_path(cell)
+            if ATTACKS.get(cell.attack.name).kind == AttackKind.RECONSTRUCTION and path.is_file():
+                rec = read_record(path)
+                if rec["status"] == "ok":
+                    records[path] = rec
+        verdicts = convergence.flags({p: r["metrics"] for p, r in records.items()})
+        for path, flagged in verdicts.items():
+            rec = records[path]
+            if rec["metrics"].get("not_converged") == float(flagged):
+                continue
+            rec["metrics"]["not_converged"] = float(flagged)
+            rec["budget"]["convergence"] = {"rule": convergence.rule_text(),
+                                            "best_release_error": min(float(r["metrics"]["release_error"])
+                                                                      for r in records.values()
+                                                                      if "release_error" in r["metrics"])}
+            write_record(path, rec)
+            if flagged:
+                log.warning("%s %s: not converged (release error %.4f; %s)", label, rec["config"]["attack"]["label"],
+                            rec["metrics"]["release_error"], convergence.rule_text())
 
     def _write(self, cell: Cell, result: CellResult, model_hash: str | None, ev: ModelEvaluation | None) -> None:
         path = self.record_path(cell)
@@ -481,6 +513,21 @@ def make_truth(split: Split, aux: Split, sample: np.ndarray, utility_correct: np
                  sensitive=None if split.sensitive is None else split.sensitive[idx], images=images,
                  baseline=floor_images(aux.images, aux.task, info.num_task_classes), utility_correct=utility_correct,
                  num_task_classes=info.num_task_classes, num_sensitive_classes=info.num_sensitive_classes)
+
+
+@torch.no_grad()
+def release_error(defense: Defense, images: torch.Tensor, observed: torch.Tensor, trainer: Trainer) -> float:
+    """Mean over rows of ``||release(x_hat) - z||^2 / ||z||^2``: how far the (white-box) release of a reconstruction
+    is from the release the server received, relative to that release's energy."""
+    errors = []
+    for start in range(0, len(images), trainer.eval_batch_size):
+        x = defense.info.normalize(images[start:start + trainer.eval_batch_size].float().clamp(0, 1))
+        z = observed[start:start + len(x)].float()
+        with trainer.autocast():
+            r = defense.white_box_release(x.to(z.device), z).float()
+        num = (r - z).pow(2).flatten(1).sum(1)
+        errors.append((num / z.pow(2).flatten(1).sum(1).clamp_min(1e-12)).cpu())
+    return float(torch.cat(errors).mean()) if errors else float("nan")
 
 
 def take_rows(out: AttackOutput, keep: np.ndarray, offset: int) -> AttackOutput:

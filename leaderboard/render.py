@@ -97,6 +97,9 @@ def _family_cell(r: Row, fam: str) -> str:
     attack = r.family_attack.get(fam, "")
     raw = r.attacks[attack].figures.get("leakage_raw") if attack in r.attacks else None
     how = "; chosen on eval" if r.family_chosen_on.get(fam) == "eval" else ""
+    s = r.attacks.get(attack)
+    if s is not None and s.not_converged:
+        how += f"; not converged on {s.not_converged}/{s.seeds} seeds"
     return f"{_leak(e, raw)} ({attack}{how})"
 
 
@@ -126,6 +129,8 @@ def _attack_cell(r: Row, attack: str) -> str:
         acc = f.get("adaptive_unintended_acc_max", f["unintended_acc_max"])
         sr = f.get("adaptive_suppression_ratio_max", f.get("suppression_ratio_max"))
         extra = f"acc {_fmt(acc)}, SR {_fmt(sr, 2)}"
+    if s.not_converged:
+        extra += f"; not converged {s.not_converged}/{s.seeds}"
     return f"{_leak(s.leakage, f.get('leakage_raw'))} ({extra})"
 
 
@@ -304,6 +309,12 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         notes.append(f"{a}: {'; '.join(parts)}")
     if notes:
         lines += ["Floors (on the reference's eval samples): " + ". ".join(notes) + ".", ""]
+    flagged = t.not_converged()
+    if flagged:
+        from benchmark.scoring.convergence import rule_text
+
+        lines += [f"Not converged ({rule_text()}): "
+                  + "; ".join(f"{a} on `{label}` ({k}/{n} seeds)" for label, a, k, n in flagged) + ".", ""]
     if t.weak_attacks:
         lines += ["Weak on this track (leakage interval on the reference reaches 0; not used for 'vs reference'): "
                   + ", ".join(t.weak_attacks) + ".", ""]

@@ -417,3 +417,62 @@ def test_a_suite_without_a_hold_out_trains_attacks_on_all_of_aux(suite_file, tmp
     (rec,) = [r for _, r in iter_records(tmp_path / "run")]
     assert rec["samples"]["aux"] == 40 and "holdout" not in rec["samples"]
     assert not any(k.startswith("holdout/") for k in rec["metrics"]) and "holdout" not in rec["config"]["eval"]
+
+
+LAZY = textwrap.dedent("""
+    import dataclasses
+
+    import torch
+
+    from benchmark import Access, Attack, AttackKind, AttackOutput, MethodCard, register_attack
+
+
+    @dataclasses.dataclass(frozen=True)
+    class LazyConfig:
+        pass
+
+
+    @register_attack("{name}")
+    class Lazy(Attack):
+        '''An "optimisation" attack that gives up at once: it answers the attacker's mean aux image.'''
+
+        Config = LazyConfig
+        kind = AttackKind.RECONSTRUCTION
+        requires = frozenset({{Access.AUX_PAIRS}})
+        card = MethodCard(paper="test", year=2026, url="https://example.org", threat_model="test", knob="none",
+                          inferred=())
+
+        def run(self, target, trainer):
+            mean = target.aux().images.mean(0, keepdim=True)
+            n = target.num_eval
+            return AttackOutput(index=torch.arange(n), images=mean.expand(n, -1, -1, -1).clone(),
+                                metrics={{"objective_last": 1.0}})
+""")
+
+
+def test_an_optimisation_attack_far_above_the_best_release_error_is_flagged_not_converged(suite_file, tmp_path):
+    from benchmark.scoring.convergence import flags, not_converged
+
+    assert not_converged(0.5, 0.001) and not not_converged(0.005, 0.0001) and not not_converged(0.02, 0.01)
+    assert flags({"a": {"release_error": 0.5, "attack.objective_last": 1.0}, "b": {"release_error": 0.01}}) == {
+        "a": True}  # b is no optimisation attack: never flagged, but it sets the best
+    name = f"lazy{abs(hash(str(tmp_path))) % 10**6}"
+    (tmp_path / "lazy.py").write_text(LAZY.format(name=name))
+    load_plugin(tmp_path / "lazy.py")
+    try:
+        out = tmp_path / "out"
+        benchmark.run(str(suite_file), out=out, defenses=["no_pruning"],
+                      attacks=["inversion_decoder", "optimization", name],
+                      overrides={"attack.inversion_decoder.epochs": 1, "attack.optimization.steps": 100},
+                      progress=False, latency_repeats=1)
+        recs = {r["config"]["attack"]["name"]: r for _, r in iter_records(out)}
+        lazy, rmle, decoder = recs[name], recs["optimization"], recs["inversion_decoder"]
+        assert lazy["metrics"]["release_error"] > 10 * rmle["metrics"]["release_error"]
+        assert lazy["metrics"]["not_converged"] == 1.0 and "convergence" in lazy["budget"]
+        assert rmle["metrics"].get("not_converged", 0.0) == 0.0  # the best one is never flagged
+        assert "not_converged" not in decoder["metrics"]  # a learned decoder optimises no objective of its own
+        from leaderboard.render import render_run
+
+        assert f"{name} on `no_pruning@0` (1/1 seeds)" in render_run(out, write=False)
+    finally:
+        ATTACKS.unregister(name)

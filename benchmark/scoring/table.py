@@ -143,6 +143,9 @@ class AttackSummary:
     #: its leakage on the attacker's own hold-out (pooled over seeds; NaN for records without one): what a
     #: family's representative is chosen by
     holdout: float = math.nan
+    #: seeds whose cell is flagged not converged (:mod:`benchmark.scoring.convergence`), of ``seeds`` that ran
+    not_converged: int = 0
+    seeds: int = 0
 
     @property
     def at_floor(self) -> bool:
@@ -257,6 +260,11 @@ class Track:
 
     def selected(self) -> list[Row]:
         return [r for r in self.rows if r.selected]
+
+    def not_converged(self) -> list[tuple[str, str, int, int]]:
+        """(row label, attack, seeds flagged, seeds run) of every attack flagged not converged on some seed."""
+        return [(r.label, a.attack, a.not_converged, a.seeds) for r in self.rows for a in r.attacks.values()
+                if a.not_converged]
 
     def tuned(self, attack: str) -> bool:
         return any(r.attacks[attack].tuned for r in self.rows if attack in r.attacks)
@@ -470,8 +478,10 @@ class TableBuilder:
             h_stats = scorer_for(kind).statistics(pooled)
             holdout = float(h_stats.get("leakage_raw", h_stats["leakage"])(identity(1, m))[0])
             figures["holdout_leakage"] = holdout
+        flagged = sum(1 for c in ok.values() if c.metric("not_converged") == 1.0)
         return AttackSummary(attack, kind, wb, "ok", leakage=estimate(point, reps), figures=figures,
-                             reps=reps if reps is not None else np.asarray([point]), holdout=holdout)
+                             reps=reps if reps is not None else np.asarray([point]), holdout=holdout,
+                             not_converged=flagged, seeds=len(ok))
 
     def families(self, r: Row) -> None:
         """Each family's representative (the attack that leaks most on the attacker's own hold-out) and the

@@ -194,6 +194,9 @@ def _environment() -> jinja2.Environment:
     env.filters.update(num=fmt_num, si=fmt_si, sortkey=sort_key, rank=rank_of, rankkey=rank_key, slug=slug,
                        flat=flat, noun=noun, day=day)
     env.tests.update(finite=_finite, link=is_link)
+    from benchmark.scoring.convergence import rule_text
+
+    env.globals["convergence_rule"] = rule_text()
     return env
 
 
