@@ -244,6 +244,8 @@ class Runner:
             hold_rows, hold_ids = held.rows(cls.kind, cell.holdout, cell.draws)
             releases = torch.cat([releases, hold_rows])
             attack_data = dataclasses.replace(data, aux=held.fit)
+        if cell.aux_fraction != 1.0:
+            attack_data = dataclasses.replace(attack_data, aux=aux_share(attack_data.aux, cell.aux_fraction, seed))
         trainer = self.trainer(seed)
         config, report = cell.attack.config, None
         if cell.tuning is not None:
@@ -513,6 +515,15 @@ def make_truth(split: Split, aux: Split, sample: np.ndarray, utility_correct: np
                  sensitive=None if split.sensitive is None else split.sensitive[idx], images=images,
                  baseline=floor_images(aux.images, aux.task, info.num_task_classes), utility_correct=utility_correct,
                  num_task_classes=info.num_task_classes, num_sensitive_classes=info.num_sensitive_classes)
+
+
+def aux_share(aux: Split, fraction: float, seed: int) -> Split:
+    """The first ``fraction`` of a seeded permutation of the attacker's aux split (at least one image): a smaller
+    share is a part of every larger one, so the attacker-knowledge axis only ever takes data away."""
+    n = max(1, int(round(fraction * len(aux))))
+    order = torch.randperm(len(aux), generator=torch.Generator().manual_seed(_stable_seed(seed, "aux_fraction")))
+    idx = order[:n].to(aux.images.device)
+    return Split(aux.images[idx], aux.task[idx], None if aux.sensitive is None else aux.sensitive[idx], aux.info)
 
 
 @torch.no_grad()

@@ -23,6 +23,8 @@ Schema::
                                      #   trains without, and how many of those images reconstruction attacks
                                      #   also answer; each attack scores itself there, and a family's
                                      #   representative is the attack that scores best there (null: no hold-out)
+    aux_fraction: {fractions: [1.0, 0.25], attacks: [...]}  # the attacker-knowledge axis: the attacks (default:
+                                     #   all) also run with only this share of their aux data (1.0 is the main run)
     deployment:                      # also time each track's defended client as deployed on a real backbone
       test_resnet@layer1: {name: resnet18, split: layer1, image_size: 32, batch: 8}
     seeds: [0]
@@ -56,8 +58,9 @@ from .trainer import TrainConfig
 from .tuning import Tuning, parse_tuning
 
 SUITE_KEYS = ("name", "description", "reference", "utility_budget", "admission", "eval_counts", "release_draws",
-              "bootstrap", "tuning", "holdout", "deployment", "seeds", "scenarios", "backbones", "train", "defenses",
-              "attacks", "paper")
+              "bootstrap", "tuning", "holdout", "aux_fraction", "deployment", "seeds", "scenarios", "backbones",
+              "train", "defenses", "attacks", "paper")
+AUX_FRACTION_KEYS = ("fractions", "attacks")
 ADMISSION_RULES = ("selection", "preregistered")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
 ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "pretrained"),
@@ -179,6 +182,8 @@ class Suite:
     #: defense -> {track backbone label, or "*" for every track: the knob value it preregistered}
     preregistered: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     holdout: Holdout | None = Holdout()  # the attacker's hold-out (None: attacks train on all of aux, no hold-out)
+    #: attack label -> the shares of aux it also runs with, besides 1.0 (the attacker-knowledge axis)
+    aux_fractions: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
 
     def eval_count(self, kind: str) -> int | None:
         """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
@@ -240,6 +245,7 @@ class Cell:
     draws: int = 1
     tuning: Tuning | None = None
     holdout: Holdout | None = None
+    aux_fraction: float = 1.0  # the share of its aux data the attack trains with (1.0: all of it)
 
     def config(self) -> dict[str, Any]:
         cls = ATTACKS.get(self.attack.name)
@@ -250,6 +256,8 @@ class Cell:
         d["eval"] = {"count": self.eval_count, "draws": self.draws}
         if self.holdout is not None:
             d["eval"]["holdout"] = to_dict(self.holdout)
+        if self.aux_fraction != 1.0:
+            d["eval"]["aux_fraction"] = self.aux_fraction
         if self.tuning is not None:
             d["attack"]["tuning"] = self.tuning.as_dict()
         d["suite"] = self.model.suite
@@ -264,8 +272,9 @@ class Cell:
     @property
     def file_name(self) -> str:
         m = self.model
+        aux = "" if self.aux_fraction == 1.0 else f"__aux{self.aux_fraction:g}"
         return (f"{m.scenario.name}__{m.backbone.name}@{m.backbone.split}__{m.defense.label}__"
-                f"{self.attack.label}__s{m.seed}__{self.hash()[:10]}.json").replace("/", "_")
+                f"{self.attack.label}{aux}__s{m.seed}__{self.hash()[:10]}.json").replace("/", "_")
 
 
 # -- loading ------------------------------------------------------------------------------------------------
@@ -402,11 +411,37 @@ def parse_suite(raw: Any, source: str) -> Suite:
                               f"{did_you_mean(str(admission), ADMISSION_RULES)}")
     preregistered = parse_preregistered(_entries(raw, "defenses", where), backbones, where)
     holdout = parse_holdout(raw.get("holdout", {}), where)
+    aux_fractions = parse_aux_fraction(raw.get("aux_fraction"), attacks, where)
     suite = Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
                   tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
-                  replicates, tuning, raw.get("tuning"), deployment, admission, preregistered, holdout)
+                  replicates, tuning, raw.get("tuning"), deployment, admission, preregistered, holdout, aux_fractions)
     check_admission(suite, where)
     return suite
+
+
+def parse_aux_fraction(raw: Any, attacks: Sequence[AttackEntry], where: str) -> dict[str, tuple[float, ...]]:
+    """``aux_fraction``: ``{fractions: [1.0, 0.25, ...], attacks: [labels]}`` (attacks: all when left out) -> attack
+    label -> its fractions besides 1.0. The list must hold 1.0, the main run every view but this one reads."""
+    if raw is None:
+        return {}
+    _check_keys(raw, AUX_FRACTION_KEYS, f"{where}: aux_fraction")
+    fractions = raw.get("fractions")
+    if (not isinstance(fractions, list) or not fractions
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0.0 < f <= 1.0 for f in fractions)):
+        raise SplitbenchError(f"{where}: aux_fraction.fractions must be a list of numbers in (0, 1], got {fractions!r}")
+    if 1.0 not in [float(f) for f in fractions] or len(set(fractions)) != len(fractions):
+        raise SplitbenchError(f"{where}: aux_fraction.fractions must hold 1.0 (the main run) and no value twice, "
+                              f"got {fractions!r}")
+    labels = [a.label for a in attacks]
+    chosen = raw.get("attacks", labels)
+    if not isinstance(chosen, list) or not chosen:
+        raise SplitbenchError(f"{where}: aux_fraction.attacks must be a non-empty list of attack labels")
+    for n in chosen:
+        if n not in labels:
+            raise SplitbenchError(f"{where}: aux_fraction.attacks names {n!r}, which the suite does not run"
+                                  f"{did_you_mean(str(n), labels)}")
+    rest = tuple(sorted((float(f) for f in fractions if float(f) != 1.0), reverse=True))
+    return {n: rest for n in chosen} if rest else {}
 
 
 def parse_holdout(raw: Any, where: str) -> Holdout | None:
@@ -502,6 +537,9 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
     if suite.admission != "selection":
         raw["admission"] = suite.admission
     raw["holdout"] = None if suite.holdout is None else to_dict(suite.holdout)
+    if suite.aux_fractions:
+        fractions = sorted({f for fs in suite.aux_fractions.values() for f in fs} | {1.0}, reverse=True)
+        raw["aux_fraction"] = {"fractions": fractions, "attacks": sorted(suite.aux_fractions)}
     if suite.tuning:
         first = next(iter(suite.tuning.values()))
         raw["tuning"] = {"budget": first.budget, "select_fraction": first.select_fraction,
@@ -580,7 +618,8 @@ def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
                     m = ModelSpec(suite.name, scenario, backbone, d, seed)
                     draws = suite.release_draws if DEFENSES.get(d.name).stochastic_release else 1
                     plan.append((m, [Cell(m, a, suite.eval_count(ATTACKS.get(a.name).kind.value), draws,
-                                          suite.tuning.get(a.label), suite.holdout) for a in suite.attacks]))
+                                          suite.tuning.get(a.label), suite.holdout, f)
+                                     for a in suite.attacks for f in (1.0, *suite.aux_fractions.get(a.label, ()))]))
     return plan
 
 
@@ -683,6 +722,8 @@ def _drop_dangling(suite: Suite) -> Suite:
     changes: dict[str, Any] = {}
     if any(label not in backbones for label in suite.deployment):
         changes["deployment"] = {k: v for k, v in suite.deployment.items() if k in backbones}
+    if any(label not in labels for label in suite.aux_fractions):
+        changes["aux_fractions"] = {k: v for k, v in suite.aux_fractions.items() if k in labels}
     prereg = {d: {k: v for k, v in per.items() if k == "*" or k in backbones}
               for d, per in suite.preregistered.items() if d in defenses}
     if prereg != suite.preregistered:

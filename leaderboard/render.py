@@ -179,6 +179,23 @@ def _knob(r: Row) -> str:
     return f"{r.knob}={r.knob_value:g}"
 
 
+def _knowledge_markdown(t: Track) -> list[str]:
+    if not t.knowledge:
+        return []
+    shares = sorted(t.knowledge, reverse=True)
+    lines = ["### Attacker knowledge", "",
+             "Each ranked setting's privacy score when the attacker holds only a share of its aux data (the attacks "
+             "listed ran again with that share; the others keep their full-aux cells). A defense that is private "
+             "only against a data-starved attacker shows it here.", ""]
+    rows = []
+    for r in sorted(t.selected(), key=lambda r: (r.defense != t.reference, r.defense)):
+        rows.append([f"`{r.defense}`", _knob(r), _est(r.privacy, 2)]
+                    + [_est(t.knowledge[f].get((r.defense, r.knob_value), Estimate(math.nan)), 2) for f in shares])
+    head = ["defense", "knob", "all of aux"] + [f"{f:.0%} of aux" for f in shares]
+    note = "; ".join(f"{f:.0%}: {', '.join(t.knowledge_attacks[f])}" for f in shares)
+    return lines + _table(head, rows) + [f"Attacks run with a share of aux: {note}.", ""]
+
+
 def _matched_markdown(t: Track) -> list[str]:
     ms = sorted(t.matched.values(), key=lambda m: (m.rank_point is None, m.rank_point or 0, m.defense))
     if not ms:
@@ -282,6 +299,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         lines += _table(["rank", "defense", "knob", "transfer leakage", "plain advantage", "suppression ratio",
                          "corrected SR"], rows)
     lines += _matched_markdown(t)
+    lines += _knowledge_markdown(t)
     lines += ["### Every knob setting", "",
               "The privacy-utility curve: every setting run, the ranked one marked ✓ (preregistered ones with P). "
               "Attack cells: leakage on the family's scale [interval] (raw figure); \"(tuned)\": the attack's "
@@ -386,6 +404,8 @@ def to_frame(tracks: list[Track]) -> pd.DataFrame:
             _put(d, "val_utility", r.val_utility)
             _put(d, "val_delta_utility", r.val_delta_utility)
             d["relative"] = r.relative
+            for f, privacy in t.knowledge.items():
+                _put(d, f"privacy_aux{f:g}", privacy.get((r.defense, r.knob_value), Estimate(math.nan)))
             m = t.matched.get(r.defense)
             if m is not None:
                 _put(d, "matched_privacy", m.privacy)

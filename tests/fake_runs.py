@@ -43,6 +43,7 @@ class FakeCell:
     baseline_ssim: float = 0.3
     n: int = N
     holdout: float | None = None  # the same kind of figure on the attacker's hold-out (None: no hold-out outcomes)
+    aux_fraction: float = 1.0  # the attacker-knowledge axis: the share of aux the attack trained with
 
     @property
     def kind(self) -> str:
@@ -72,13 +73,15 @@ def attack_outcomes(c: FakeCell, value: float, n: int) -> dict[str, np.ndarray]:
 
 
 def write_cell(out: Path, c: FakeCell) -> str:
-    name = f"{c.scenario}__{c.defense}@{c.knob:g}__{c.attack}__s{c.seed}.json"
+    aux = "" if c.aux_fraction == 1.0 else f"__aux{c.aux_fraction:g}"
+    name = f"{c.scenario}__{c.defense}@{c.knob:g}__{c.attack}{aux}__s{c.seed}.json"
     cfg = {"scenario": {"name": c.scenario, "config": {}}, "backbone": {"name": "b", "split": "l1"},
            "defense": {"name": c.defense, "knob": "k", "knob_value": c.knob, "more_private": c.more_private,
                        "white_box_client": c.white_box_client, "stochastic": False, "config": {}},
            "attack": {"name": c.attack, "label": c.attack, "kind": c.kind,
                       "requires": ["white_box_client"] if c.attack in WHITE_BOX else ["aux_pairs"], "config": {}},
-           "eval": {"count": None, "draws": 1}, "seed": c.seed, "suite": "fake"}
+           "eval": {"count": None, "draws": 1, **({"aux_fraction": c.aux_fraction} if c.aux_fraction != 1.0 else {})},
+           "seed": c.seed, "suite": "fake"}
     n = c.n
     outcomes = {"model/utility": hits(c.utility, n), "model/val_utility": hits(c.val_utility if c.val_utility
                                                                                 is not None else c.utility, n),

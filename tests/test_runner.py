@@ -476,3 +476,20 @@ def test_an_optimisation_attack_far_above_the_best_release_error_is_flagged_not_
         assert f"{name} on `no_pruning@0` (1/1 seeds)" in render_run(out, write=False)
     finally:
         ATTACKS.unregister(name)
+
+
+def test_the_attacker_knowledge_axis_trains_on_a_share_of_aux_and_gets_its_own_view(suite_file, tmp_path):
+    from leaderboard.render import build_tracks, render_run
+
+    out = tmp_path / "out"
+    text = suite_file.read_text() + "aux_fraction: {fractions: [1.0, 0.5], attacks: [attribute_inference]}\n"
+    suite_file.write_text(text)
+    summary = benchmark.run(str(suite_file), out=out, defenses=["no_pruning"], attacks=["attribute_inference"],
+                            progress=False, latency_repeats=1)
+    assert summary.exit_code == 0 and summary.total == 2
+    recs = {r["config"]["eval"].get("aux_fraction", 1.0): r for _, r in iter_records(out)}
+    assert recs[1.0]["samples"]["aux"] == 32 and recs[0.5]["samples"]["aux"] == 16  # half of the 32 not held out
+    (t,), _ = build_tracks(out)
+    assert [r.label for r in t.rows] == ["no_pruning@0"]  # the share's cells are no rows of their own
+    assert set(t.knowledge) == {0.5} and t.knowledge_attacks[0.5] == ["attribute_inference"]
+    assert "### Attacker knowledge" in render_run(out, write=False)

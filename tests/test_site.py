@@ -529,3 +529,15 @@ def test_track_page_shows_admission_matched_utility_and_at_floor(tmp_path):
     text = page.read_text()
     assert "preregistered for this track" in text and "within budget" in text
     assert '<span class="tag">preregistered</span>' in text
+
+
+def test_track_page_shows_the_attacker_knowledge_view(tmp_path):
+    from tests.fake_runs import FakeCell, write_run
+
+    run = [FakeCell("ref", 0, "attr", 0.9), FakeCell("a", 0.5, "attr", 0.6),
+           FakeCell("ref", 0, "attr", 0.7, aux_fraction=0.25), FakeCell("a", 0.5, "attr", 0.3, aux_fraction=0.25)]
+    write_run(tmp_path / "run", run)
+    index = build_site([tmp_path / "run"], tmp_path / "site")
+    (page,) = (index.parent / "tracks").glob("*.html")
+    section = page.read_text().split('id="knowledge"')[1].split("</section>")[0]
+    assert "25% of aux" in section and "attr" in section and section.count("<tr>") == 3  # head + ref + a

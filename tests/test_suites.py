@@ -246,3 +246,33 @@ def test_an_override_that_drops_a_preregistered_setting_is_refused_and_the_rule_
         restrict(s, defenses=["no_pruning", "dynamic_channel_pruning"])
     narrowed = restrict(s, defenses=["no_pruning"])  # only the reference: nothing left to preregister
     assert narrowed.preregistered == {}
+
+
+def test_the_attacker_knowledge_axis_adds_cells_at_each_share_and_leaves_the_main_ones_alone():
+    from benchmark.suite import suite_to_raw
+
+    raw = base()
+    raw["attacks"] = ["attribute_inference", "inversion_decoder"]
+    plain = {c.file_name for _, cells in expand(parse_suite(dict(raw), "t")) for c in cells}
+    raw["aux_fraction"] = {"fractions": [1.0, 0.25, 0.05], "attacks": ["attribute_inference"]}
+    s = parse_suite(raw, "t")
+    cells = [c for _, cs in expand(s) for c in cs]
+    assert {c.file_name for c in cells if c.aux_fraction == 1.0} == plain  # the main cells keep their hashes
+    shares = sorted((c.aux_fraction, c.attack.label) for c in cells if c.aux_fraction != 1.0)
+    assert shares == [(0.05, "attribute_inference"), (0.25, "attribute_inference")]
+    assert all("__aux0.25__" in c.file_name for c in cells if c.aux_fraction == 0.25)
+    assert parse_suite(suite_to_raw(s), "again").aux_fractions == s.aux_fractions
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"fractions": [0.25]}, "must hold 1.0"),
+    ({"fractions": [1.0, 1.5]}, r"numbers in \(0, 1\]"),
+    ({"fractions": [1.0, 0.25, 0.25]}, "no value twice"),
+    ({"fractions": [1.0, 0.25], "attacks": ["attribute_inferense"]}, "did you mean 'attribute_inference'"),
+    ({"fraction": [1.0]}, "unknown key 'fraction'"),
+])
+def test_bad_aux_fractions_are_one_line_each(value, message):
+    raw = base()
+    raw["aux_fraction"] = value
+    with pytest.raises(SplitbenchError, match=message):
+        parse_suite(raw, "t")

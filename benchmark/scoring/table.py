@@ -106,6 +106,11 @@ class CellData:
         return self.config["attack"]["kind"]
 
     @property
+    def aux_fraction(self) -> float:
+        """The share of its aux data the attack trained with (1.0: all; the attacker-knowledge axis)."""
+        return float(self.config.get("eval", {}).get("aux_fraction", 1.0))
+
+    @property
     def white_box_attack(self) -> bool:
         return "white_box_client" in self.config["attack"].get("requires", [])
 
@@ -244,6 +249,10 @@ class Track:
     floors: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = ()
     matched: dict[str, Matched] = dataclasses.field(default_factory=dict)
+    #: the attacker-knowledge axis: aux share < 1 -> (defense, knob value) -> privacy score with the attacks that
+    #: ran at that share (and the attacks it covers)
+    knowledge: dict[float, dict[tuple[str, float], Estimate]] = dataclasses.field(default_factory=dict)
+    knowledge_attacks: dict[float, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -381,6 +390,30 @@ class TableBuilder:
         return TrackResample(seeds, sorted(prefixes), n_val.pop() if n_val else 0, self.replicates, key)
 
     def track(self, key: tuple[str, str, str], cells: list[CellData]) -> Track:
+        shares = [c for c in cells if c.aux_fraction != 1.0]
+        cells = [c for c in cells if c.aux_fraction == 1.0]
+        t = self._track(key, cells)
+        if shares:
+            self.knowledge(t, key, cells, shares)
+        return t
+
+    def knowledge(self, t: Track, key: tuple[str, str, str], cells: list[CellData], shares: list[CellData]) -> None:
+        """Each row's privacy score against the attackers that had only a share of their aux data: the attacks
+        run at that share stand in for their full-aux runs; the others keep their full-aux cells."""
+        resample = self.resample(key, cells + shares)
+        for f in sorted({c.aux_fraction for c in shares}, reverse=True):
+            mine = [c for c in shares if c.aux_fraction == f]
+            swapped = {c.attack for c in mine}
+            t.knowledge_attacks[f] = sorted(swapped)
+            by_row: dict[tuple[str, float], list[CellData]] = defaultdict(list)
+            for c in [c for c in cells if c.attack not in swapped] + mine:
+                by_row[c.row_key].append(c)
+            kinds = {c.attack: c.kind for c in cells + mine}
+            attacks = sorted({c.attack for c in cells})
+            t.knowledge[f] = {rk: self.row(rc, [], attacks, kinds, resample, f"{' · '.join(key)} at {f:g} aux").privacy
+                              for rk, rc in by_row.items()}
+
+    def _track(self, key: tuple[str, str, str], cells: list[CellData]) -> Track:
         attacks = sorted({c.attack for c in cells})
         kinds = {c.attack: c.kind for c in cells}
         by_row: dict[tuple[str, float], list[CellData]] = defaultdict(list)
