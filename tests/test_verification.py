@@ -59,8 +59,8 @@ CARD = {"schema_version": 1, "name": "Random pruning", "authors": ["A. Author"],
 
 #: a machine that is not this one: another CPU model, ISA and flags, the same libraries
 ELSEWHERE = {"cpu": "AMD EPYC 7B13", "device_name": "AMD EPYC 7B13", "isa": "AVX2", "cpu_flags": ["avx", "avx2", "fma"]}
-LEGACY_REPORT = Path(__file__).resolve().parent.parent / "leaderboard" / "entries" / "standard-cpu-no-pruning" / \
-    "verification.json"
+#: a single-result report in the format verify wrote before reports were kept per machine (from a shipped entry)
+LEGACY_REPORT = Path(__file__).resolve().parent / "data" / "legacy-verification.json"
 
 
 @pytest.fixture(scope="module")
