@@ -19,6 +19,7 @@ Writing a defense::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 from abc import ABC, abstractmethod
@@ -31,7 +32,7 @@ from .backbones import BackboneSpec, build_split, fresh_model, fresh_server
 from .cards import MethodCard
 from .data import ScenarioData, ScenarioInfo, Split, TensorSplit
 from .errors import AccessError, NotApplicable  # noqa: F401 (NotApplicable is part of this module's API)
-from .trainer import ParamGroup, TrainConfig, Trainer
+from .trainer import ParamGroup, TrainConfig, Trainer, place
 
 
 class ReleaseKind(str, enum.Enum):
@@ -45,6 +46,7 @@ class Access(str, enum.Enum):
     AUX_PAIRS = "aux_pairs"              # (x, release(x), labels) on the attacker's aux split
     WHITE_BOX = "white_box_client"       # a differentiable release function: client weights + defense
     CLEAN_DATA = "clean_data"            # clean labelled images (train + aux) to train its own models
+    SERVER_MODEL = "server_model"        # a copy of the designated model's trained weights (what the server holds)
 
 
 class Defense(nn.Module, ABC):
@@ -304,14 +306,19 @@ class Target:
     Always available: ``info``, ``release_kind``, ``stochastic``, ``backbone`` (the public architecture),
     :meth:`eval_releases` (what the server received for the samples the attack is scored on), :meth:`fresh_tail`.
     Behind :class:`Access` flags: :meth:`aux` / :meth:`release_of` / :meth:`aux_training_set` (AUX_PAIRS),
-    :meth:`white_box` (WHITE_BOX), :meth:`clean_data` (CLEAN_DATA: the attacker's own clean labelled aux images).
-    Asking for more than the attack declared raises :class:`~benchmark.errors.AccessError`.
+    :meth:`white_box` (WHITE_BOX), :meth:`clean_data` (CLEAN_DATA: the attacker's own clean labelled aux images),
+    :meth:`server_model` (SERVER_MODEL: a copy of the trained designated model, which the honest-but-curious server
+    holds anyway: the server tail for activation releases, the frozen classifier for image releases; never the
+    client or any other part of the defense). Asking for more than the attack declared raises
+    :class:`~benchmark.errors.AccessError`.
 
     A target holds no path to the eval images or labels (the harness computes the eval releases before it builds
-    the target and scores the attack's answers itself), to the defender's train split, or to the defense object.
+    the target and scores the attack's answers itself), to the defender's train split, or to the defense object
+    (it keeps the defense's release functions and its designated model, which it only ever hands out as a copy).
 
     Args:
-        defense: the frozen defended model (kept out of reach: only its release functions are used).
+        defense: the frozen defended model (kept out of reach: only its release functions are used, and its
+            designated model, handed out as a copy under SERVER_MODEL).
         access: what the attack declared in ``requires``.
         trainer: device, precision and seeds.
         releases: the releases to attack, ``[rows, ...]`` (eval samples, repeated once per release draw for
@@ -333,6 +340,7 @@ class Target:
         self._white_box_allowed = defense.white_box_client
         self._white_box = WhiteBox(defense.white_box_release, defense.undefended_release)
         self._fresh_tail = defense.fresh_tail
+        self._designated = defense.designated_model()
         self._defense_name = getattr(defense, "name", type(defense).__name__)
         self.info = info
         self.release_kind = defense.release_kind
@@ -401,6 +409,21 @@ class Target:
         """A new network of the architecture that consumes the release (architecture knowledge is public)."""
         seed = self.seed if seed is None else seed
         return self._fresh_tail(num_classes, seed).to(self._trainer.device)
+
+    def server_model(self) -> nn.Module:
+        """A copy of the designated model with its trained weights: what the server runs on the release (the
+        server tail for activation releases, the frozen classifier for image-shaped ones), SERVER_MODEL access.
+
+        Every call returns a fresh deep copy that shares no tensor storage with the defense (changing or training
+        it leaves the defended model as it was), on the trainer's device in its memory layout, in eval mode (as
+        the server runs it; :meth:`Trainer.fit` switches modules it trains to train mode), with every parameter
+        trainable (``requires_grad``). Only the designated model is copied, never the client or anything else of
+        the defense."""
+        self._need(Access.SERVER_MODEL)
+        model = copy.deepcopy(self._designated)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return place(model, self._trainer.device).eval()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

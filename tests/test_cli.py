@@ -54,7 +54,7 @@ def test_list_verbose_shows_config_fields(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--defense", "nopruning"], "unknown defense 'nopruning'; did you mean 'no_pruning'"),
-    (["--attack", "atribute_inference"], "unknown attack 'atribute_inference'; did you mean 'attribute_inference'?"),
+    (["--attack", "atribute_inference"], "unknown attack 'atribute_inference'; did you mean 'attribute_inference'"),
     (["--scenario", "cifar11"], "unknown scenario 'cifar11'; did you mean 'cifar10'"),
     (["--backbone", "resnet18@layer9"], "backbone 'resnet18' has no split point 'layer9'"),
     (["--backbone", "resnet1800"], "unknown backbone 'resnet1800'"),
