@@ -340,7 +340,7 @@ class Target:
         self._white_box_allowed = defense.white_box_client
         self._white_box = WhiteBox(defense.white_box_release, defense.undefended_release)
         self._fresh_tail = defense.fresh_tail
-        self._designated = defense.designated_model()
+        self._designated = defense.designated_model  # called only when an attack asks for it
         self._defense_name = getattr(defense, "name", type(defense).__name__)
         self.info = info
         self.release_kind = defense.release_kind
@@ -420,7 +420,7 @@ class Target:
         trainable (``requires_grad``). Only the designated model is copied, never the client or anything else of
         the defense."""
         self._need(Access.SERVER_MODEL)
-        model = copy.deepcopy(self._designated)
+        model = copy.deepcopy(self._designated())
         for p in model.parameters():
             p.requires_grad_(True)
         return place(model, self._trainer.device).eval()

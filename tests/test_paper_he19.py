@@ -66,7 +66,9 @@ def _run(tmp_path, backbones):
         assert r["config"]["scenario"]["name"] == "cifar10"
     rmle = [r for r in records if r["config"]["attack"]["name"] == "optimization"]
     assert sorted(r["budget"]["tv_weight"] for r in rmle) == [0.0, 10.0, 1000.0]
-    assert all(r["budget"]["steps"] == 2 and r["budget"]["images"] == 4 for r in rmle)
+    # the attack inverts the 4 eval releases and the attacker's hold-out of aux beside them
+    assert all(r["budget"]["steps"] == 2 and r["samples"]["eval"] == 4 for r in rmle)
+    assert all(r["budget"]["images"] == 4 + r["samples"]["holdout"] and r["samples"]["holdout"] > 0 for r in rmle)
     run = json.loads((out / "run.json").read_text())
     # the run carries the paper's numbers of the backbones it ran (a narrowed suite drops the others, so that its
     # worker processes read it back): none for a stand-in backbone, the split's four for one of the suite's

@@ -103,7 +103,8 @@ def test_eval_counts_and_release_draws_reach_the_cells():
     assert cells[("no_pruning", "attribute_inference")].eval_count is None  # the whole eval split
     assert cells[("no_pruning", "inversion_decoder")].draws == 1            # a deterministic release
     assert cells[("random_pruning", "inversion_decoder")].draws == 3
-    assert cells[("random_pruning", "inversion_decoder")].config()["eval"] == {"count": 16, "draws": 3}
+    assert cells[("random_pruning", "inversion_decoder")].config()["eval"] == {
+        "count": 16, "draws": 3, "holdout": {"fraction": 0.2, "reconstruction": 32}}  # the default hold-out
 
 
 @pytest.mark.parametrize("name", SUITES.names())
