@@ -53,16 +53,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.cross_model import tensor_digest
+from attacks.inversion_kit import (
+    PlateauRule,
+    Trajectory,
+    ended_by,
+    eot_draws,
+    eot_mse,
+    full_precision,
+    release_energy,
+    summarize,
+)
 from attacks.optimization import (
     PIXEL_EPS,
     chunks,
     feature_scale,
-    full_precision,
-    release_mse,
+    grayscale_of,
     total_variation,
     white_box_or_reason,
 )
 from benchmark import MethodCard, register_attack
+from benchmark.channels import as_spatial
 from benchmark.config import field, to_dict
 from benchmark.data import TensorSplit
 from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
@@ -99,6 +109,23 @@ class LearnedPriorConfig:
     tv_weight: float = field(0.5, "[inferred] weight of the squared-difference TV prior of the pixel steps")
     batch_size: int = field(64, "eval images searched together in one optimisation (x restarts latents); 1 "
                                 "inverts image by image (same result, slower)")
+    start: Literal["screened", "encoder"] = field(
+        "screened", "[inferred] starting latents: the best-matching screened candidates (every restart), or an "
+                    "encoder trained on the aux pairs (release -> the prior's posterior mean) for the first restart "
+                    "and the best-matching candidates for the others (GLASS++'s encoder start)")
+    encoder_epochs: int = field(30, "[inferred] epochs of training the release encoder (start='encoder')")
+    encoder_width: int = field(32, "[inferred] channels of the release encoder's first layer (start='encoder')")
+    encoder_lr: float = field(1e-3, "[inferred] Adam learning rate of the release encoder (start='encoder')")
+    grayscale: Literal["auto", "never"] = field(
+        "auto", "[inferred] auto: when every aux image has identical channels, the pixel steps optimise one channel, "
+                "replicated; never: every channel")
+    eot_samples: int = field(8, "expectation over transformation: release draws (separate calls of the white-box "
+                                "release) the feature term of the screening, the latent search and the pixel steps "
+                                "is averaged over when the defense's release is random; 1 on deterministic ones")
+    plateau_window: int = field(10, "[inferred] a latent's (or, in the pixel steps, an image's) run ends when the "
+                                    "mean relative feature error of its last plateau_window steps improved on the "
+                                    "window before by less than plateau_tol (0 = always run to the caps)")
+    plateau_tol: float = field(1e-3, "[inferred] relative improvement per window below which a run ends")
 
     def validate(self) -> None:
         checks = (("latent_dim", self.latent_dim >= 1, "an integer >= 1"),
@@ -115,7 +142,13 @@ class LearnedPriorConfig:
                   ("pixel_steps", self.pixel_steps >= 0, "an integer >= 0"),
                   ("pixel_lr", self.pixel_lr > 0, "a number > 0"),
                   ("tv_weight", self.tv_weight >= 0, "a number >= 0"),
-                  ("batch_size", self.batch_size >= 1, "an integer >= 1"))
+                  ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+                  ("encoder_epochs", self.encoder_epochs >= 0, "an integer >= 0"),
+                  ("encoder_width", self.encoder_width >= 1, "an integer >= 1"),
+                  ("encoder_lr", self.encoder_lr > 0, "a number > 0"),
+                  ("eot_samples", self.eot_samples >= 1, "an integer >= 1"),
+                  ("plateau_window", self.plateau_window >= 0, "an integer >= 0"),
+                  ("plateau_tol", self.plateau_tol >= 0, "a number >= 0"))
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
@@ -186,78 +219,168 @@ def train_prior(prior: ConvVAE, images: Tensor, cfg: LearnedPriorConfig, trainer
                 cfg.prior_epochs, cfg.prior_batch_size, modules=[prior], desc="learned prior", seed_offset=seed)
 
 
+class ReleaseEncoder(nn.Module):
+    """Release -> the prior's latent (the search's starting point, GLASS++'s encoder): on the release's spatial view,
+    a 3x3 conv-BN-ReLU, a 3x3 conv-BN-ReLU of twice the width (stride 2 when the map is at least 8 x 8), average
+    pooling to at most 4 x 4, and a linear layer to the latent."""
+
+    def __init__(self, in_channels: int, side: int, latent_dim: int, width: int):
+        super().__init__()
+        stride = 2 if side >= 8 else 1
+        pooled = min(4, max(1, (side + stride - 1) // stride))
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(True),
+            nn.Conv2d(width, 2 * width, 3, stride=stride, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(True),
+            nn.AdaptiveAvgPool2d(pooled), nn.Flatten(), nn.Linear(2 * width * pooled * pooled, latent_dim))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(as_spatial(z))
+
+
+def train_encoder(target: Target, trainer: Trainer, cfg: LearnedPriorConfig, latents: Tensor, seed: int
+                  ) -> ReleaseEncoder:
+    """Fit a :class:`ReleaseEncoder` on the aux pairs (release of an aux image -> its posterior mean ``latents``),
+    re-querying stochastic defenses for every batch as the other learning-based attackers do."""
+    aux = target.aux()
+    z = as_spatial(aux.released[:1])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = ReleaseEncoder(z.shape[1], z.shape[-1], latents.shape[1], cfg.encoder_width)
+    encoder = encoder.to(aux.released.device)
+    train, release = target.aux_training_set(latents)
+    scale = float(latents.pow(2).mean().clamp_min(1e-12))
+
+    def step(b) -> dict[str, Tensor]:
+        return {"encoder": (full_precision(encoder(release(b.x))) - b.y).pow(2).mean() / scale}
+
+    trainer.fit({"encoder": ParamGroup(list(encoder.parameters()), cfg.encoder_lr)}, step, train, cfg.encoder_epochs,
+                cfg.prior_batch_size, modules=[encoder], desc="release encoder", seed_offset=seed)
+    return encoder.eval().requires_grad_(False)
+
+
+@dataclasses.dataclass
+class Searched:
+    """One chunk's result: images, the relative feature errors after the latent search (every latent's, and the kept
+    restart's per image) and at the end (with the plain MSE at the end), and the records of the two phases (per
+    latent, then per image)."""
+
+    images: Tensor
+    latent_final: Tensor  # [n * restarts] every latent's relative feature error where its search ended
+    latent_objective: Tensor
+    objective: Tensor
+    mse: Tensor
+    latent: Trajectory
+    pixel: Trajectory | None
+    chosen: Tensor  # [n] index of the kept restart among the chunk's latents
+
+
 class LatentSearch:
-    """The search of one chunk of eval releases: screened starts, the batched latent search, the choice of a
-    restart per image, and the optional pixel steps."""
+    """The search of one chunk of eval releases: screened (or encoder) starts, the batched latent search, the choice
+    of a restart per image, and the optional pixel steps."""
 
     def __init__(self, prior: ConvVAE, target: Target, trainer: Trainer, cfg: LearnedPriorConfig,
-                 candidates: Tensor):
+                 candidates: Tensor, draws: int, gray: bool, encoder: ReleaseEncoder | None = None):
         self.prior, self.target, self.trainer, self.cfg = prior, target, trainer, cfg
         self.wb = target.white_box()
-        self.candidates = candidates
+        self.candidates, self.draws, self.gray, self.encoder = candidates, draws, gray, encoder
         with torch.no_grad(), trainer.autocast():
             self.candidate_inputs = self.model_input(prior(candidates))
 
     def model_input(self, pixels: Tensor) -> Tensor:
+        if self.gray and pixels.shape[1] == 1:
+            pixels = pixels.expand(-1, self.target.image_shape[0], -1, -1)
         return self.target.info.normalize(pixels).to(pixels.dtype)
 
-    def feature_loss(self, x: Tensor, observed: Tensor, scale: Tensor) -> Tensor:
-        """Per-image feature term ``[B]`` of normalized inputs ``x`` against their observed releases."""
-        return release_mse(self.wb.release(x, observed), observed) / scale
+    def mse(self, x: Tensor, observed: Tensor) -> Tensor:
+        """Per-image feature MSE ``[B]`` of normalized inputs ``x`` against their observed releases (averaged over
+        the release draws of a random release)."""
+        return eot_mse(self.wb.release, x, observed, self.draws)
 
     @torch.no_grad()
-    def starts(self, observed: Tensor, scale: Tensor, restarts: int) -> Tensor:
-        """``[n * restarts, latent_dim]``: each release's best-matching candidates, best first."""
+    def screen(self, observed: Tensor, scale: Tensor, restarts: int) -> Tensor:
+        """``[n, restarts]``: indices of each release's best-matching candidates, best first."""
         k = len(self.candidates)
         losses = []
         for i in range(len(observed)):
             z = observed[i:i + 1].expand(k, *observed.shape[1:])
             with self.trainer.autocast():
-                losses.append(self.feature_loss(self.candidate_inputs, z, scale[i:i + 1].expand(k)))
-        order = torch.argsort(torch.stack(losses), dim=1, stable=True)[:, :restarts]
-        return self.candidates[order.reshape(-1)]
+                losses.append(self.mse(self.candidate_inputs, z) / scale[i:i + 1].expand(k))
+        return torch.argsort(torch.stack(losses), dim=1, stable=True)[:, :restarts]
 
-    def run(self, observed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Invert ``observed``; return (images in [0, 1], feature MSE after the latent search, final feature MSE)."""
+    def starts(self, observed: Tensor, scale: Tensor, restarts: int) -> Tensor:
+        """``[n * restarts, latent_dim]``: each release's starting latents (the encoder's first, when it is used)."""
+        if self.encoder is None:
+            return self.candidates[self.screen(observed, scale, restarts).reshape(-1)]
+        with torch.no_grad(), self.trainer.autocast():
+            guess = full_precision(self.encoder(observed)).to(self.candidates.dtype)
+        if restarts == 1:
+            return guess
+        others = self.candidates[self.screen(observed, scale, restarts - 1)]  # [n, restarts - 1, d]
+        return torch.cat([guess[:, None], others], dim=1).reshape(-1, guess.shape[1])
+
+    def run(self, observed: Tensor) -> Searched:
+        """Invert ``observed``: every latent and then every image stops on its own plateau (or its cap)."""
         cfg, n = self.cfg, len(observed)
-        restarts = min(cfg.restarts, len(self.candidates))
-        scale = feature_scale(cfg.feature_loss, observed)
-        z_obs, z_scale = observed.repeat_interleave(restarts, 0), scale.repeat_interleave(restarts, 0)
+        restarts = min(cfg.restarts, len(self.candidates) + (self.encoder is not None))
+        scale, energy = feature_scale(cfg.feature_loss, observed), release_energy(observed)
+        z_obs = observed.repeat_interleave(restarts, 0)
+        z_scale, z_energy = scale.repeat_interleave(restarts, 0), energy.repeat_interleave(restarts, 0)
         latent = nn.Parameter(self.starts(observed, scale, restarts).clone())
+        kept = latent.detach().clone()
+
+        def snapshot(mask: Tensor) -> None:
+            rows = mask.to(kept.device)
+            kept[rows] = latent.detach()[rows]
+
+        rule = PlateauRule(cfg.plateau_window, cfg.plateau_tol)
+        traj = Trajectory(len(kept), cfg.steps, rule, snapshot)
 
         def latent_step(_i: int) -> dict[str, Tensor]:
-            feat = self.feature_loss(self.model_input(self.prior(latent)), z_obs, z_scale)
-            return {"z": (feat + cfg.latent_weight * full_precision(latent).pow(2).mean(1)).sum()}
+            mse = self.mse(self.model_input(self.prior(latent)), z_obs)
+            traj.record(mse / z_energy)
+            return {"z": (mse / z_scale + cfg.latent_weight * full_precision(latent).pow(2).mean(1)).sum()}
 
-        self.trainer.optimize({"z": ParamGroup([latent], cfg.lr)}, latent_step, cfg.steps, desc="latent search")
+        self.trainer.optimize({"z": ParamGroup([latent], cfg.lr)}, latent_step, cfg.steps, desc="latent search",
+                              stop=traj.stop)
+        traj.finish()
         with torch.no_grad(), self.trainer.autocast():
-            pixels = self.prior(latent.detach())
-            feat = self.feature_loss(self.model_input(pixels), z_obs, z_scale).view(n, restarts)
-        best = feat.argmin(1) + torch.arange(n, device=feat.device) * restarts
-        pixels = pixels[best]
-        latent_mse = self.final_mse(pixels, observed)
+            pixels = self.prior(kept)
+            feat = (self.mse(self.model_input(pixels), z_obs) / z_energy).view(n, restarts)
+        chosen = feat.argmin(1) + torch.arange(n, device=feat.device) * restarts
+        pixels, latent_objective = pixels[chosen], feat.min(1).values
+        pixel_traj = None
         if cfg.pixel_steps:
-            pixels = self.refine(pixels, observed, scale)
-        return pixels.clamp(0, 1), latent_mse, self.final_mse(pixels, observed)
+            pixels, pixel_traj = self.refine(pixels, observed, scale, energy)
+        with torch.no_grad(), self.trainer.autocast():
+            mse = self.mse(self.model_input(pixels), observed)
+        return Searched(pixels.clamp(0, 1), feat.flatten(), latent_objective, mse / energy, mse, traj, pixel_traj,
+                        chosen.cpu())
 
-    def refine(self, pixels: Tensor, observed: Tensor, scale: Tensor) -> Tensor:
-        """rMLE steps on logits whose sigmoid is the image, from ``pixels``, with a TV prior on the pixels."""
+    def refine(self, pixels: Tensor, observed: Tensor, scale: Tensor, energy: Tensor) -> tuple[Tensor, Trajectory]:
+        """rMLE steps on logits whose sigmoid is the image (one channel, replicated, for grayscale data), from
+        ``pixels``, with a TV prior on the pixels; each image stops on its own plateau."""
         cfg = self.cfg
-        logits = nn.Parameter(torch.logit(pixels.clamp(PIXEL_EPS, 1.0 - PIXEL_EPS)))
+        start = pixels.mean(1, keepdim=True) if self.gray else pixels
+        logits = nn.Parameter(torch.logit(start.clamp(PIXEL_EPS, 1.0 - PIXEL_EPS)))
+        kept = start.detach().clone()
+
+        def snapshot(mask: Tensor) -> None:
+            rows = mask.to(kept.device)
+            kept[rows] = torch.sigmoid(logits.detach()[rows])
+
+        traj = Trajectory(len(kept), cfg.pixel_steps, PlateauRule(cfg.plateau_window, cfg.plateau_tol), snapshot)
 
         def pixel_step(_i: int) -> dict[str, Tensor]:
             image = torch.sigmoid(logits)
-            feat = self.feature_loss(self.model_input(image), observed, scale)
-            return {"x": (feat + cfg.tv_weight * total_variation(image)).sum()}
+            mse = self.mse(self.model_input(image), observed)
+            traj.record(mse / energy)
+            return {"x": (mse / scale + cfg.tv_weight * total_variation(image)).sum()}
 
         self.trainer.optimize({"x": ParamGroup([logits], cfg.pixel_lr)}, pixel_step, cfg.pixel_steps,
-                              desc="pixel steps")
-        return torch.sigmoid(logits.detach())
-
-    @torch.no_grad()
-    def final_mse(self, pixels: Tensor, observed: Tensor) -> Tensor:
-        with self.trainer.autocast():
-            return release_mse(self.wb.release(self.model_input(pixels), observed), observed)
+                              desc="pixel steps", stop=traj.stop)
+        traj.finish()
+        out = kept.expand(-1, self.target.image_shape[0], -1, -1) if self.gray else kept
+        return out, traj
 
 
 @register_attack("learned_prior")
@@ -267,6 +390,7 @@ class LearnedPriorInversion(Attack):
     Config = LearnedPriorConfig
     kind = AttackKind.RECONSTRUCTION
     requires = frozenset({Access.WHITE_BOX, Access.AUX_PAIRS})
+    version = "2"
     search_space = {"lr": (0.03, 0.1, 0.3), "steps": (40, 100), "pixel_steps": (30, 60, 120)}
     smoke_config = {"latent_dim": 8, "width": 4, "prior_epochs": 2, "steps": 10, "candidates": 8, "restarts": 2,
                     "pixel_steps": 2}
@@ -335,21 +459,56 @@ class LearnedPriorInversion(Attack):
         with torch.no_grad(), trainer.autocast():
             mu = full_precision(prior.encode(images)[0])
             aux_mse = float((prior(mu) - images).pow(2).mean())
-        search = LatentSearch(prior, target, trainer, cfg, mu[: cfg.candidates])
-        out, latent_mse, final_mse = [], [], []
-        for part in chunks(len(observed), cfg.batch_size):
-            im, lat, fin = search.run(observed[part])
-            out.append(im)
-            latent_mse.append(lat)
-            final_mse.append(fin)
-        recon = torch.cat(out)
+        encoder = None
+        if cfg.start == "encoder":
+            encoder = train_encoder(target, trainer, cfg, mu, self.seed * 1000 + 29)
+        wb = target.white_box()
+        with trainer.autocast():
+            draws = eot_draws(target.stochastic, cfg.eot_samples, wb.release, target.info.normalize(images[:1]),
+                              target.aux().released[:1])
+        gray = grayscale_of(cfg.grayscale, target)
+        search = LatentSearch(prior, target, trainer, cfg, mu[: cfg.candidates], draws, gray, encoder)
+        parts = [search.run(observed[part]) for part in chunks(len(observed), cfg.batch_size)]
+        recon = torch.cat([p.images for p in parts])
+        latent = summarize([p.latent for p in parts], [p.latent_final for p in parts], "latent_")
+        metrics = {**latent, "latent_objective": float(torch.cat([p.latent_objective for p in parts]).mean())}
+        if cfg.pixel_steps:
+            metrics.update(summarize([p.pixel for p in parts], [p.objective for p in parts], "pixel_"))
+        metrics.update(self._overall(parts))
         return AttackOutput(
             index=torch.arange(len(recon)), images=recon,
             budget={"prior_epochs": cfg.prior_epochs, "aux_images": len(images), "latent_dim": cfg.latent_dim,
                     "steps": cfg.steps, "lr": cfg.lr, "restarts": min(cfg.restarts, len(mu)),
                     "candidates": len(search.candidates), "pixel_steps": cfg.pixel_steps, "images": len(recon),
-                    "batch_size": min(cfg.batch_size, len(recon))},
-            metrics={"final_feature_mse": float(torch.cat(final_mse).mean()),
-                     "latent_feature_mse": float(torch.cat(latent_mse).mean()),
+                    "batch_size": min(cfg.batch_size, len(recon)), "start": cfg.start,
+                    "encoder_epochs": cfg.encoder_epochs if encoder is not None else 0, "grayscale": gray,
+                    "eot_samples": draws, "plateau_window": cfg.plateau_window, "plateau_tol": cfg.plateau_tol,
+                    "ended_by": ended_by(metrics)},
+            metrics={**metrics, "final_feature_mse": float(torch.cat([p.mse for p in parts]).mean()),
                      "prior_aux_mse": aux_mse},
         )
+
+    def _overall(self, parts: list[Searched]) -> dict[str, float]:
+        """The whole run per image: from its first start through the latent search and the pixel steps."""
+        firsts, bests, steps, cap = [], [], [], []
+        for p in parts:
+            restarts = p.latent.n // len(p.images)
+            first_rows = torch.arange(len(p.images)) * restarts  # each image's first (best-screened) start
+            firsts.append(p.latent.first(torch.zeros(p.latent.n))[first_rows])
+            best = p.latent.best(torch.full((p.latent.n,), torch.inf)).view(len(p.images), restarts).amin(1)
+            best = torch.minimum(best, p.latent_objective.cpu().float())
+            run = p.latent.steps_run[p.chosen].float()
+            by_cap = p.latent.by_cap[p.chosen]
+            if p.pixel is not None:
+                best = torch.minimum(best, p.pixel.best(p.objective))
+                run = run + p.pixel.steps_run.float()
+                by_cap = by_cap | p.pixel.by_cap
+            bests.append(torch.minimum(best, p.objective.cpu().float()))
+            steps.append(run)
+            cap.append(by_cap.float())
+        final = torch.cat([p.objective.cpu().float() for p in parts])
+        steps_all = torch.cat(steps)
+        return {"objective_first": float(torch.cat(firsts).float().mean()),
+                "objective_best": float(torch.cat(bests).mean()), "objective_last": float(final.mean()),
+                "steps_run": float(steps_all.mean()), "steps_run_max": float(steps_all.max()),
+                "ended_by_cap": float(torch.cat(cap).mean())}

@@ -72,6 +72,19 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from attacks.inversion_kit import (  # noqa: F401 (other attacks import full_precision, release_mse from here)
+    PlateauRule,
+    Trajectory,
+    ended_by,
+    eot_draws,
+    eot_mse,
+    full_precision,
+    is_grayscale,
+    reduction_factor,
+    release_energy,
+    release_mse,
+    summarize,
+)
 from benchmark import MethodCard, register_attack
 from benchmark.config import field
 from benchmark.data import ScenarioInfo
@@ -85,11 +98,6 @@ TV_EPS = 1e-8
 PIXEL_EPS = 1e-3
 
 
-def full_precision(t: Tensor) -> Tensor:
-    """``t`` in at least float32 (bf16 / fp16 values from autocast are upcast; float64 stays float64)."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
 def total_variation(x: Tensor, beta: float = 2.0, eps: float = TV_EPS) -> Tensor:
     """Per-image total variation ``[B]`` of images ``[B, C, H, W]`` (mean over channels and positions)."""
     dh = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
@@ -99,16 +107,11 @@ def total_variation(x: Tensor, beta: float = 2.0, eps: float = TV_EPS) -> Tensor
     return tv.flatten(1).mean(1)
 
 
-def release_mse(released: Tensor, observed: Tensor) -> Tensor:
-    """Per-image mean squared error ``[B]`` between a release and the observed one."""
-    return (full_precision(released) - full_precision(observed)).pow(2).flatten(1).mean(1)
-
-
 def feature_scale(kind: str, observed: Tensor) -> Tensor:
     """Per-image divisor of the feature loss: 1 ("mse") or the observed release's mean square ("relative")."""
     if kind == "mse":
         return torch.ones(len(observed), device=observed.device)
-    return full_precision(observed).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return release_energy(observed)
 
 
 def image_seed(seed: int, index: int) -> int:
@@ -140,7 +143,14 @@ class RMLEConfig:
     """Hyperparameters of the rMLE inversion (defaults: chosen on the attacker's aux images, see the module;
     ``paper-he19`` sets the official code's values explicitly)."""
 
-    steps: int = field(500, "Adam iterations per image (paper: 500 on shallow splits, 5000 on deep ones)")
+    steps: int | None = field(None, "most Adam iterations per image (a run ends earlier when its objective has "
+                                    "plateaued); None = He et al.'s budget for the split's depth: steps_shallow "
+                                    "on shallow splits, steps_deep on deep ones")
+    steps_shallow: int = field(500, "the cap on shallow splits when steps is None (paper: 500)")
+    steps_deep: int = field(5000, "the cap on deep splits when steps is None (paper: 5000)")
+    shallow_reduction: float = field(4.0, "[inferred] a split is shallow when the release's side is at most this "
+                                          "many times smaller than the image's (timm's first stage, stride 4, and "
+                                          "any image-shaped release); deeper stages are deep")
     lr: float = field(0.5, "[inferred] Adam learning rate in the units of the optimised variable: 0.5 on the "
                            "sigmoid's logits (chosen on aux images); paper and code, on the normalized input: "
                            "1e-2 (1e-3 on deep splits in the paper)")
@@ -159,38 +169,66 @@ class RMLEConfig:
         "sigmoid", "[inferred] optimised variable: logits whose sigmoid is the image in [0, 1] pixel space, TV "
                    "taken on those pixels (default); or the normalized model input itself, TV taken on it, as "
                    "in the official code")
-    eot_samples: int = field(1, "expectation over transformation: release draws the feature loss is averaged "
-                                "over at every step when the defense's release is random (1 on deterministic "
-                                "ones, whatever is set)")
+    grayscale: Literal["auto", "never"] = field(
+        "auto", "[inferred] auto: when every aux image has identical channels (grayscale data stored as copies), "
+                "optimise one channel and replicate it; never: optimise every channel")
+    eot_samples: int = field(8, "expectation over transformation: release draws (separate calls of the white-box "
+                                "release) the feature term is averaged over at every step when the defense's "
+                                "release is random; 1 on deterministic ones, whatever is set")
+    plateau_window: int = field(50, "[inferred] a run ends when the mean relative feature error of an image's last "
+                                    "plateau_window steps improved on the window before by less than plateau_tol "
+                                    "(0 = always run to the cap)")
+    plateau_tol: float = field(1e-3, "[inferred] relative improvement per window below which an image's run ends")
     batch_size: int = field(256, "images inverted together in one optimisation (per-image losses summed); "
                                  "1 inverts image by image (same result, slower)")
 
     def validate(self) -> None:
-        checks = (("steps", self.steps >= 0, "an integer >= 0"),
+        checks = (("steps", self.steps is None or self.steps >= 0, "null or an integer >= 0"),
+                  ("steps_shallow", self.steps_shallow >= 0, "an integer >= 0"),
+                  ("steps_deep", self.steps_deep >= 0, "an integer >= 0"),
+                  ("shallow_reduction", self.shallow_reduction >= 1, "a number >= 1"),
                   ("lr", self.lr > 0, "a number > 0"),
                   ("tv_weight", self.tv_weight >= 0, "a number >= 0"),
                   ("tv_beta", self.tv_beta > 0, "a number > 0"),
                   ("eot_samples", self.eot_samples >= 1, "an integer >= 1"),
+                  ("plateau_window", self.plateau_window >= 0, "an integer >= 0"),
+                  ("plateau_tol", self.plateau_tol >= 0, "a number >= 0"),
                   ("batch_size", self.batch_size >= 1, "an integer >= 1"))
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
 
+    def cap(self, image_size: int, observed: Tensor) -> int:
+        """The step cap for releases like ``observed`` of ``image_size``-px images."""
+        if self.steps is not None:
+            return self.steps
+        shallow = reduction_factor(image_size, observed) <= self.shallow_reduction
+        return self.steps_shallow if shallow else self.steps_deep
 
-def start_pixels(init: str, n: int, first: int, seed: int, target: Target, device: torch.device) -> Tensor:
-    """Starting images in [0, 1] pixel space for eval rows ``first .. first + n - 1`` (default float dtype)."""
-    shape = (n, *target.image_shape)
+    @property
+    def plateau(self) -> PlateauRule:
+        return PlateauRule(self.plateau_window, self.plateau_tol)
+
+
+def start_pixels(init: str, n: int, first: int, seed: int, target: Target, device: torch.device,
+                 channels: int | None = None) -> Tensor:
+    """Starting images in [0, 1] pixel space for eval rows ``first .. first + n - 1`` (default float dtype), with
+    ``channels`` channels (the image's by default; 1 for a grayscale inversion: the mean over channels)."""
+    c = target.image_shape[0] if channels is None else channels
+    shape = (n, c, *target.image_shape[1:])
     dtype = torch.get_default_dtype()
+    if init == "uniform":
+        draws = [torch.rand(shape[1:], generator=torch.Generator().manual_seed(image_seed(seed, first + i)))
+                 for i in range(n)]
+        return torch.stack(draws).to(device=device, dtype=dtype)
+    full = (n, *target.image_shape)
     if init == "mean_aux":
-        mean = target.aux().images.mean(0)
-        return mean.to(device=device, dtype=dtype).expand(shape).clone()
-    if init == "zeros":  # zeros in normalized space: the normalization's mean colour
-        return target.info.denormalize(torch.zeros(shape, device=device)).to(dtype)
-    if init == "grey":
-        return torch.full(shape, 0.5, device=device, dtype=dtype)
-    draws = [torch.rand(shape[1:], generator=torch.Generator().manual_seed(image_seed(seed, first + i)))
-             for i in range(n)]
-    return torch.stack(draws).to(device=device, dtype=dtype)
+        pixels = target.aux().images.mean(0).to(device=device, dtype=dtype).expand(full)
+    elif init == "zeros":  # zeros in normalized space: the normalization's mean colour
+        pixels = target.info.denormalize(torch.zeros(full, device=device)).to(dtype)
+    else:
+        pixels = torch.full(full, 0.5, device=device, dtype=dtype)
+    return (pixels if c == full[1] else pixels.mean(1, keepdim=True)).clone()
 
 
 class ImageVariable:
@@ -198,56 +236,114 @@ class ImageVariable:
 
     ``sigmoid``: logits theta; the image is sigmoid(theta), always in [0, 1], and TV is taken on it.
     ``normalized``: the normalized model input itself (the official code), TV on it, clamped to [0, 1] at the end.
+    With one channel for a ``channels``-channel model (``pixels`` of one channel: grayscale), the variable is that
+    channel, replicated; in the normalized parameterization it is normalized with the mean of the channels'
+    statistics (the same as each channel's for grayscale scenarios, whose statistics are equal).
     """
 
-    def __init__(self, kind: str, info: ScenarioInfo, pixels: Tensor):
+    def __init__(self, kind: str, info: ScenarioInfo, pixels: Tensor, channels: int):
         self.kind = kind
         self.info = info
+        self.channels = channels
+        self.gray = pixels.shape[1] == 1 and channels > 1
+        mean = torch.tensor(info.mean, dtype=pixels.dtype, device=pixels.device).mean()
+        std = torch.tensor(info.std, dtype=pixels.dtype, device=pixels.device).mean()
+        self.gray_stats = (mean, std)
         if kind == "sigmoid":
             start = torch.logit(pixels.clamp(PIXEL_EPS, 1.0 - PIXEL_EPS))
+        elif self.gray:
+            start = (pixels - mean) / std
         else:
             start = info.normalize(pixels).to(pixels.dtype)
         self.param = nn.Parameter(start)
+
+    def _expand(self, t: Tensor) -> Tensor:
+        return t.expand(-1, self.channels, -1, -1) if self.gray else t
 
     def input_and_prior_image(self) -> tuple[Tensor, Tensor]:
         """(the normalized model input, the image the TV prior is computed on)."""
         if self.kind == "sigmoid":
             pixels = torch.sigmoid(self.param)
-            return self.info.normalize(pixels).to(pixels.dtype), pixels
+            return self.info.normalize(self._expand(pixels)).to(pixels.dtype), pixels
+        if self.gray:
+            mean, std = self.gray_stats
+            pixels = self._expand(self.param * std + mean)
+            return self.info.normalize(pixels).to(pixels.dtype), self.param
         return self.param, self.param
 
     @torch.no_grad()
     def image(self) -> Tensor:
-        """The current image in [0, 1]."""
+        """The current image in [0, 1], with the model's channels."""
         if self.kind == "sigmoid":
-            return torch.sigmoid(self.param.detach())
+            return self._expand(torch.sigmoid(self.param.detach()))
+        if self.gray:
+            mean, std = self.gray_stats
+            return self._expand(self.param.detach() * std + mean).clamp(0, 1)
         return self.info.denormalize(self.param.detach()).clamp(0, 1)
 
 
-def invert(target: Target, trainer: Trainer, cfg: RMLEConfig, seed: int) -> tuple[Tensor, Tensor]:
-    """Run rMLE on every release the target hands out (the suite's eval count for reconstruction attacks); return
-    (images in [0, 1], final feature MSE)."""
+def grayscale_of(mode: str, target: Target) -> bool:
+    """Whether to invert one channel: ``mode`` is "auto" and the attacker's aux images are all grayscale."""
+    return mode == "auto" and target.image_shape[0] > 1 and is_grayscale(target.aux().images)
+
+
+@dataclasses.dataclass
+class Inversion:
+    """What one run returned: the images, their final relative feature error and plain feature MSE, and the run's
+    record."""
+
+    images: Tensor
+    objective: Tensor
+    mse: Tensor
+    metrics: dict[str, float]
+    cap: int
+    draws: int
+    grayscale: bool
+
+
+def invert(target: Target, trainer: Trainer, cfg: RMLEConfig, seed: int) -> Inversion:
+    """Run rMLE on every release the target hands out (the suite's eval count for reconstruction attacks)."""
     wb = target.white_box()
     observed = target.eval_releases()
     n = len(observed)
-    draws = cfg.eot_samples if target.stochastic else 1
-    images, losses = [], []
+    channels = target.image_shape[0]
+    gray = grayscale_of(cfg.grayscale, target)
+    cap = cfg.cap(target.info.image_size, observed)
+    draws = 1
+    images, finals, mses, trajectories = [], [], [], []
     for part in chunks(n, cfg.batch_size):
         z = observed[part]
         var = ImageVariable(cfg.parameterization, target.info,
-                            start_pixels(cfg.init, len(z), part.start, seed, target, z.device))
-        scale = feature_scale(cfg.feature_loss, z)
+                            start_pixels(cfg.init, len(z), part.start, seed, target, z.device, 1 if gray else None),
+                            channels)
+        if part.start == 0:
+            with trainer.autocast():
+                draws = eot_draws(target.stochastic, cfg.eot_samples, wb.release, var.input_and_prior_image()[0], z)
+        scale, energy = feature_scale(cfg.feature_loss, z), release_energy(z)
+        kept = var.image().contiguous().clone()
 
-        def step(_i: int, var: ImageVariable = var, z: Tensor = z, scale: Tensor = scale) -> dict[str, Tensor]:
+        def snapshot(mask: Tensor, var: ImageVariable = var, kept: Tensor = kept) -> None:
+            rows = mask.to(kept.device)
+            kept[rows] = var.image()[rows]
+
+        traj = Trajectory(len(z), cap, cfg.plateau, snapshot)
+
+        def step(_i: int, var: ImageVariable = var, z: Tensor = z, scale: Tensor = scale, energy: Tensor = energy,
+                 traj: Trajectory = traj, draws: int = draws) -> dict[str, Tensor]:
             x, prior_image = var.input_and_prior_image()
-            feat = sum(release_mse(wb.release(x, z), z) for _ in range(draws)) / (draws * scale)
-            return {"x": (feat + cfg.tv_weight * total_variation(prior_image, cfg.tv_beta)).sum()}
+            mse = eot_mse(wb.release, x, z, draws)
+            traj.record(mse / energy)
+            return {"x": (mse / scale + cfg.tv_weight * total_variation(prior_image, cfg.tv_beta)).sum()}
 
-        trainer.optimize({"x": ParamGroup([var.param], cfg.lr)}, step, cfg.steps, desc="rmle")
+        trainer.optimize({"x": ParamGroup([var.param], cfg.lr)}, step, cap, desc="rmle", stop=traj.stop)
+        traj.finish()
         with torch.no_grad(), trainer.autocast():
-            losses.append(release_mse(wb.release(var.input_and_prior_image()[0], z), z))
-        images.append(var.image().float())
-    return torch.cat(images), torch.cat(losses)
+            mses.append(eot_mse(wb.release, target.info.normalize(kept).to(kept.dtype), z, draws))
+        finals.append(mses[-1] / energy)
+        images.append(kept.float())
+        trajectories.append(traj)
+    return Inversion(torch.cat(images), torch.cat(finals), torch.cat(mses), summarize(trajectories, finals), cap,
+                     draws, gray)
 
 
 @register_attack("optimization")
@@ -257,8 +353,9 @@ class RMLEInversion(Attack):
     Config = RMLEConfig
     kind = AttackKind.RECONSTRUCTION
     requires = frozenset({Access.WHITE_BOX, Access.AUX_PAIRS})
+    version = "2"
     smoke_config = {"steps": 20}
-    search_space = {"lr": (0.2, 0.5, 1.0), "tv_weight": (0.3, 1.0, 3.0), "steps": (200, 500)}
+    search_space = {"lr": (0.2, 0.5, 1.0), "tv_weight": (0.3, 1.0, 3.0)}
     card = MethodCard(
         paper="He, Zhang, Lee: Model Inversion Attacks against Collaborative Inference (ACSAC 2019), "
               "white-box regularized maximum likelihood estimation (rMLE)",
@@ -267,22 +364,26 @@ class RMLEInversion(Attack):
         threat_model="white-box: the server knows the client's weights and the defense's release function "
                      "(and the channel mask it observed) and optimises the input to match the release; it also "
                      "holds aux images of the same distribution, whose mean image is its starting point",
-        knob="budget: steps x images (Adam iterations per image)",
+        knob="budget: steps x images (Adam iterations per image, capped; each image stops on a plateau)",
         inferred=("init='mean_aux': every image starts at the attacker's mean aux image (hence aux pairs besides "
                   "the client weights), since pixels in ReLU dead zones get no gradient and keep their start; the "
                   "paper's grey 0.5 and the code's zeros remain as options",
                   "parameterization='sigmoid': logits whose sigmoid is the image in [0, 1], normalized before the "
                   "release, TV on those pixels; 'normalized' optimises the normalized input as the code does",
-                  "lr=0.5 (logit units), tv_weight=1, tv_beta=2, 500 steps: chosen by inverting 32 of the attacker's "
+                  "lr=0.5 (logit units), tv_weight=1, tv_beta=2: chosen by inverting 32 of the attacker's "
                   "own aux images on the quick suite's no_pruning target (lr 0.05-2 x tv_weight 0-100 at 200 and "
                   "500 steps, beta 1 and 2; 20.6 dB / SSIM 0.81 at 200 steps against 13.5 dB / 0.34 for the mean "
                   "image), never eval; the paper suite sets the code's values",
+                  "step cap by split depth: the paper's 500 iterations on shallow splits and 5000 on deep ones, a "
+                  "split being shallow when the release's side is at most 4 times smaller than the image's",
+                  "each image's run ends when its relative feature error has plateaued (see the module)",
+                  "grayscale data (every aux image with identical channels): one channel optimised, replicated",
                   "feature error relative to the observed release's mean square (scale-free lambda); 'mse' is the "
                   "code's loss; both are the per-image mean over release elements (the code's normalisation)",
                   "plain Adam of the shared trainer instead of the code's AMSGrad with eps 1e-3",
                   "TV with eps 1e-8 inside the power (beta < 2 stays differentiable)",
-                  "expectation over transformation: with eot_samples > 1 and a random release, the feature term "
-                  "is averaged over that many separate release calls per step",
+                  "expectation over transformation: on a random release the feature term is averaged over 8 "
+                  "separate white-box release calls per step (one when two calls give identical releases)",
                   "batched: per-image losses summed, so every image's iterates equal its lone inversion",
                   "the last iterate is reported (no selection against ground truth)"),
         code="https://github.com/zechenghe/Inverse_Collaborative_Inference",
@@ -293,13 +394,15 @@ class RMLEInversion(Attack):
 
     def run(self, target: Target, trainer: Trainer) -> AttackOutput:
         cfg = self.config
-        images, feature_mse = invert(target, trainer, cfg, self.seed)
+        inv = invert(target, trainer, cfg, self.seed)
+        images = inv.images
         return AttackOutput(
             index=torch.arange(len(images)), images=images,
-            budget={"steps": cfg.steps, "images": len(images), "lr": cfg.lr, "tv_weight": cfg.tv_weight,
+            budget={"steps": inv.cap, "images": len(images), "lr": cfg.lr, "tv_weight": cfg.tv_weight,
                     "tv_beta": cfg.tv_beta, "feature_loss": cfg.feature_loss, "init": cfg.init,
-                    "parameterization": cfg.parameterization,
-                    "eot_samples": cfg.eot_samples if target.stochastic else 1,
+                    "parameterization": cfg.parameterization, "grayscale": inv.grayscale,
+                    "eot_samples": inv.draws, "plateau_window": cfg.plateau_window,
+                    "plateau_tol": cfg.plateau_tol, "ended_by": ended_by(inv.metrics),
                     "batch_size": min(cfg.batch_size, len(images))},
-            metrics={"final_feature_mse": float(feature_mse.mean())},
+            metrics={**inv.metrics, "final_feature_mse": float(inv.mse.mean())},
         )

@@ -68,6 +68,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from attacks.inversion_kit import PlateauRule, Trajectory, ended_by, summarize
 from attacks.learning_based import InversionDecoderAttack, InversionDecoderConfig
 from attacks.optimization import chunks, full_precision, total_variation
 from benchmark import MethodCard, register_attack
@@ -88,7 +89,8 @@ class SubstituteClientConfig:
     epochs: int = field(20, "epochs of fitting the substitute client on the aux (image, release) pairs")
     batch_size: int = field(32, "batch size of the substitute fit and of the starting inverse network")
     lr: float = field(1e-2, "Adam learning rate of the substitute")
-    steps: int = field(50, "Adam iterations of the inversion through the substitute")
+    steps: int = field(50, "most Adam iterations of the inversion through the substitute (an image stops earlier "
+                           "when its objective has plateaued)")
     inversion_lr: float = field(0.05, "Adam learning rate on the image logits theta (image = sigmoid(theta))")
     tv_weight: float = field(2.0, "[inferred] weight of the pixel-space total variation prior (the feature "
                                    "error is relative to the release's mean square)")
@@ -101,6 +103,10 @@ class SubstituteClientConfig:
     batch_images: int = field(256, "eval releases inverted together (per-image losses summed); 1 inverts them "
                                    "one by one (same result, slower)")
     max_aux: int | None = field(None, "use at most this many aux samples (None = all)")
+    plateau_window: int = field(10, "[inferred] an image's inversion ends when the mean relative feature error "
+                                    "(through the substitute) of its last plateau_window steps improved on the "
+                                    "window before by less than plateau_tol; steps is the cap (0 = always the cap)")
+    plateau_tol: float = field(1e-3, "[inferred] relative improvement per window below which an inversion ends")
 
     def validate(self) -> None:
         for name in ("epochs", "steps", "decoder_epochs"):
@@ -117,6 +123,10 @@ class SubstituteClientConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_aux is not None and self.max_aux < 2:
             raise ValueError(f"max_aux must be None or >= 2, got {self.max_aux}")
+        if self.plateau_window < 0:
+            raise ValueError(f"plateau_window must be >= 0, got {self.plateau_window}")
+        if self.plateau_tol < 0:
+            raise ValueError(f"plateau_tol must be >= 0, got {self.plateau_tol}")
 
 
 # -- the loss on sent channels --------------------------------------------------------------------------------
@@ -227,33 +237,47 @@ def fit_substitute(substitute: nn.Module, target: Target, trainer: Trainer, cfg:
 
 
 def invert_through(substitute: nn.Module, observed: Tensor, start: Tensor, target: Target, trainer: Trainer,
-                   cfg: SubstituteClientConfig) -> tuple[Tensor, Tensor]:
-    """rMLE through the (frozen, eval-mode) substitute from ``start`` images in [0, 1].
+                   cfg: SubstituteClientConfig) -> tuple[Tensor, Tensor, dict[str, float]]:
+    """rMLE through the (frozen, eval-mode) substitute from ``start`` images in [0, 1]; each image stops when its
+    relative feature error has plateaued (``steps`` is the cap).
 
-    Returns (images in [0, 1], per-image final feature error relative to the release's mean square).
+    Returns (images in [0, 1], per-image final feature error relative to the release's mean square, the run's
+    record: see :mod:`attacks.inversion_kit`).
     """
-    images, errors = [], []
+    images, errors, trajectories = [], [], []
     for part in chunks(len(observed), cfg.batch_images):
         z = as_spatial(observed[part])
         mask = observed_mask(z)
         scale = sent_energy(z, mask)
         theta = nn.Parameter(torch.logit(start[part].clamp(LOGIT_CLAMP, 1 - LOGIT_CLAMP)))
+        kept = torch.sigmoid(theta.detach()).clone()
 
         def feature(theta: Tensor, z: Tensor = z, mask: Tensor = mask, scale: Tensor = scale) -> Tensor:
             pred = as_spatial(substitute(target.info.normalize(torch.sigmoid(theta))))
             return sent_error(pred, z, mask) / scale
 
-        def step(_i: int, theta: nn.Parameter = theta, feature=feature, x0: Tensor = start[part]
-                 ) -> dict[str, Tensor]:
+        def snapshot(rows: Tensor, theta: nn.Parameter = theta, kept: Tensor = kept) -> None:
+            rows = rows.to(kept.device)
+            kept[rows] = torch.sigmoid(theta.detach()[rows])
+
+        traj = Trajectory(len(kept), cfg.steps, PlateauRule(cfg.plateau_window, cfg.plateau_tol), snapshot)
+
+        def step(_i: int, theta: nn.Parameter = theta, feature=feature, x0: Tensor = start[part],
+                 traj: Trajectory = traj) -> dict[str, Tensor]:
             img = torch.sigmoid(theta)
             prior = (full_precision(img) - full_precision(x0)).pow(2).flatten(1).mean(1)
-            return {"theta": (feature(theta) + cfg.tv_weight * total_variation(img) + cfg.prior_weight * prior).sum()}
+            feat = feature(theta)
+            traj.record(feat)
+            return {"theta": (feat + cfg.tv_weight * total_variation(img) + cfg.prior_weight * prior).sum()}
 
-        trainer.optimize({"theta": ParamGroup([theta], cfg.inversion_lr)}, step, cfg.steps, desc="substitute_rmle")
+        trainer.optimize({"theta": ParamGroup([theta], cfg.inversion_lr)}, step, cfg.steps, desc="substitute_rmle",
+                         stop=traj.stop)
+        traj.finish()
         with torch.no_grad(), trainer.autocast():
-            errors.append(feature(theta).float())
-        images.append(torch.sigmoid(theta.detach()))
-    return torch.cat(images), torch.cat(errors)
+            errors.append(feature(torch.logit(kept.clamp(LOGIT_CLAMP, 1 - LOGIT_CLAMP))).float())
+        images.append(kept)
+        trajectories.append(traj)
+    return torch.cat(images), torch.cat(errors), summarize(trajectories, errors)
 
 
 @register_attack("substitute_client")
@@ -263,6 +287,7 @@ class SubstituteClient(Attack):
     Config = SubstituteClientConfig
     kind = AttackKind.RECONSTRUCTION
     requires = frozenset({Access.AUX_PAIRS})
+    version = "2"
     smoke_config = {"epochs": 2, "steps": 10, "decoder_epochs": 2}
     search_space = {"epochs": (10, 20, 40), "decoder_epochs": (12, 25), "prior_weight": (3.0, 10.0, 30.0)}
     card = MethodCard(
@@ -310,15 +335,16 @@ class SubstituteClient(Attack):
                 start = InversionDecoderAttack(dec_cfg, self.seed).run(target, trainer).images.to(device)
         else:
             start = aux.images.mean(0, keepdim=True).expand(len(observed), -1, -1, -1).to(device)
-        images, errors = invert_through(substitute, observed, start, target, trainer, cfg)
+        images, errors, record = invert_through(substitute, observed, start, target, trainer, cfg)
         return AttackOutput(
             index=torch.arange(len(images)), images=images.float().clamp(0, 1),
             budget={"epochs": cfg.epochs, "aux_samples": len(aux.x) if cfg.max_aux is None
                     else min(cfg.max_aux, len(aux.x)), "lr": cfg.lr, "steps": cfg.steps,
                     "inversion_lr": cfg.inversion_lr, "tv_weight": cfg.tv_weight, "init": cfg.init,
                     "decoder_epochs": cfg.decoder_epochs if cfg.init == "decoder" else 0,
-                    "images": len(images), "substitute": arch,
+                    "images": len(images), "substitute": arch, "plateau_window": cfg.plateau_window,
+                    "plateau_tol": cfg.plateau_tol, "ended_by": ended_by(record),
                     "substitute_params": sum(p.numel() for p in substitute.parameters())},
-            metrics={"final_substitute_loss": hist[-1]["substitute"] if hist else float("nan"),
+            metrics={**record, "final_substitute_loss": hist[-1]["substitute"] if hist else float("nan"),
                      "final_feature_error": float(errors.mean())},
         )

@@ -208,8 +208,12 @@ class Trainer:
         return history
 
     def optimize(self, groups: Mapping[str, ParamGroup], step: Callable[[int], Mapping[str, Tensor]], steps: int,
-                 desc: str = "optimize", log_every: int = 0) -> list[dict[str, float]]:
-        """Step-based loop (for inversion attacks that optimise inputs or generators, not over a dataset)."""
+                 desc: str = "optimize", log_every: int = 0,
+                 stop: Callable[[int], bool] | None = None) -> list[dict[str, float]]:
+        """Step-based loop (for inversion attacks that optimise inputs or generators, not over a dataset).
+
+        ``steps`` is the most it runs; ``stop(i)``, called after update ``i``, ends it early by returning True
+        (e.g. when the objective has plateaued)."""
         opts = {name: g.make() for name, g in groups.items()}
         history = []
         bar = tqdm(range(steps), desc=desc, disable=not self.progress, leave=False, file=sys.stderr,
@@ -222,6 +226,8 @@ class Trainer:
                 history.append({"step": float(i), **{k: float(v.detach()) for k, v in out.items()}})
             if (i + 1) % self.check_every == 0:
                 self._check_finite({k: float(v.detach()) for k, v in out.items()}, groups, desc)
+            if stop is not None and stop(i):
+                break
         if last:
             self._check_finite({k: float(v.detach()) for k, v in last.items()}, groups, desc)
         return history

@@ -32,7 +32,8 @@ def shallow(tiny_data, tiny_backbone):
 
 
 def white_box_target(defense, data, trainer, images):
-    return make_target(defense, data, {Access.WHITE_BOX}, trainer, limit=images)
+    """What DIP sees: the client weights, and the aux pairs its mean-image start and grayscale test read."""
+    return make_target(defense, data, DeepImagePrior.requires, trainer, limit=images)
 
 
 def test_dip_recovers_the_input_far_better_than_a_constant_image(shallow, tiny_data, trainer):
@@ -44,6 +45,8 @@ def test_dip_recovers_the_input_far_better_than_a_constant_image(shallow, tiny_d
     assert s["psnr"] > s["psnr_baseline"] + 2.0, s
     assert s["ssim"] > s["ssim_baseline"] + 0.3, s
     assert out.budget["levels"] == 2 and out.budget["steps"] == 100 and out.budget["images"] == 4
+    # white box plus the attacker's aux images (its mean-image start and the grayscale test)
+    assert DeepImagePrior.requires == {Access.WHITE_BOX, Access.AUX_PAIRS} and out.budget["start_at_mean"]
 
 
 def test_generators_fitted_together_equal_generators_fitted_alone(shallow, tiny_data):

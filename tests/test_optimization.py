@@ -95,16 +95,6 @@ class AntitheticNoise(DEFENSES.get("no_pruning")):
         return z + (1.0 if self.draws % 2 else -1.0) * DELTA.to(z)
 
 
-class GaussianNoise(DEFENSES.get("no_pruning")):
-    """A defense whose release (and so its white-box release) adds fresh Gaussian noise at every call."""
-
-    stochastic_release = True
-
-    def release(self, x):
-        z = self.client(x)
-        return z + 0.5 * torch.randn_like(z)
-
-
 def with_weights_of(cls, fitted, data):
     """A ``cls`` defense carrying the weights of the fitted no_pruning model ``fitted``."""
     d = smoke_defense(cls, fitted.backbone, data.info)
@@ -119,8 +109,8 @@ def test_eot_averages_the_feature_loss_over_release_draws(quick_model, tiny_data
         clean = RMLEInversion(cfg, seed=0).run(rmle_target(clean64, tiny_data, trainer, limit=2), trainer)
         target = rmle_target(noisy64, tiny_data, trainer, limit=2)
         averaged = RMLEInversion(dataclasses.replace(cfg, eot_samples=2), seed=0).run(target, trainer)
-        one_draw = RMLEInversion(cfg, seed=0).run(target, trainer)
-    assert averaged.budget["eot_samples"] == 2
+        one_draw = RMLEInversion(dataclasses.replace(cfg, eot_samples=1), seed=0).run(target, trainer)
+    assert averaged.budget["eot_samples"] == 2 and one_draw.budget["eot_samples"] == 1
     torch.testing.assert_close(averaged.images, clean.images, atol=1e-6, rtol=0)
     assert (one_draw.images - clean.images).abs().max() > 1e-2
     # a deterministic release needs one draw, whatever is asked
@@ -129,16 +119,6 @@ def test_eot_averages_the_feature_loss_over_release_draws(quick_model, tiny_data
 
 
 @pytest.mark.slow
-def test_eot_makes_rmle_stronger_against_gaussian_release_noise(quick_model, tiny_data, trainer):
-    target = rmle_target(with_weights_of(GaussianNoise, quick_model, tiny_data), tiny_data, trainer, limit=8)
-    psnr = {}
-    for draws in (1, 8):
-        torch.manual_seed(0)
-        out = RMLEInversion(RMLEConfig(steps=100, eot_samples=draws), seed=0).run(target, trainer)
-        psnr[draws] = reconstruction_scores_of(out, tiny_data)["psnr"]
-    assert psnr[8] > psnr[1] + 0.5, psnr
-
-
 @pytest.mark.parametrize(("key", "value"), [("steps", -1), ("lr", 0.0), ("tv_weight", -1.0),
                                             ("tv_beta", 0.0), ("eot_samples", 0), ("batch_size", 0),
                                             ("init", "black"), ("parameterization", "tanh")])

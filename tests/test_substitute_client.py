@@ -100,15 +100,17 @@ def test_batched_inversion_equals_image_by_image(defended, tiny_data, trainer):
         with seeded(5):
             start = torch.rand(4, *target.image_shape)
         cfg = SubstituteClientConfig(steps=20, inversion_lr=0.05, tv_weight=0.1, prior_weight=1.0)
-        batched, err_b = invert_through(substitute, observed, start, target, trainer,
+        batched, err_b, rec_b = invert_through(substitute, observed, start, target, trainer,
                                         dataclasses.replace(cfg, batch_images=4))
-        single, err_s = invert_through(substitute, observed, start, target, trainer,
+        single, err_s, rec_s = invert_through(substitute, observed, start, target, trainer,
                                        dataclasses.replace(cfg, batch_images=1))
     finally:
         torch.set_default_dtype(old)
     assert batched.dtype == torch.float64
     torch.testing.assert_close(batched, single, atol=1e-6, rtol=0)
     torch.testing.assert_close(err_b, err_s, atol=1e-8, rtol=0)
+    assert rec_b["steps_run"] == rec_s["steps_run"]
+    assert rec_b["objective_last"] == pytest.approx(rec_s["objective_last"])
     assert (batched - start).abs().max() > 1e-2  # the images moved
     assert (batched[0] - batched[1]).abs().max() > 1e-3
 

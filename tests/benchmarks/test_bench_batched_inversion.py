@@ -53,12 +53,14 @@ ROUNDS = int(os.environ.get("SPLITBENCH_BENCH_ROUNDS", 3))
 DIP_SIZE = os.environ.get("SPLITBENCH_BENCH_DIP", "quick")
 CONV = [c.strip() for c in os.environ.get("SPLITBENCH_BENCH_CONV", "auto").split(",") if c.strip()]
 
-DIP = (DeepImagePriorConfig(steps=STEPS, lr=0.01) if DIP_SIZE == "paper" else
-       DeepImagePriorConfig(steps=STEPS, lr=0.01, channels=(8, 16, 32), kernels=(3, 3, 3), code_channels=8))
+# plateau_window=0: every run takes exactly STEPS steps, so the rates compare like with like
+DIP = (DeepImagePriorConfig(steps=STEPS, lr=0.01, plateau_window=0) if DIP_SIZE == "paper" else
+       DeepImagePriorConfig(steps=STEPS, lr=0.01, channels=(8, 16, 32), kernels=(3, 3, 3), code_channels=8,
+                            plateau_window=0))
 ATTACKS = {
-    "optimization": (RMLEInversion, RMLEConfig(steps=STEPS)),
+    "optimization": (RMLEInversion, RMLEConfig(steps=STEPS, plateau_window=0)),
     **{f"deep_image_prior[{DIP_SIZE},{c}]": (DeepImagePrior, dataclasses.replace(DIP, conv_impl=c)) for c in CONV},
-    "learned_prior": (LearnedPriorInversion, LearnedPriorConfig(steps=STEPS, pixel_steps=STEPS)),
+    "learned_prior": (LearnedPriorInversion, LearnedPriorConfig(steps=STEPS, pixel_steps=STEPS, plateau_window=0)),
 }
 
 
