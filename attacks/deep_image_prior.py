@@ -61,6 +61,8 @@ from attacks.inversion_kit import (
     eot_mse,
     full_precision,
     release_energy,
+    run_checks,
+    stopping_checks,
     summarize,
 )
 from attacks.optimization import PIXEL_EPS, chunks, grayscale_of, image_seed, white_box_or_reason
@@ -295,11 +297,7 @@ class DeepImagePriorConfig:
             raise ValueError(f"kernel sizes must be odd, got {self.kernels}")
         if self.steps < 0 or self.lr <= 0 or self.batch_size < 1 or self.code_channels < 1:
             raise ValueError("batch_size, code_channels >= 1, steps >= 0 and lr > 0 are required")
-        for name, ok, expected in (("eot_samples", self.eot_samples >= 1, "an integer >= 1"),
-                                   ("plateau_window", self.plateau_window >= 0, "an integer >= 0"),
-                                   ("plateau_tol", self.plateau_tol >= 0, "a number >= 0")):
-            if not ok:
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+        run_checks(self, stopping_checks(self))
         ends = [until for until, _ in self.input_noise]
         if any(b <= a for a, b in zip(ends, ends[1:])) or any(e < 1 for e in ends):
             raise ValueError(f"input_noise phases must end at increasing steps >= 1, got {list(self.input_noise)}")

@@ -54,6 +54,27 @@ def release_energy(observed: Tensor) -> Tensor:
     return full_precision(observed).pow(2).flatten(1).mean(1).clamp_min(1e-12)
 
 
+# -- configuration ----------------------------------------------------------------------------------------------
+Check = tuple[str, bool, str]  # (field, whether its value is valid, what was expected)
+
+
+def stopping_checks(cfg) -> list[Check]:
+    """The checks of the fields every optimisation attack's config shares: the plateau rule and, where the config
+    has it, the EOT draw count."""
+    checks = [("plateau_window", cfg.plateau_window >= 0, "an integer >= 0"),
+              ("plateau_tol", cfg.plateau_tol >= 0, "a number >= 0")]
+    if hasattr(cfg, "eot_samples"):
+        checks.insert(0, ("eot_samples", cfg.eot_samples >= 1, "an integer >= 1"))
+    return checks
+
+
+def run_checks(cfg, checks: list[Check] | tuple[Check, ...]) -> None:
+    """Raise a one-line ``ValueError`` naming the first field of ``cfg`` whose check fails."""
+    for name, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"{name} must be {expected}, got {getattr(cfg, name)!r}")
+
+
 # -- expectation over transformation ---------------------------------------------------------------------------
 def eot_draws(stochastic: bool, eot_samples: int, release: Callable[[Tensor, Tensor], Tensor], x: Tensor,
               z: Tensor) -> int:

@@ -61,6 +61,8 @@ from attacks.inversion_kit import (
     eot_mse,
     full_precision,
     release_energy,
+    run_checks,
+    stopping_checks,
     summarize,
 )
 from attacks.optimization import (
@@ -145,13 +147,8 @@ class LearnedPriorConfig:
                   ("batch_size", self.batch_size >= 1, "an integer >= 1"),
                   ("encoder_epochs", self.encoder_epochs >= 0, "an integer >= 0"),
                   ("encoder_width", self.encoder_width >= 1, "an integer >= 1"),
-                  ("encoder_lr", self.encoder_lr > 0, "a number > 0"),
-                  ("eot_samples", self.eot_samples >= 1, "an integer >= 1"),
-                  ("plateau_window", self.plateau_window >= 0, "an integer >= 0"),
-                  ("plateau_tol", self.plateau_tol >= 0, "a number >= 0"))
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+                  ("encoder_lr", self.encoder_lr > 0, "a number > 0"))
+        run_checks(self, [*checks, *stopping_checks(self)])
 
     def prior_settings(self) -> dict[str, float | int]:
         """The fields the trained prior depends on (its cache key holds these and nothing of the search)."""

@@ -83,6 +83,8 @@ from attacks.inversion_kit import (  # noqa: F401 (other attacks import full_pre
     reduction_factor,
     release_energy,
     release_mse,
+    run_checks,
+    stopping_checks,
     summarize,
 )
 from benchmark import MethodCard, register_attack
@@ -190,13 +192,8 @@ class RMLEConfig:
                   ("lr", self.lr > 0, "a number > 0"),
                   ("tv_weight", self.tv_weight >= 0, "a number >= 0"),
                   ("tv_beta", self.tv_beta > 0, "a number > 0"),
-                  ("eot_samples", self.eot_samples >= 1, "an integer >= 1"),
-                  ("plateau_window", self.plateau_window >= 0, "an integer >= 0"),
-                  ("plateau_tol", self.plateau_tol >= 0, "a number >= 0"),
                   ("batch_size", self.batch_size >= 1, "an integer >= 1"))
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+        run_checks(self, [*checks, *stopping_checks(self)])
 
     def cap(self, image_size: int, observed: Tensor) -> int:
         """The step cap for releases like ``observed`` of ``image_size``-px images."""

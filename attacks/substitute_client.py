@@ -68,7 +68,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attacks.inversion_kit import PlateauRule, Trajectory, ended_by, summarize
+from attacks.inversion_kit import PlateauRule, Trajectory, ended_by, run_checks, stopping_checks, summarize
 from attacks.learning_based import InversionDecoderAttack, InversionDecoderConfig
 from attacks.optimization import chunks, full_precision, total_variation
 from benchmark import MethodCard, register_attack
@@ -123,10 +123,7 @@ class SubstituteClientConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_aux is not None and self.max_aux < 2:
             raise ValueError(f"max_aux must be None or >= 2, got {self.max_aux}")
-        if self.plateau_window < 0:
-            raise ValueError(f"plateau_window must be >= 0, got {self.plateau_window}")
-        if self.plateau_tol < 0:
-            raise ValueError(f"plateau_tol must be >= 0, got {self.plateau_tol}")
+        run_checks(self, stopping_checks(self))
 
 
 # -- the loss on sent channels --------------------------------------------------------------------------------
