@@ -25,7 +25,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from .config import field
-from .errors import SplitbenchError, did_you_mean
+from .errors import NotApplicable, SplitbenchError, did_you_mean
 
 #: Backbones splitbench tests on every commit (server(client(x)) == model(x)).
 TESTED_BACKBONES = ("resnet18", "mobilenetv3_small_100", "efficientnet_b0", "convnext_atto",
@@ -92,6 +92,19 @@ def split_points(model_or_name: nn.Module | str) -> list[str]:
         return []
     info = fi.info if hasattr(fi, "info") else fi
     return [d["module"] for d in info]
+
+
+def deeper_spec(model: nn.Module, spec: BackboneSpec, extra: int, who: str) -> BackboneSpec:
+    """``spec`` with its split moved ``extra`` feature stages deeper in ``model`` (``layer1`` -> ``layer2`` for 1).
+
+    Raises :class:`~benchmark.errors.NotApplicable` (naming ``who``) when the model has no such stage: a client cut
+    after the last feature stage would leave the server only the classifier head."""
+    points = split_points(model)
+    at = points.index(spec.split) + extra if spec.split in points else len(points)
+    if at >= len(points):
+        raise NotApplicable(f"{who}: backbone {spec.name!r} has no stage {extra} past {spec.split!r} "
+                            f"(stages: {', '.join(points) or 'none'})")
+    return dataclasses.replace(spec, split=points[at])
 
 
 class _CutTracer(fx.Tracer):

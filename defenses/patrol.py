@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark import MethodCard, register_defense
-from benchmark.backbones import BackboneSpec, SplitModel, create_model, cut_model, split_points
+from benchmark.backbones import BackboneSpec, SplitModel, create_model, cut_model, deeper_spec
 from benchmark.channels import as_spatial
 from benchmark.config import field
 from benchmark.errors import NotApplicable, SplitbenchError
@@ -259,12 +259,7 @@ class Patrol(Defense):
     def build(self) -> None:
         cfg, info, spec = self.config, self.info, self.backbone
         model = create_model(spec.name, info.num_task_classes, info.image_size, spec.pretrained, self.seed)
-        points = split_points(model)
-        at = points.index(spec.split) + cfg.extra_depth if spec.split in points else len(points)
-        if at >= len(points):
-            raise NotApplicable(f"patrol: backbone {spec.name!r} has no stage {cfg.extra_depth} past "
-                                  f"{spec.split!r} (stages: {', '.join(points)})")
-        self.deep = dataclasses.replace(spec, split=points[at])
+        self.deep = deeper_spec(model, spec, cfg.extra_depth, "patrol")
         x = torch.zeros(1, info.channels, info.image_size, info.image_size)
         base_client, _ = cut_model(model, spec.split, spec.name)
         self.budget_value = cfg.budget * self._cost(base_client, x)
