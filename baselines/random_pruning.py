@@ -38,6 +38,7 @@ class RandomPruningConfig(DefenseConfig):
 class RandomPruning(Defense):
     Config = RandomPruningConfig
     knob = "prune_ratio"
+    knob_grid = (0.05, 0.1, 0.25, 0.5, 0.75)
     stochastic_release = True
     card = MethodCard(
         paper="Singh, Chopra, Sharma, Garza, Vepakomma, Raskar: Dynamic Channel Pruning for Privacy "

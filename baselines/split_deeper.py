@@ -34,6 +34,7 @@ class SplitDeeperConfig(DefenseConfig):
 class SplitDeeper(Defense):
     Config = SplitDeeperConfig
     knob = "extra_depth"
+    knob_grid = (0, 1, 2)
     card = MethodCard(
         paper="Control baseline (no defense, a deeper cut); the depth effect itself is measured by He, Zhang, Lee: "
               "Model Inversion Attacks Against Collaborative Inference (ACSAC 2019)",

@@ -179,6 +179,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 paper = cls.card.paper if len(cls.card.paper) <= 70 or args.verbose else cls.card.paper[:67] + "..."
                 print(f"  {name:<26} knob={cls.knob:<14} {paper} ({cls.card.year})")
                 if args.verbose:
+                    if cls.knob_grid:
+                        print(f"    knob grid: {', '.join(f'{v:g}' for v in cls.knob_grid)}")
                     _print_fields(describe(cls.Config))
     if what in ("all", "attacks"):
         print("attacks:")

@@ -65,6 +65,7 @@ class Defense(nn.Module, ABC):
             learning-based attackers then query the client afresh for every training batch, as the server did,
             and utility and leakage are averaged over the suite's ``release_draws``.
         knob_more_private: which end of the knob hides more ("higher" or "lower").
+        knob_grid: the knob settings of its privacy-utility curve (ascending), shown by ``list defenses -v``.
 
     Instance attributes set by the base constructor: ``config``, ``backbone``, ``info``, ``seed`` and, unless
     :meth:`build` is overridden, ``split`` (a :class:`~benchmark.backbones.SplitModel`).
@@ -81,6 +82,9 @@ class Defense(nn.Module, ABC):
     #: which end of the knob is the more private one ("higher": raising the knob hides more); the leaderboard's
     #: defender picks, per track, the most private knob setting whose *validation* utility is within the budget
     knob_more_private: ClassVar[Literal["higher", "lower"]] = "higher"
+    #: the knob settings that trace the defense's privacy-utility curve (ascending), what a suite sweeps when it has
+    #: no reason to choose others; shown by ``splitbench list defenses -v`` and checked by the contract tests
+    knob_grid: ClassVar[tuple[float, ...]] = ()
     #: config overrides that make fit() take seconds on the tiny test data (used by the contract tests)
     smoke_config: ClassVar[dict[str, Any]] = {}
 

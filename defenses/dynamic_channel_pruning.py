@@ -117,6 +117,7 @@ class DynamicChannelPruning(Defense):
 
     Config = DynamicChannelPruningConfig
     knob = "prune_ratio"
+    knob_grid = (0.25, 0.5, 0.75)
     version = "2"  # 2: straight-through training on the released mask; several adversary updates per batch
     card = MethodCard(
         paper="Singh, Chopra, Sharma, Garza, Vepakomma, Raskar: Dynamic Channel Pruning for Privacy "

@@ -150,6 +150,7 @@ class LatentMasking(Defense):
 
     Config = LatentMaskingConfig
     knob = "keep_ratio"
+    knob_grid = (0.05, 0.25, 0.5)
     knob_more_private = "lower"  # fewer latent dimensions kept = less carried
     version = "1"
     release_kind = ReleaseKind.IMAGE

@@ -123,6 +123,7 @@ def _units(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
 class Paoding(Defense):
     Config = PaodingConfig
     knob = "prune_ratio"
+    knob_grid = (0.1, 0.25, 0.5)
     smoke_config = {"step": 0.25}
     card = MethodCard(
         paper="Meng, Bai, Teo, Dong: Paoding: Supervised Robustness-preserving Data-free Neural Network Pruning "

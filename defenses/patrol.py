@@ -229,6 +229,7 @@ class LipschitzBound:
 class Patrol(Defense):
     Config = PatrolConfig
     knob = "extra_depth"
+    knob_grid = (1, 2)
     version = "2"  # 2: the Lipschitz probe runs in eval mode (no running-stat update, works on 1x1 maps)
     smoke_config = {"warmup_epochs": 0}
     card = MethodCard(

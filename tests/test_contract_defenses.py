@@ -66,6 +66,10 @@ def test_config_is_frozen_with_help_and_knob(name):
         if f.name != "train":
             assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
     cls.Config()  # defaults are valid
+    grid = cls.knob_grid
+    assert list(grid) == sorted(set(grid)), f"{name}: knob_grid must be ascending without repeats"
+    for value in grid:  # every setting of the curve is a valid config
+        cls.Config(**{cls.knob: hints[cls.knob](value)}).validate()
 
 
 @pytest.mark.parametrize("name", NAMES)
