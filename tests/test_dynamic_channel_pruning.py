@@ -232,3 +232,28 @@ def test_adversary_steps_below_one_is_a_one_line_error(value, tiny_data, tiny_ba
     with pytest.raises(SplitbenchError, match="adversary_steps") as e:
         build_config(cls.Config, {"adversary_steps": value}, "dynamic_channel_pruning")
     assert "\n" not in str(e.value)
+
+
+def test_the_light_scorer_is_a_small_fraction_of_the_server_copy_and_both_prune_exactly(tiny_data, tiny_backbone):
+    from benchmark.backbones import BackboneSpec
+    from benchmark.metrics import count_macs
+
+    counts, macs = {}, {}
+    x = tiny_data.info.normalize(tiny_data.eval.images[:8])
+    for scorer in ("light", "server_copy"):
+        d = smoke_defense(DEFENSES.get(NAME), tiny_backbone, tiny_data.info, prune_ratio=0.5, scorer=scorer).eval()
+        counts[scorer] = sum(p.numel() for p in d.filter.parameters())
+        with torch.no_grad():
+            assert (d.channel_mask(x).sum(1) == d.num_channels - d.pruned).all()
+        # as deployed on the standard suite's backbone: what the client computes in all
+        deployed = d.deployed_on(BackboneSpec("resnet18", "layer1"), 64)
+        macs[scorer] = count_macs(deployed.release, torch.zeros(1, 3, 64, 64))
+    server = sum(p.numel() for p in d.server.parameters())
+    assert counts["light"] < 0.1 * server <= counts["server_copy"]
+    assert macs["light"] < 0.5 * macs["server_copy"]
+    assert DEFENSES.get(NAME).Config().scorer == "light"  # the default, as the paper describes F
+
+
+def test_an_unknown_scorer_is_refused():
+    with pytest.raises(ValueError, match="scorer must be 'light' or 'server_copy'"):
+        DEFENSES.get(NAME).Config(scorer="big").validate()
