@@ -16,14 +16,18 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from .errors import SplitbenchError
 
 # name -> higher_is_better; every metric a record may carry is listed here (tests check this).
 HIGHER_IS_BETTER: dict[str, bool] = {
@@ -69,6 +73,24 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 
 #: prefix of the figures of a client deployed on a suite's real backbone: ``deployed/NAME@SPLIT/<cost figure>``
 DEPLOYED = "deployed/"
+
+#: the costs a ratio to the reference is given for, and a suite's ``cost_budget`` may bound
+COST_RATIOS = ("client_macs", "client_params", "payload_bytes")
+COST_NAMES = {"client_macs": "client MACs", "client_params": "client parameters", "payload_bytes": "bytes sent"}
+
+
+def check_cost_budget(budget: Any, where: str) -> dict[str, float]:
+    """A cost budget as ``{cost: largest ratio to the reference}``, or a one-line error naming what is expected."""
+    if not isinstance(budget, Mapping):
+        raise SplitbenchError(f"{where}: expected a mapping of {', '.join(COST_RATIOS)} to a ratio, got {budget!r}")
+    out = {}
+    for k, v in budget.items():
+        if k not in COST_RATIOS:
+            raise SplitbenchError(f"{where}: unknown cost {k!r} (expected one of {', '.join(COST_RATIOS)})")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (v > 0 and math.isfinite(v)):
+            raise SplitbenchError(f"{where}: {k} must be a positive ratio to the reference's, got {v!r}")
+        out[str(k)] = float(v)
+    return out
 
 
 def higher_is_better(name: str) -> bool:

@@ -10,6 +10,9 @@ Schema::
     description: ...
     reference: no_pruning            # the defense Δutility (and the secondary relative view) is measured against
     utility_budget: 0.02             # a knob setting is admissible if its validation utility drop is at most this
+    cost_budget: {client_macs: 1.5}  # optional: also admissible only if its client costs at most 1.5x the reference's
+                                     #   (client_macs, client_params or payload_bytes; as deployed where the track
+                                     #   has a deployment backbone)
     admission: selection             # which setting of each defense is ranked: "selection" (its most private knob
                                      #   within the budget, the choice redone in every bootstrap replicate) or
                                      #   "preregistered" (the one setting each defense names below, admitted when
@@ -53,13 +56,14 @@ import yaml
 from .backbones import BackboneSpec, check_backbone_name
 from .config import build_config, config_hash, field, to_dict
 from .errors import SplitbenchError, did_you_mean
+from .metrics import check_cost_budget
 from .registry import ATTACKS, DEFENSES, SCENARIOS, SUITES
 from .trainer import TrainConfig
 from .tuning import Tuning, parse_tuning
 
-SUITE_KEYS = ("name", "description", "reference", "utility_budget", "admission", "eval_counts", "release_draws",
-              "bootstrap", "tuning", "holdout", "aux_fraction", "deployment", "seeds", "scenarios", "backbones",
-              "train", "defenses", "attacks", "paper")
+SUITE_KEYS = ("name", "description", "reference", "utility_budget", "cost_budget", "admission", "eval_counts",
+              "release_draws", "bootstrap", "tuning", "holdout", "aux_fraction", "deployment", "seeds", "scenarios",
+              "backbones", "train", "defenses", "attacks", "paper")
 AUX_FRACTION_KEYS = ("fractions", "attacks")
 ADMISSION_RULES = ("selection", "preregistered")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
@@ -184,6 +188,8 @@ class Suite:
     holdout: Holdout | None = Holdout()  # the attacker's hold-out (None: attacks train on all of aux, no hold-out)
     #: attack label -> the shares of aux it also runs with, besides 1.0 (the attacker-knowledge axis)
     aux_fractions: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    #: cost -> the largest ratio to the reference's client cost that is admitted (empty: no cost budget)
+    cost_budget: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def eval_count(self, kind: str) -> int | None:
         """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
@@ -195,6 +201,8 @@ class Suite:
         entry records what was preregistered."""
         out: dict[str, Any] = {"reference": self.reference, "utility_budget": self.utility_budget,
                                "bootstrap": self.bootstrap}
+        if self.cost_budget:
+            out["cost_budget"] = dict(sorted(self.cost_budget.items()))
         if self.admission != "selection":
             out["admission"] = self.admission
             out["preregistered"] = {d: dict(v) for d, v in sorted(self.preregistered.items())}
@@ -414,7 +422,8 @@ def parse_suite(raw: Any, source: str) -> Suite:
     aux_fractions = parse_aux_fraction(raw.get("aux_fraction"), attacks, where)
     suite = Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
                   tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
-                  replicates, tuning, raw.get("tuning"), deployment, admission, preregistered, holdout, aux_fractions)
+                  replicates, tuning, raw.get("tuning"), deployment, admission, preregistered, holdout, aux_fractions,
+                  check_cost_budget(raw.get("cost_budget") or {}, f"{where}: cost_budget"))
     check_admission(suite, where)
     return suite
 
@@ -536,6 +545,8 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
         raw["deployment"] = {label: to_dict(d) for label, d in suite.deployment.items()}
     if suite.admission != "selection":
         raw["admission"] = suite.admission
+    if suite.cost_budget:
+        raw["cost_budget"] = dict(suite.cost_budget)
     raw["holdout"] = None if suite.holdout is None else to_dict(suite.holdout)
     if suite.aux_fractions:
         fractions = sorted({f for fs in suite.aux_fractions.values() for f in fs} | {1.0}, reverse=True)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from benchmark.errors import SplitbenchError
 from benchmark.manifest import load_manifest
-from benchmark.metrics import DEPLOYED
+from benchmark.metrics import COST_NAMES, DEPLOYED
 from benchmark.records import atomic_write_text, iter_records, load_frame
 from benchmark.scoring.intervals import Estimate
 from benchmark.scoring.table import BORDERLINE, FAMILIES, CellData, Row, TableBuilder, Track
@@ -69,7 +69,7 @@ def build_tracks(run_dir: str | Path, budget: float | None = None, reference: st
     cells = [CellData(p, rec) for p, rec in iter_records(Path(run_dir), man["manifest_id"], partial)]
     admission = pres.get("admission", "selection")
     tracks = TableBuilder(cells, reference, float(budget), int(replicates), admission,
-                          pres.get("preregistered")).build()
+                          pres.get("preregistered"), pres.get("cost_budget")).build()
     man = {**man, "presentation": {**pres, "utility_budget": budget, "reference": reference,
                                    "bootstrap": replicates}}
     return tracks, man
@@ -210,6 +210,33 @@ def _matched_markdown(t: Track) -> list[str]:
     return lines + _table(["rank", "defense", "privacy at matched utility", "budget", "settings"], rows)
 
 
+def _ratio(v: float) -> str:
+    return "–" if v is None or math.isnan(v) else f"{v:.2f}x"
+
+
+def _cost_markdown(t: Track, chosen: list[Row]) -> list[str]:
+    """Privacy x client cost: every ranked row's client cost as a ratio to the reference's, and the Pareto front."""
+    rows = [r for r in chosen if r.rank is not None and r.cost_ratio]
+    if not rows:
+        return []
+    budget = (" Cost budget: " + ", ".join(f"{COST_NAMES[k]} at most {v:g}x the reference's"
+                                           for k, v in sorted(t.cost_budget.items())) + " (a second admission "
+              "condition)." if t.cost_budget else " This suite declares no cost budget.")
+    lines = ["### Privacy × client cost", "",
+             f"Each ranked row's client cost as a ratio to the reference's (MACs and parameters {t.cost_basis}; "
+             "bytes sent on this track). Pareto ✓: no other ranked row beats it on both privacy (its 95% interval "
+             f"entirely below) and client MACs (a ratio lower by more than 1%).{budget}", ""]
+    body = [[_rank(r.rank, r.rank_point.get("rank")), f"`{r.defense}`", _knob(r), _est(r.privacy, 2),
+             _ratio(r.cost_ratio.get("client_macs")), _ratio(r.cost_ratio.get("client_params")),
+             _ratio(r.cost_ratio.get("payload_bytes")), "✓" if r.pareto else ""]
+            for r in sorted(rows, key=lambda r: (not r.pareto, r.cost_ratio.get("client_macs", math.inf)))]
+    over = sorted({(r.defense, r.note) for r in t.rows if "cost budget" in r.note})
+    tail = ([("Outside the cost budget: " + "; ".join(f"`{d}` ({note})" for d, note in over) + "."), ""]
+            if over else [])
+    return lines + _table(["rank", "defense", "knob", "privacy score", "client MACs", "client params", "bytes sent",
+                           "Pareto"], body) + tail
+
+
 def _admission_text(t: Track) -> str:
     if t.admission == "preregistered":
         return ("Each defense's ranked row is the one setting it preregistered for this track, admitted when the "
@@ -267,7 +294,11 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     if na:
         lines += ["Not applicable on this track: " + "; ".join(f"`{d}` ({why})" for d, why in sorted(na.items()))
                   + ".", ""]
-    unchosen = sorted({r.defense for r in t.rows} - {r.defense for r in chosen} - set(na))
+    over_cost = {r.defense for r in t.rows if "cost budget" in r.note}
+    unchosen = sorted({r.defense for r in t.rows} - {r.defense for r in chosen} - set(na) - over_cost)
+    if over_cost - {r.defense for r in chosen}:
+        lines += ["Not ranked (outside the cost budget): " + ", ".join(
+            f"`{d}`" for d in sorted(over_cost - {r.defense for r in chosen})) + ".", ""]
     if unchosen:
         why = ("its preregistered setting is not clearly within the utility budget on validation data"
                if t.admission == "preregistered" else "no knob setting within the utility budget on validation data")
@@ -298,6 +329,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
                          _fmt(s.get("adaptive_suppression_ratio_corrected", s.get("suppression_ratio_corrected")), 2)])
         lines += _table(["rank", "defense", "knob", "transfer leakage", "plain advantage", "suppression ratio",
                          "corrected SR"], rows)
+    lines += _cost_markdown(t, chosen)
     lines += _matched_markdown(t)
     lines += _knowledge_markdown(t)
     lines += ["### Every knob setting", "",
@@ -415,6 +447,10 @@ def to_frame(tracks: list[Track]) -> pd.DataFrame:
                 d[f"{a}_status"] = s.status
                 d[f"{a}_holdout"] = s.holdout
             d.update(r.cost)
+            for k, v in r.cost_ratio.items():
+                d[f"{k}_ratio"] = v
+            d["pareto"] = r.pareto
+            d["note"] = r.note
             d["track_flags"] = "; ".join(t.flags)
             out.append(d)
     return pd.DataFrame(out)

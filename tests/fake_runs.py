@@ -44,6 +44,8 @@ class FakeCell:
     n: int = N
     holdout: float | None = None  # the same kind of figure on the attacker's hold-out (None: no hold-out outcomes)
     aux_fraction: float = 1.0  # the attacker-knowledge axis: the share of aux the attack trained with
+    macs: float = 50.0  # the client's MACs on the track
+    deployed_macs: float | None = None  # the client's MACs as deployed on "real@l1" (None: no deployment)
 
     @property
     def kind(self) -> str:
@@ -91,7 +93,10 @@ def write_cell(out: Path, c: FakeCell) -> str:
         if c.holdout is not None:
             outcomes.update({f"holdout/{k}": v for k, v in attack_outcomes(c, c.holdout, 50).items()})
     metrics = {"utility": float(outcomes["model/utility"].mean()), "client_ms_b1_p50": 1.0, "payload_bytes": 10.0,
-               "client_params": 5.0, "client_macs": 50.0, "client_ms_bB_p50": 0.1}
+               "client_params": 5.0, "client_macs": c.macs, "client_ms_bB_p50": 0.1}
+    if c.deployed_macs is not None:
+        metrics.update({"deployed/real@l1/client_macs": c.deployed_macs, "deployed/real@l1/client_params": 7.0,
+                        "deployed/real@l1/client_ms_b1_p50": 2.0})
     rec = {"status": c.status, "reason": None if c.status == "ok" else f"{c.status} on purpose",
            "cell_id": name[:-5], "config": cfg, "config_hash": name, "model_hash": "m", "metrics": metrics,
            "budget": {}, "samples": {}, "env": {"device": "cpu"}}

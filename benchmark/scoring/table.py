@@ -33,6 +33,12 @@ The protocol (also in the README):
   (attacks that need no client weights), never in the main view, so opting out cannot buy a better rank.
 - **Ranks.** A row's rank is that of its point estimate; its rank interval is the central 95% of its rank over the
   replicates (in the selection rule, the rank of whatever setting the defense chose in that replicate).
+- **Client cost.** Every row's client MACs, parameters and bytes sent as a ratio to the reference's on the same
+  track; MACs and parameters as deployed on the suite's ``deployment`` backbone where the track has one (the tiny
+  track backbone says little about a real client), else on the track. A suite's ``cost_budget`` (e.g.
+  ``{client_macs: 1.5}``) is a second admission condition: a setting whose ratio exceeds it is not admitted. The
+  **Pareto view** lists the ranked rows that no other ranked row beats on both privacy (its 95% interval entirely
+  below) and client MACs (a ratio lower by more than 1%).
 - **Sanity guards.** A track whose reference utility interval reaches down to the task's majority rate is
   flagged and not ranked. An attack whose leakage interval on the reference reaches 0 is flagged as weak on the
   track and not used for the secondary "relative to the reference" view.
@@ -50,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SplitbenchError
-from ..metrics import DEPLOYED
+from ..metrics import COST_NAMES, COST_RATIOS, DEPLOYED, check_cost_budget
 from ..records import _from_json_number, read_outcomes
 from . import scorer_for
 from .base import Samples, mean_of
@@ -185,6 +191,9 @@ class Row:
     privacy_blackbox: Estimate = NAN
     relative: float = math.nan
     cost: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: client_macs / client_params / payload_bytes as a ratio to the reference's on the track (see Track.cost_basis)
+    cost_ratio: dict[str, float] = dataclasses.field(default_factory=dict)
+    pareto: bool = False  # on the privacy x client-MACs Pareto front of the ranked rows
     complete: bool = True
     admissible: bool = False
     selected: bool = False
@@ -253,6 +262,10 @@ class Track:
     #: ran at that share (and the attacks it covers)
     knowledge: dict[float, dict[tuple[str, float], Estimate]] = dataclasses.field(default_factory=dict)
     knowledge_attacks: dict[float, list[str]] = dataclasses.field(default_factory=dict)
+    #: the suite's cost budget (cost -> largest ratio to the reference admitted) and where MACs and parameters were
+    #: measured ("deployed on NAME@SPLIT" or "on this track")
+    cost_budget: dict[str, float] = dataclasses.field(default_factory=dict)
+    cost_basis: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -280,6 +293,7 @@ class Track:
 
 
 COST = ("client_ms_b1_p50", "client_ms_bB_p50", "payload_bytes", "client_params", "client_macs")
+PARETO_COST = "client_macs"
 #: the ranking views: the row figure each ranks by, as a key of ``Row.reps``
 VIEWS = {"rank": "privacy", "rank_blackbox": "privacy_blackbox", "rank_transfer": "transfer"}
 
@@ -344,10 +358,12 @@ class TableBuilder:
         replicates: bootstrap replicates of every interval.
         admission: ``selection`` or ``preregistered`` (see the module docstring).
         preregistered: defense -> {track label ``backbone@split`` or ``*``: knob value}, for the preregistered rule.
+        cost_budget: cost (one of :data:`COST_RATIOS`) -> the largest ratio to the reference's that is admitted.
     """
 
     def __init__(self, cells: list[CellData], reference: str, budget: float, replicates: int,
-                 admission: str = "selection", preregistered: Mapping[str, Mapping[str, float]] | None = None):
+                 admission: str = "selection", preregistered: Mapping[str, Mapping[str, float]] | None = None,
+                 cost_budget: Mapping[str, float] | None = None):
         if not 0.0 <= budget <= 1.0:
             raise SplitbenchError(f"utility budget must be in [0, 1], got {budget}")
         if replicates < 1:
@@ -362,6 +378,7 @@ class TableBuilder:
         self.replicates = replicates
         self.admission = admission
         self.preregistered = {d: dict(v) for d, v in (preregistered or {}).items()}
+        self.cost_budget = check_cost_budget(cost_budget or {}, "cost budget")
 
     def build(self) -> list[Track]:
         by_track: dict[tuple, list[CellData]] = defaultdict(list)
@@ -420,7 +437,8 @@ class TableBuilder:
         for c in cells:
             by_row[c.row_key].append(c)
         t = Track(*key, rows=[], reference=self.reference, budget=self.budget, attacks=attacks, kinds=kinds,
-                  admission=self.admission, replicates=self.replicates, seeds=tuple(sorted({c.seed for c in cells})))
+                  admission=self.admission, replicates=self.replicates, seeds=tuple(sorted({c.seed for c in cells})),
+                  cost_budget=dict(self.cost_budget))
         resample = self.resample(key, cells)
         ref_keys = sorted(k for k in by_row if k[0] == self.reference)
         ref_cells = by_row[ref_keys[0]] if ref_keys else []
@@ -432,10 +450,12 @@ class TableBuilder:
         ref_row = next((r for r in t.rows if (r.defense, r.knob_value) == (ref_keys[0] if ref_keys else None)), None)
         self.guards(t, ref_row, ref_cells)
         if ref_row is not None:
+            self.cost_ratios(t, ref_row)
             (self.preregistered_admission if self.admission == "preregistered" else self.select)(t, ref_row)
             self.matched(t)
         if t.ranked:
             self.rank(t)
+            self.pareto(t)
         return t
 
     def row(self, cells: list[CellData], ref_cells: list[CellData], attacks: list[str], kinds: dict[str, str],
@@ -581,6 +601,46 @@ class TableBuilder:
             for r in t.rows:
                 r.relative = r.privacy.value / ref.privacy.value if ref.privacy.value else math.nan
 
+    def cost_ratios(self, t: Track, ref: Row) -> None:
+        """Each row's client cost as a ratio to the reference's: MACs and parameters as deployed where every row of
+        the track was deployed on one backbone, else on the track; bytes sent on the track."""
+        labels = {k[len(DEPLOYED):].rsplit("/", 1)[0] for r in t.rows for k in r.cost if k.startswith(DEPLOYED)}
+        deployed = sorted(labels)[0] if len(labels) == 1 else None
+        if deployed and not all(f"{DEPLOYED}{deployed}/client_macs" in r.cost for r in t.rows if r.cost):
+            deployed = None
+        t.cost_basis = f"deployed on {deployed}" if deployed else "on this track"
+        for r in t.rows:
+            for m in COST_RATIOS:
+                key = f"{DEPLOYED}{deployed}/{m}" if deployed and m != "payload_bytes" else m
+                mine, theirs = r.cost.get(key, math.nan), ref.cost.get(key, math.nan)
+                r.cost_ratio[m] = mine / theirs if theirs and not math.isnan(theirs) else math.nan
+
+    def over_cost(self, r: Row, ref: Row) -> str:
+        """Why the row is outside the suite's cost budget ("" when it is within, or is the reference)."""
+        if r is ref:
+            return ""
+        for m, limit in sorted(self.cost_budget.items()):
+            ratio = r.cost_ratio.get(m, math.nan)
+            if math.isnan(ratio):
+                return f"its {COST_NAMES[m]} was not measured, so the cost budget cannot admit it"
+            if ratio > limit + 1e-9:
+                return f"its {COST_NAMES[m]} is {ratio:.2f}x the reference's, above the cost budget of {limit:g}x"
+        return ""
+
+    def pareto(self, t: Track) -> None:
+        """Mark the ranked rows that no other ranked row beats on both privacy (interval entirely below) and client
+        MACs (ratio lower by more than 1%)."""
+        rows = [r for r in t.selected() if r.rank is not None and not math.isnan(r.privacy.value)
+                and not math.isnan(r.cost_ratio.get(PARETO_COST, math.nan))]
+
+        def beats(q: Row, r: Row) -> bool:
+            q_hi = q.privacy.hi if q.privacy.has_interval else q.privacy.value
+            r_lo = r.privacy.lo if r.privacy.has_interval else r.privacy.value
+            return q_hi < r_lo and q.cost_ratio[PARETO_COST] < 0.99 * r.cost_ratio[PARETO_COST]
+
+        for r in rows:
+            r.pareto = not any(beats(q, r) for q in rows if q is not r)
+
     def _within(self, r: Row) -> np.ndarray:
         """Per replicate: is the row's validation Δutility within the budget."""
         v = r.reps.get("val_delta", np.asarray([r.val_delta_utility.value]))
@@ -600,14 +660,15 @@ class TableBuilder:
             rows = sorted(rows, key=lambda r: r.knob_value, reverse=rows[0].more_private == "higher")
             if name == ref.defense:
                 rows = [ref]
+            over = {id(r): self.over_cost(r, ref) for r in rows}
             for r in rows:
                 r.admissible = r is ref or (not math.isnan(r.val_delta_utility.value)
-                                            and r.val_delta_utility.value >= -t.budget - 1e-12)
+                                            and r.val_delta_utility.value >= -t.budget - 1e-12 and not over[id(r)])
             pick = next((r for r in rows if r.admissible), None)
             reps = {figure: np.full(self.replicates, np.nan) for figure in VIEWS.values()}
             taken = np.zeros(self.replicates, dtype=bool)
             for r in rows:  # most private first: each replicate takes the first setting within its budget
-                now = ~taken & (np.ones(self.replicates, bool) if r is ref else self._within(r))
+                now = ~taken & (np.ones(self.replicates, bool) if r is ref else self._within(r) & (not over[id(r)]))
                 r.selection = float(now.mean()) if self.replicates > 1 else math.nan
                 for figure in VIEWS.values():
                     if figure in r.reps:
@@ -615,7 +676,8 @@ class TableBuilder:
                 taken |= now
             if pick is None:
                 for r in rows:
-                    r.note = "no knob setting within the utility budget on validation data"
+                    r.note = over[id(r)] and f"not admitted: {over[id(r)]}" or \
+                        "no knob setting within the utility budget on validation data"
                 continue
             pick.selected = True
             pick.borderline = self.replicates > 1 and pick.selection < BORDERLINE
@@ -641,8 +703,12 @@ class TableBuilder:
             pick.preregistered = True
             e = pick.val_delta_utility
             lo = e.lo if e.has_interval else e.value
-            pick.admissible = pick is ref or (not math.isnan(lo) and lo >= -t.budget - 1e-12)
+            over = self.over_cost(pick, ref)
+            pick.admissible = pick is ref or (not math.isnan(lo) and lo >= -t.budget - 1e-12 and not over)
             pick.selection = float(self._within(pick).mean()) if self.replicates > 1 else math.nan
+            if over:
+                pick.note = f"the preregistered setting is not admitted: {over}"
+                continue
             if not pick.admissible:
                 pick.note = (f"the preregistered setting is not admitted: the lower bound of its validation Δutility "
                              f"({lo:.3f}) is below -{t.budget:.3f}")

@@ -310,6 +310,20 @@ class SiteWriter:
                            "intervals on both); the reference as a star, the ranked setting of each defense "
                            "outlined, the dashed line at the reference's utility minus the budget."))
         chosen = st.selected()
+        costly = [r for r in chosen if r.row.rank is not None and r.row.cost_ratio]
+        if costly:
+            pc = f"plots/{st.slug}-privacy-cost.png"
+            track = costly[0].track
+            points = [plots.CostPoint(plots.short(r.defense, 30) + f" @ {r.row.knob_value:g}"
+                                      + (f" · {plots.short(r.source.label, 16)}" if st.multi else ""),
+                                      self.color(r.defense), r.row.cost_ratio.get("client_macs", math.nan),
+                                      r.row.privacy, r.row.pareto, r.is_reference) for r in costly]
+            plots.privacy_cost(self.root / pc, points, track.cost_basis, track.cost_budget.get("client_macs"))
+            figs.append(Figure.of(self.root, pc, f"privacy by client cost plot of {st.title}",
+                               "Privacy × client cost: each ranked setting's privacy score (95% interval) against "
+                               f"its client MACs as a ratio to the reference's ({track.cost_basis}); the Pareto "
+                               "front (no other ranked row is clearly more private and cheaper) outlined and "
+                               "joined; the dashed line is the suite's cost budget, if it has one."))
         if chosen and st.attacks:
             values = np.array([[r.row.attacks[a].leakage.value if a in r.row.attacks
                                 and r.row.attacks[a].status == "ok" else math.nan for a in st.attacks]

@@ -161,6 +161,54 @@ def privacy_utility(path: Path, curves: list[Curve], budget_at: list[float], tit
         return _save(fig, path)
 
 
+@dataclasses.dataclass
+class CostPoint:
+    """One ranked row on the privacy x client-cost plane."""
+
+    label: str
+    color: str
+    cost: float       # client MACs as a ratio to the reference's
+    privacy: Estimate
+    pareto: bool = False
+    reference: bool = False
+
+
+def privacy_cost(path: Path, points: list[CostPoint], basis: str, budget: float | None = None,
+                 size: tuple[float, float] = (6.2, 4.0)) -> Path:
+    """Draw the privacy x client-MACs plot to ``path`` (PNG): every ranked row, the Pareto front joined by a step
+    line and outlined, the suite's cost budget (if any) as a dashed vertical line."""
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=size)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.grid(True, color=GRID, linewidth=0.8)
+        ax.set_axisbelow(True)
+        pts = [p for p in points if not (math.isnan(p.cost) or math.isnan(p.privacy.value)) and p.cost > 0]
+        handles = []
+        front = sorted((p for p in pts if p.pareto), key=lambda p: p.cost)
+        if len(front) > 1:
+            ax.step([p.cost for p in front], [p.privacy.value for p in front], where="post", color=MUTED,
+                    linewidth=1.2, zorder=1)
+            handles.append(Line2D([], [], color=MUTED, linewidth=1.2, label="Pareto front"))
+        for p in pts:
+            lo, hi = _err(p.privacy)
+            ax.errorbar([p.cost], [p.privacy.value], yerr=[[lo], [hi]], fmt="none", ecolor=p.color,
+                        elinewidth=1.0, alpha=0.5, capsize=2.5, zorder=2)
+            ax.plot(p.cost, p.privacy.value, marker="*" if p.reference else "o",
+                    markersize=15 if p.reference else (9 if p.pareto else 6), color=p.color,
+                    markeredgecolor=INK if p.pareto and not p.reference else "white",
+                    markeredgewidth=1.6 if p.pareto else 0.7, linestyle="none", zorder=4)
+            handles.append(Line2D([], [], color=p.color, marker="*" if p.reference else "o", linestyle="none",
+                                  markersize=9, label=short(p.label)))
+        if budget is not None:
+            ax.axvline(budget, color=MUTED, linestyle="--", linewidth=1.0, zorder=0)
+            handles.append(Line2D([], [], color=MUTED, linestyle="--", linewidth=1.0, label="cost budget"))
+        ax.set_xscale("log")
+        ax.set_xlabel(f"client MACs / reference's ({basis}; lower is cheaper)")
+        ax.set_ylabel("privacy score: leakage (lower is better)")
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+        return _save(fig, path)
+
+
 def leakage_heatmap(path: Path, rows: list[str], row_colors: list[str], columns: list[str],
                     values: np.ndarray, title: str = "") -> Path:
     """Draw the attack × defense heatmap to ``path`` (PNG): ``values[i, j]`` is row i's leakage under attack j on
