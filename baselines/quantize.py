@@ -72,12 +72,7 @@ class Quantize(Defense):
 
     def build(self) -> None:
         super().build()
-        s = self.info.image_size
-        was = self.split.training
-        self.split.eval()
-        with torch.no_grad():
-            z = self.split.client(torch.zeros(1, self.info.channels, s, s))
-        self.split.train(was)
+        z = self.probe_client()
         c = z.shape[channel_dim(z)]
         self.register_buffer("lo", torch.zeros(c))
         self.register_buffer("hi", torch.ones(c))

@@ -113,6 +113,19 @@ class Defense(nn.Module, ABC):
     def knob_value(self) -> float:
         return float(getattr(self.config, self.knob))
 
+    def probe_client(self) -> Tensor:
+        """The client's output for one all-zero image, in eval mode and without gradient (every module's mode is
+        restored, no running statistic moves): what parts sized from the release (heads, proxies, buffers) read."""
+        modes = [(m, m.training) for m in self.client.modules()]
+        self.client.eval()
+        try:
+            with torch.no_grad():
+                s = self.info.image_size
+                return self.client(torch.zeros(1, self.info.channels, s, s))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
     # -- the method --------------------------------------------------------------------------------------
     @abstractmethod
     def fit(self, data: ScenarioData, trainer: Trainer) -> None:

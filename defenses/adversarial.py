@@ -91,11 +91,7 @@ class Adversarial(Defense):
     def build(self) -> None:
         super().build()
         info, size = self.info, self.info.image_size
-        was = self.split.training
-        self.split.eval()
-        with torch.no_grad():
-            z = self.split.client(torch.zeros(1, info.channels, size, size))
-        self.split.train(was)
+        z = self.probe_client()
         kind = self.config.proxies
         if kind == "attribute" and not info.has_sensitive:
             raise ValueError(f"proxies='attribute' needs a sensitive attribute; scenario {info.name!r} has none")

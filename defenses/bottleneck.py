@@ -90,13 +90,7 @@ class Bottleneck(Defense):
 
     def build(self) -> None:
         super().build()
-        s = self.info.image_size
-        was = self.split.training
-        self.split.eval()
-        with torch.no_grad():
-            shape = self.split.client(torch.zeros(1, self.info.channels, s, s)).shape[1:]
-        self.split.train(was)
-        self.head = GaussianHead(shape)
+        self.head = GaussianHead(self.probe_client().shape[1:])
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.head(self.client(x))

@@ -186,11 +186,7 @@ class DynamicChannelPruning(Defense):
     def build(self) -> None:
         super().build()
         size, info = self.info.image_size, self.info
-        was = self.split.training
-        self.split.eval()
-        with torch.no_grad():
-            z = self.split.client(torch.zeros(1, info.channels, size, size))
-        self.split.train(was)
+        z = self.probe_client()
         self.num_channels = num_channels(z)
         if self.config.scorer == "server_copy":
             self.filter = fresh_server(self.backbone, self.num_channels, size, self.seed + 1)

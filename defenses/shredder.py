@@ -100,13 +100,7 @@ class Shredder(Defense):
 
     def build(self) -> None:
         super().build()
-        s = self.info.image_size
-        was = self.client.training
-        self.client.eval()
-        with torch.no_grad():
-            shape = self.client(torch.zeros(1, self.info.channels, s, s)).shape[1:]
-        self.client.train(was)
-        self.noise = LearnedNoise(shape, self.config.init_scale)
+        self.noise = LearnedNoise(self.probe_client().shape[1:], self.config.init_scale)
 
     def release(self, x: Tensor) -> Tensor:
         return self.noise(self.client(x))
