@@ -103,16 +103,12 @@ class Quantize(Defense):
         if not self.quantizing:
             return
         self.client.eval()
+        def extremes(b):
+            z = self.client(b.x)
+            flat = z.movedim(channel_dim(z), -1).reshape(-1, z.shape[channel_dim(z)])
+            return torch.stack([flat.min(0).values, flat.max(0).values])[None]
+
         with torch.no_grad():
-            d = None
-
-            def extremes(b):
-                nonlocal d
-                z = self.client(b.x)
-                d = channel_dim(z)
-                flat = z.movedim(d, -1).reshape(-1, z.shape[d])
-                return torch.stack([flat.min(0).values, flat.max(0).values])[None]
-
             ranges = trainer.map(extremes, data.train)
         self.lo.copy_(ranges[:, 0].min(0).values)
         self.hi.copy_(ranges[:, 1].max(0).values)
