@@ -448,17 +448,24 @@ class Target:
 
 
 def train_task(defense: Defense, data: ScenarioData, trainer: Trainer, release, modules: list[nn.Module],
-               desc: str) -> list[dict[str, float]]:
+               desc: str, penalty: Any = None, weight: float = 0.0) -> list[dict[str, float]]:
     """Train ``modules`` end to end on the task loss of ``defense.predict(release(x))``.
 
-    The common case of a defense whose client and server simply learn the task through its release.
+    The common case of a defense whose client and server simply learn the task through its release. With
+    ``penalty(batch, z) -> Tensor`` and a ``weight`` other than 0, the loss is ``task + weight * penalty`` on the
+    batch's release ``z`` (the penalty is logged as ``penalty``); with weight 0 the penalty is never computed, so
+    the training is exactly the plain task training's.
     """
     tc = defense.train_config()
     params = [p for m in modules for p in m.parameters()]
     group = {"model": ParamGroup(params, tc.lr, tc.weight_decay, tc.optimizer)}
 
     def step(batch):
-        logits = defense.predict(release(batch.x))
-        return {"model": defense.task_loss(logits, batch.y)}
+        z = release(batch.x)
+        task = defense.task_loss(defense.predict(z), batch.y)
+        if penalty is None or weight == 0:
+            return {"model": task}
+        extra = penalty(batch, z)
+        return {"model": task + weight * extra, "penalty": extra.detach()}
 
     return trainer.fit(group, step, data.train, tc.epochs, tc.batch_size, modules=modules, desc=desc)

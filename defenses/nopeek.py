@@ -33,8 +33,7 @@ from torch import Tensor
 
 from benchmark import MethodCard, register_defense
 from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig
-from benchmark.trainer import ParamGroup
+from benchmark.interfaces import Defense, DefenseConfig, train_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,18 +85,5 @@ class NoPeek(Defense):
     )
 
     def fit(self, data, trainer):
-        tc = self.train_config()
-        modules = [self.client, self.server]
-        params = [p for m in modules for p in m.parameters()]
-        alpha = self.config.alpha
-
-        def step(batch):
-            z = self.release(batch.x)
-            loss = self.task_loss(self.predict(z), batch.y)
-            if alpha == 0:
-                return {"model": loss}
-            dcor = distance_correlation(batch.x, z)
-            return {"model": loss + alpha * dcor, "dcor": dcor}
-
-        trainer.fit({"model": ParamGroup(params, tc.lr, tc.weight_decay, tc.optimizer)}, step, data.train,
-                    tc.epochs, tc.batch_size, modules=modules, desc="nopeek")
+        train_task(self, data, trainer, self.release, [self.client, self.server], "nopeek",
+                   penalty=lambda batch, z: distance_correlation(batch.x, z), weight=self.config.alpha)

@@ -24,8 +24,7 @@ from torch import Tensor
 
 from benchmark import MethodCard, register_defense
 from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig
-from benchmark.trainer import ParamGroup
+from benchmark.interfaces import Defense, DefenseConfig, train_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,17 +81,6 @@ class Siamese(Defense):
     )
 
     def fit(self, data, trainer):
-        tc, cfg = self.train_config(), self.config
-        modules = [self.client, self.server]
-        params = [p for m in modules for p in m.parameters()]
-
-        def step(batch):
-            z = self.release(batch.x)
-            task = self.task_loss(self.predict(z), batch.y)
-            if cfg.alpha == 0:
-                return {"model": task}
-            contrast = contrastive_loss(z, batch.y, cfg.margin)
-            return {"model": task + cfg.alpha * contrast, "contrastive": contrast}
-
-        trainer.fit({"model": ParamGroup(params, tc.lr, tc.weight_decay, tc.optimizer)}, step, data.train,
-                    tc.epochs, tc.batch_size, modules=modules, desc="siamese")
+        margin = self.config.margin
+        train_task(self, data, trainer, self.release, [self.client, self.server], "siamese",
+                   penalty=lambda batch, z: contrastive_loss(z, batch.y, margin), weight=self.config.alpha)
