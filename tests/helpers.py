@@ -108,3 +108,22 @@ def run_pinned(*args, **kwargs):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(benchmark.runner, "git_provenance", lambda: pinned)
         return benchmark.run(*args, **kwargs)
+
+
+def assert_trains_no_pruning(name, backbone, data, seed=2, train=None, **overrides):
+    """Fit ``no_pruning`` and defense ``name`` (with ``overrides``, e.g. its knob at 0) the same way and assert that
+    every weight of ``no_pruning`` comes out identical in ``name``; returns both, frozen, by name."""
+    from benchmark.registry import DEFENSES
+    from benchmark.trainer import Trainer
+
+    extra = {"train": train} if train else {}
+    models = {}
+    for n, over in (("no_pruning", {}), (name, overrides)):
+        torch.manual_seed(0)
+        d = smoke_defense(DEFENSES.get(n), backbone, data.info, seed=seed, **extra, **over)
+        d.fit(data, Trainer("cpu", seed=seed, progress=False))
+        models[n] = d.freeze()
+    a, b = models["no_pruning"].state_dict(), models[name].state_dict()
+    assert a.keys() <= b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), f"{name} {overrides} does not train no_pruning's weights"
+    return models

@@ -8,7 +8,7 @@ import torch
 from attacks.inversion_kit import eot_draws
 from benchmark.backbones import BackboneSpec
 from benchmark.registry import DEFENSES
-from tests.helpers import smoke_defense
+from tests.helpers import assert_trains_no_pruning, smoke_defense
 
 SPEC = BackboneSpec("test_resnet", "layer1")
 
@@ -18,16 +18,7 @@ def _x(data, n=16):
 
 
 def test_p_zero_is_no_defense(tiny_data):
-    from benchmark.trainer import Trainer
-
-    models = {}
-    for name, over in (("no_pruning", {}), ("dropout", {"p": 0.0})):
-        torch.manual_seed(0)
-        d = smoke_defense(DEFENSES.get(name), SPEC, tiny_data.info, seed=2, **over)
-        d.fit(tiny_data, Trainer("cpu", seed=2, progress=False))
-        models[name] = d.freeze()
-    a, b = models["no_pruning"].state_dict(), models["dropout"].state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_trains_no_pruning("dropout", SPEC, tiny_data, p=0.0)
 
 
 def test_elements_are_dropped_at_rate_p_and_survivors_rescaled(tiny_data):

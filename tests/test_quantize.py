@@ -7,22 +7,13 @@ import torch
 
 from benchmark.backbones import BackboneSpec
 from benchmark.registry import DEFENSES
-from tests.helpers import fitted_frozen, smoke_defense
+from tests.helpers import assert_trains_no_pruning, fitted_frozen
 
 SPEC = BackboneSpec("test_resnet", "layer1")
 
 
 def test_32_bits_is_no_defense(tiny_data):
-    from benchmark.trainer import Trainer
-
-    models = {}
-    for name, over in (("no_pruning", {}), ("quantize", {"bits": 32})):
-        torch.manual_seed(0)
-        d = smoke_defense(DEFENSES.get(name), SPEC, tiny_data.info, seed=2, **over)
-        d.fit(tiny_data, Trainer("cpu", seed=2, progress=False))
-        models[name] = d.freeze()
-    a, b = models["no_pruning"].state_dict(), models["quantize"].state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    models = assert_trains_no_pruning("quantize", SPEC, tiny_data, bits=32)
     x = tiny_data.info.normalize(tiny_data.eval.images[:4])
     with torch.no_grad():
         assert torch.equal(models["quantize"].release(x), models["no_pruning"].release(x))

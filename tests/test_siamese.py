@@ -8,7 +8,7 @@ import torch
 from benchmark.backbones import BackboneSpec
 from benchmark.registry import DEFENSES
 from defenses.siamese import contrastive_loss, rms_distances
-from tests.helpers import smoke_defense
+from tests.helpers import assert_trains_no_pruning, smoke_defense
 
 SPEC = BackboneSpec("test_resnet", "layer1")
 
@@ -34,14 +34,7 @@ def _fit(data, alpha, epochs):
 
 
 def test_alpha_zero_is_no_defense(tiny_data):
-    from benchmark.trainer import Trainer
-
-    torch.manual_seed(0)
-    plain = smoke_defense(DEFENSES.get("no_pruning"), SPEC, tiny_data.info, seed=2,
-                          train={"epochs": 1, "batch_size": 32, "lr": 0.002})
-    plain.fit(tiny_data, Trainer("cpu", seed=2, progress=False))
-    a, b = plain.state_dict(), _fit(tiny_data, 0.0, 1).state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_trains_no_pruning("siamese", SPEC, tiny_data, train={"epochs": 1, "batch_size": 32, "lr": 0.002}, alpha=0.0)
 
 
 def test_weighting_it_pulls_each_class_together(tiny_data):

@@ -8,23 +8,14 @@ import torch
 from benchmark.backbones import BackboneSpec
 from benchmark.errors import NotApplicable
 from benchmark.registry import DEFENSES
-from tests.helpers import fitted_frozen, smoke_defense
+from tests.helpers import assert_trains_no_pruning, fitted_frozen, smoke_defense
 
 SPEC = BackboneSpec("test_resnet", "layer1")
 
 
 def test_depth_zero_trains_exactly_no_pruning(tiny_data):
-    from benchmark.trainer import Trainer
-
-    models = {}
-    for name, over in (("no_pruning", {}), ("split_deeper", {"extra_depth": 0})):
-        torch.manual_seed(0)
-        d = smoke_defense(DEFENSES.get(name), SPEC, tiny_data.info, seed=3, **over)
-        d.fit(tiny_data, Trainer("cpu", seed=3, progress=False))
-        models[name] = d.freeze()
-    a, b = models["no_pruning"].state_dict(), models["split_deeper"].state_dict()
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    models = assert_trains_no_pruning("split_deeper", SPEC, tiny_data, seed=3, extra_depth=0)
+    assert models["split_deeper"].state_dict().keys() == models["no_pruning"].state_dict().keys()
 
 
 def test_a_deeper_cut_releases_the_next_stage_and_its_tail_reads_it(tiny_data):
