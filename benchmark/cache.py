@@ -23,7 +23,7 @@ from torch import nn
 
 from .config import config_hash
 from .errors import SplitbenchError
-from .records import atomic_write_text
+from .io import atomic_write_text
 from .trainer import place
 
 

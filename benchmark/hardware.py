@@ -33,8 +33,9 @@ from torch import Tensor
 
 from .config import config_hash
 from .errors import SplitbenchError
+from .io import atomic_write_text
 from .metrics import latency_stats
-from .records import _cpu_name, atomic_write_text
+from .records import _cpu_name
 
 PARTS = ("client", "server")
 KEYS = ("machine", "suite", "scenario", "backbone", "split", "defense", "knob", "knob_value", "part", "precision",

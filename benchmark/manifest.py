@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import config_hash
 from .errors import SplitbenchError
-from .records import atomic_write_text
+from .io import atomic_write_text
 
 MANIFEST_KEYS = ("manifest_id", "suite", "cells", "presentation", "updated")
 

@@ -22,59 +22,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
-import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import SplitbenchError
+from .io import atomic_write_bytes, atomic_write_text, encode_number, json_number, sha256_file
 from .metrics import higher_is_better
 
 SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "not_applicable")
 REQUIRED_KEYS = ("schema_version", "status", "cell_id", "config", "config_hash", "metrics", "budget", "env")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-JSON_INF = 1e308  # JSON has no infinity: +-inf metrics (e.g. a suppression ratio over 0 accuracy) are stored so
-
-
-def _json_number(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else (JSON_INF if v > 0 else -JSON_INF)
-    return v
-
-
-def _from_json_number(v: Any) -> float:
-    """A stored metric back as a float: null is NaN, the infinity stand-ins are +-inf again."""
-    if v is None:
-        return float("nan")
-    return math.copysign(math.inf, v) if isinstance(v, float) and abs(v) >= JSON_INF else v
 
 
 def clean_metrics(metrics: dict[str, Any]) -> dict[str, float | int | None]:
@@ -84,7 +45,7 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, float | int | None]:
             v = v.item()
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"metric {k!r} must be a number, got {type(v).__name__}")
-        out[k] = _json_number(v)
+        out[k] = encode_number(v)
     return out
 
 
@@ -119,16 +80,6 @@ def validate_record(rec: Any, where: str) -> None:
     for k, v in rec["metrics"].items():
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise SplitbenchError(f"{where}: metric {k!r} must be a number, got {v!r}")
-
-
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_outcomes(path: Path, arrays: dict[str, Any]) -> dict[str, str]:
@@ -247,7 +198,7 @@ def load_frame(run_dir: str | Path, manifest: str | None = None, partial: bool =
             "path": str(path),
         }
         for k, v in rec["metrics"].items():
-            row[f"m.{k}"] = _from_json_number(v)
+            row[f"m.{k}"] = json_number(v)
         rows.append(row)
     return pd.DataFrame(rows)
 

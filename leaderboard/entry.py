@@ -44,8 +44,9 @@ import yaml
 
 from benchmark.config import config_hash
 from benchmark.errors import SplitbenchError, did_you_mean
+from benchmark.io import atomic_write_text, sha256_file
 from benchmark.manifest import load_manifest
-from benchmark.records import atomic_write_text, read_outcomes, read_record, sha256_file
+from benchmark.records import read_outcomes, read_record
 
 CARD_VERSION = 1
 #: suites whose entries are official: the leaderboard's GPU-sized tracks and their CPU-sized twin (the same

@@ -16,9 +16,10 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import SplitbenchError
+from benchmark.io import atomic_write_text
 from benchmark.manifest import load_manifest
 from benchmark.metrics import COST_NAMES, DEPLOYED
-from benchmark.records import atomic_write_text, iter_records, load_frame
+from benchmark.records import iter_records, load_frame
 from benchmark.scoring.intervals import Estimate
 from benchmark.scoring.table import BORDERLINE, FAMILIES, CellData, Row, TableBuilder, Track
 

@@ -70,9 +70,8 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import SplitbenchError
+from benchmark.io import atomic_write_text, encode_json, json_number
 from benchmark.records import (
-    JSON_INF,
-    atomic_write_text,
     fingerprint_key,
     machine_fingerprint,
     read_outcomes,
@@ -111,13 +110,6 @@ def is_timing(name: str) -> bool:
 def is_exact_figure(name: str) -> bool:
     """Whether a figure is fixed by the data and architecture (:data:`EXACT_FIGURES`), so compared exactly."""
     return name.rsplit("/", 1)[-1] in EXACT_FIGURES
-
-
-def _number(v: Any) -> float:
-    if v is None:
-        return math.nan
-    v = float(v)
-    return math.copysign(math.inf, v) if abs(v) >= JSON_INF else v
 
 
 # -- exact comparison ---------------------------------------------------------------------------------------------
@@ -370,8 +362,8 @@ def consistency_compare(cell: str, sub: Mapping[str, Any], new: Mapping[str, Any
                 mismatches.append(_mismatch(cell, name, sm[name], nm[name], "fixed by the data and architecture: "
                                                                             "must be identical on any machine"))
         else:
-            values = [_number(r["metrics"][name]) for r in group if name in r["metrics"]]
-            judged.append(_Judged(cell, name, _number(nm[name]), sm[name], values, sd_floor(sub)))
+            values = [json_number(r["metrics"][name]) for r in group if name in r["metrics"]]
+            judged.append(_Judged(cell, name, json_number(nm[name]), sm[name], values, sd_floor(sub)))
     return judged, n_exact, mismatches
 
 
@@ -462,22 +454,11 @@ def write_report(path: str | Path, result: Mapping[str, Any], entry: str | Path,
     data = {"format": REPORT_FORMAT, "entry": Path(entry).name, "manifest_id": manifest_id,
             "machines": dict(sorted(results.items(), key=lambda kv: str(kv[1].get("date", ""))))}
     try:
-        atomic_write_text(path, json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
+        atomic_write_text(path, json.dumps(encode_json(data), indent=2, default=str, allow_nan=False) + "\n")
     except OSError as exc:
         raise SplitbenchError(f"--report {path}: could not be written ({exc.strerror or exc}); the verdict was "
                               f"{result['status']}") from exc
     return path
-
-
-def _json_safe(obj: Any) -> Any:
-    """JSON has no NaN or infinity: such figures are written as the strings "nan", "inf", "-inf"."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _check_report_path(path: Path, entry: Path) -> None:

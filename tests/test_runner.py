@@ -308,7 +308,7 @@ def test_the_model_cache_key_names_device_precision_and_versions(finished_run):
 def test_reconstruction_cells_save_a_small_gallery_png(finished_run):
     from PIL import Image
 
-    from benchmark.records import sha256_file
+    from benchmark.io import sha256_file
 
     root, _ = finished_run
     recs = [(p, r) for p, r in iter_records(root / "out") if r["config"]["attack"]["kind"] == "reconstruction"]
@@ -349,7 +349,8 @@ def test_a_gallery_png_holds_the_images_pixel_for_pixel(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from benchmark.records import sha256_file, write_gallery
+    from benchmark.io import sha256_file
+    from benchmark.records import write_gallery
 
     rng = np.random.default_rng(0)
     grid = rng.integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)  # eval row above a reconstruction row

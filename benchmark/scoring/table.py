@@ -56,8 +56,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import SplitbenchError
+from ..io import json_number
 from ..metrics import COST_NAMES, COST_RATIOS, DEPLOYED, check_cost_budget
-from ..records import _from_json_number, read_outcomes
+from ..records import read_outcomes
 from . import scorer_for
 from .base import Samples, mean_of
 from .intervals import NAN, Estimate, TrackResample, estimate, identity, rank_intervals
@@ -126,7 +127,7 @@ class CellData:
 
     def metric(self, name: str) -> float:
         v = self.record["metrics"].get(name)
-        return math.nan if v is None else float(_from_json_number(v))
+        return json_number(v)
 
     def outcomes(self) -> dict[str, np.ndarray]:
         if self._outcomes is None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from benchmark.errors import SplitbenchError
-from benchmark.records import iter_records, load_frame, sha256_file
+from benchmark.io import json_number, sha256_file
+from benchmark.records import iter_records, load_frame
 from benchmark.scoring.table import CellData, Track
 from leaderboard.entry import OFFICIAL_SUITES
 from leaderboard.render import build_tracks, paper_rows
@@ -241,7 +241,7 @@ def _galleries(run_dir: Path, manifest_id: str) -> list[Gallery]:
         metrics = rec.get("metrics") or {}
         out.append(Gallery(track=cell.track, defense=cell.defense, knob=str(cell.config["defense"].get("knob", "")),
                            knob_value=cell.knob_value, attack=cell.attack, seed=cell.seed, file=png,
-                           ssim=_number(metrics.get("ssim")), psnr=_number(metrics.get("psnr")), sha256=digest))
+                           ssim=json_number(metrics.get("ssim")), psnr=json_number(metrics.get("psnr")), sha256=digest))
     return out
 
 
@@ -277,9 +277,3 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SplitbenchError(f"{path}: not readable JSON ({exc})") from exc
-
-
-def _number(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return math.nan
-    return float(v)
