@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 #: Packages whose import registers the built-in methods (packages, not methods: the harness names none).
 BUILTIN_PACKAGES = ("baselines", "defenses", "attacks")
+#: The package whose import registers the built-in scenarios.
+BUILTIN_SCENARIOS = "benchmark.scenarios"
 ENTRY_POINT_GROUPS = {"defense": "splitbench.defenses", "attack": "splitbench.attacks"}
 
 _loaded = False
@@ -41,13 +43,21 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the entries are, used in error messages ("defense", "attack", ...).
-        base: if given, every registered object must be a subclass of it.
+        base: if given, every registered object must be a subclass of it: a class, or ``"module:Class"``, imported
+            by name on the first registration (so this module imports nothing of the project but its errors).
     """
 
-    def __init__(self, kind: str, base: type | None = None):
+    def __init__(self, kind: str, base: type | str | None = None):
         self.kind = kind
-        self.base = base
+        self._base = base
         self._entries: dict[str, T] = {}
+
+    @property
+    def base(self) -> type | None:
+        if isinstance(self._base, str):
+            module, _, name = self._base.partition(":")
+            self._base = getattr(importlib.import_module(module), name)
+        return self._base
 
     def register(self, name: str, obj: T | None = None):
         """Register ``obj`` under ``name``; used bare or as a decorator."""
@@ -103,9 +113,8 @@ def _where(obj: object) -> str:
     return f"{mod}.{qual}"
 
 
-# The registries are created lazily-typed to avoid an import cycle with the interfaces module.
-DEFENSES: Registry = Registry("defense")
-ATTACKS: Registry = Registry("attack")
+DEFENSES: Registry = Registry("defense", "benchmark.interfaces:Defense")
+ATTACKS: Registry = Registry("attack", "benchmark.interfaces:Attack")
 SCENARIOS: Registry = Registry("scenario")
 SUITES: Registry = Registry("suite")
 
@@ -125,18 +134,24 @@ def register_scenario(name: str) -> Callable:
     return SCENARIOS.register(name)
 
 
+def suite_dir() -> Path:
+    """The folder of the built-in suite files (``<name>.yaml``)."""
+    return Path(__file__).resolve().parent / "suites"
+
+
 def load_all() -> None:
-    """Import the built-in method packages, the suites and the installed entry points, once."""
+    """Register the built-in scenarios, methods and suite files and the installed entry points, once.
+
+    Packages are imported by name and suite files found on disk, so the registry depends on none of them."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    from . import interfaces, scenarios, suite  # noqa: F401  (registers scenarios and suites)
-
-    DEFENSES.base = interfaces.Defense
-    ATTACKS.base = interfaces.Attack
-    for pkg in BUILTIN_PACKAGES:
+    for pkg in (BUILTIN_SCENARIOS, *BUILTIN_PACKAGES):
         importlib.import_module(pkg)
+    for path in sorted(suite_dir().glob("*.yaml")):
+        if path.stem not in SUITES._entries:
+            SUITES.register(path.stem, path)
     for kind, group in ENTRY_POINT_GROUPS.items():
         for ep in metadata.entry_points(group=group):
             _load_entry_point(kind, ep)

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -286,20 +285,6 @@ class Cell:
 
 
 # -- loading ------------------------------------------------------------------------------------------------
-def suite_dir() -> Path:
-    return Path(str(resources.files("benchmark") / "suites"))
-
-
-def builtin_suite_names() -> list[str]:
-    return sorted(p.stem for p in suite_dir().glob("*.yaml"))
-
-
-def _register_builtin() -> None:
-    for name in builtin_suite_names():
-        if name not in SUITES._entries:
-            SUITES.register(name, suite_dir() / f"{name}.yaml")
-
-
 def load_suite(name_or_path: str | Path) -> Suite:
     """Load a built-in suite by name, or a suite YAML file by path."""
     p = Path(name_or_path)
@@ -634,7 +619,6 @@ def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
     return plan
 
 
-_register_builtin()
 
 
 def _split_names(values: Sequence[str] | None) -> list[str] | None:
