@@ -18,16 +18,15 @@ and the run options, and load the run's plugins themselves.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import queue
 import traceback
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import SplitbenchError
+from .summary import RunSummary
 
 log = logging.getLogger("splitbench")
 
@@ -56,49 +55,6 @@ class LocalExecutor:
             torch.set_num_threads(before)
 
 
-def worker_spec(runner: Any) -> dict[str, Any]:
-    """What a worker needs to re-create ``runner``: the resolved suite, the run options, the plugins."""
-    from .suite import suite_to_raw
-
-    opt = runner.opt
-    return {"suite": suite_to_raw(runner.suite), "source": runner.suite.source,
-            "options": {"out": str(opt.out), "device": opt.device,
-                        "data_root": str(opt.data.data_root) if opt.data.data_root else None,
-                        "download": opt.data.download, "cache_dir": str(opt.cache_dir) if opt.cache_dir else None,
-                        "retry_failed": opt.retry_failed, "latency_batch": opt.latency_batch,
-                        "latency_repeats": opt.latency_repeats,
-                        "only": sorted(opt.only) if opt.only is not None else None},
-            "plugins": list(opt.plugins)}
-
-
-def runner_from(spec: dict[str, Any], device: str | None = None, threads: int | None = None) -> Any:
-    """A runner re-created from :func:`worker_spec` (in a worker process)."""
-    import torch
-
-    from .data import DataOptions
-    from .registry import load_plugin
-    from .runner import Runner, RunOptions
-    from .suite import parse_suite
-
-    if threads:
-        torch.set_num_threads(threads)
-    for p in spec["plugins"]:
-        load_plugin(p)  # a no-op when the file is already loaded in this process
-    o = spec["options"]
-    opts = RunOptions(out=Path(o["out"]), device=device or o["device"],
-                      data=DataOptions(Path(o["data_root"]) if o["data_root"] else None, o["download"]),
-                      cache_dir=Path(o["cache_dir"]) if o["cache_dir"] else None, progress=False,
-                      retry_failed=o["retry_failed"], latency_batch=o["latency_batch"],
-                      latency_repeats=o["latency_repeats"],
-                      only=frozenset(o["only"]) if o["only"] is not None else None,
-                      plugins=tuple(spec["plugins"]))
-    return Runner(parse_suite(spec["suite"], spec["source"]), opts)
-
-
-def summary_dict(summary: Any) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(summary).items() if k != "out"}
-
-
 def _exit_with_parent() -> None:
     """End this worker process as soon as the process that started it is gone (killed, even with SIGKILL), so
     that no orphaned worker goes on training and writing records into a run directory nobody is running."""
@@ -116,11 +72,12 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="splitbench-parent-watch", daemon=True).start()
 
 
-def _worker(spec: dict[str, Any], device: str, threads: int | None, tasks: Any, results: Any) -> None:
+def _worker(build: Callable[..., Any], spec: dict[str, Any], device: str, threads: int | None, tasks: Any,
+            results: Any) -> None:
     _exit_with_parent()
     logging.basicConfig(level=logging.INFO, format=f"[{device}] %(message)s")
     try:
-        runner = runner_from(spec, device, threads)
+        runner = build(spec, device, threads)
         plan = runner.plan()
     except BaseException as exc:  # report why the worker cannot start, then drain nothing
         results.put(("error", f"worker on {device} could not start: {type(exc).__name__}: {exc}"))
@@ -130,7 +87,7 @@ def _worker(spec: dict[str, Any], device: str, threads: int | None, tasks: Any, 
         if i is None:
             return
         try:
-            results.put(("ok", summary_dict(runner.run_model(i, plan))))
+            results.put(("ok", runner.run_model(i, plan).payload()))
         except SplitbenchError as exc:
             results.put(("error", str(exc)))
         except BaseException as exc:
@@ -151,8 +108,6 @@ class ProcessExecutor:
     def run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
         import multiprocessing as mp
 
-        from .runner import RunSummary
-
         if not indices:
             return
         ctx = mp.get_context("spawn")
@@ -162,8 +117,9 @@ class ProcessExecutor:
         workers = self.devices[: len(indices)]
         for _ in workers:
             tasks.put(None)
-        spec = worker_spec(runner)
-        procs = [ctx.Process(target=_worker, args=(spec, d, self.threads, tasks, results), daemon=True)
+        spec = runner.to_spec()
+        procs = [ctx.Process(target=_worker, args=(type(runner).from_spec, spec, d, self.threads, tasks, results),
+                             daemon=True)
                  for d in workers]
         for p in procs:
             p.start()
@@ -253,9 +209,9 @@ class AutoExecutor:
         yield from chosen.run(runner, indices)
 
 
-def _ray_model(spec: dict[str, Any], index: int, threads: int | None) -> dict[str, Any]:
-    runner = runner_from(spec, None, threads)
-    return summary_dict(runner.run_model(index, runner.plan()))
+def _ray_model(build: Callable[..., Any], spec: dict[str, Any], index: int, threads: int | None) -> dict[str, Any]:
+    runner = build(spec, None, threads)
+    return runner.run_model(index, runner.plan()).payload()
 
 
 class RayExecutor:
@@ -309,15 +265,13 @@ class RayExecutor:
             builtins.print = original_print
 
     def _run(self, runner: Any, indices: list[int]) -> Iterator[Any]:
-        from .runner import RunSummary
-
         ray = self.ray
         cuda = runner.device.type == "cuda"
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         threads = None if cuda else self.threads or max(1, cpus // max(1, min(len(indices), self.workers or cpus)))
         task = ray.remote(num_gpus=1 if cuda else 0, num_cpus=0 if cuda else threads)(_ray_model)
-        spec = worker_spec(runner)
-        pending = [task.remote(spec, i, threads) for i in indices]
+        spec = runner.to_spec()
+        pending = [task.remote(type(runner).from_spec, spec, i, threads) for i in indices]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             try:

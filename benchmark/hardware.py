@@ -176,7 +176,8 @@ def run_hardware(suite: Any, out: Path, device: str = "cpu", batches: Sequence[i
     import logging
 
     from .data import DataOptions
-    from .runner import Runner, RunOptions, RunSummary
+    from .runner import Runner, RunOptions
+    from .summary import RunSummary
 
     log = logging.getLogger("splitbench")
     if not batches or any(b < 1 for b in batches):

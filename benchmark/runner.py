@@ -24,20 +24,31 @@ from typing import Any
 import numpy as np
 import torch
 
+from .attacking import (
+    HeldOut,
+    aux_share,
+    execute_attack,
+    make_truth,
+    release_error,
+    seed_all,
+    split_aux,
+    stable_seed,
+    take_rows,
+    tune,
+)
 from .cache import ModelCache
 from .config import config_hash
-from .data import DataOptions, ScenarioData, Split
+from .data import DataOptions, ScenarioData
 from .errors import SplitbenchError
 from .evaluation import ModelEvaluation, client_cost, deployed_cost, evaluate, release_and_score
-from .interfaces import AttackKind, AttackOutput, Defense, NotApplicable, Target
+from .interfaces import AttackKind, Defense, NotApplicable
 from .manifest import write_manifest
 from .records import environment, git_provenance, read_record, write_gallery, write_outcomes, write_record
-from .registry import ATTACKS, DEFENSES, SCENARIOS
+from .registry import ATTACKS, DEFENSES, SCENARIOS, load_plugin
 from .scoring import Truth, convergence, scorer_for
-from .scoring.reconstruction import floor_images
-from .suite import Cell, ModelSpec, Suite, expand, load_suite, suite_to_raw
+from .suite import Cell, ModelSpec, Suite, expand, load_suite, parse_suite, suite_to_raw
+from .summary import RunSummary
 from .trainer import Trainer, place
-from .tuning import split_aux, tune
 
 log = logging.getLogger("splitbench")
 
@@ -59,36 +70,6 @@ class RunOptions:
 
 
 @dataclasses.dataclass
-class RunSummary:
-    out: Path
-    total: int = 0
-    skipped: int = 0
-    ok: int = 0
-    failed: int = 0
-    not_applicable: int = 0
-    models_trained: int = 0
-    models_loaded: int = 0
-    seconds: float = 0.0
-    failures: list[str] = dataclasses.field(default_factory=list)
-    manifest: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
-    def add(self, part: RunSummary) -> None:
-        """Fold in what one executor task (one trained model and its cells) did."""
-        for f in ("ok", "failed", "not_applicable", "models_trained", "models_loaded"):
-            setattr(self, f, getattr(self, f) + getattr(part, f))
-        self.failures += part.failures
-
-    def line(self) -> str:
-        return (f"{self.total} cells: {self.ok} ok, {self.not_applicable} not applicable, {self.failed} failed, "
-                f"{self.skipped} already done; {self.models_trained} models trained, {self.models_loaded} loaded "
-                f"from cache; {self.seconds:.1f} s")
-
-
-@dataclasses.dataclass
 class CellResult:
     status: str
     reason: str | None = None
@@ -98,14 +79,6 @@ class CellResult:
     outcomes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     traceback: str | None = None
     gallery: np.ndarray | None = None  # uint8 [2, K, H, W, C]: eval images above their reconstructions
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
-def _stable_seed(*parts: Any) -> int:
-    return int(config_hash(list(parts), 8), 16) % (2 ** 31)
 
 
 def model_cache_key(spec: ModelSpec, data: ScenarioData, device: torch.device, amp: bool) -> dict[str, Any]:
@@ -162,6 +135,38 @@ class Runner:
         return Trainer(self.device, seed=seed, progress=self.opt.progress)
 
     # -- the defended model ------------------------------------------------------------------------------------
+    def to_spec(self) -> dict[str, Any]:
+        """What a worker process needs to re-create this runner (:meth:`from_spec`): the resolved suite, the run
+        options and the plugin files, as plain data."""
+        opt = self.opt
+        return {"suite": suite_to_raw(self.suite), "source": self.suite.source,
+                "options": {"out": str(opt.out), "device": opt.device,
+                            "data_root": str(opt.data.data_root) if opt.data.data_root else None,
+                            "download": opt.data.download,
+                            "cache_dir": str(opt.cache_dir) if opt.cache_dir else None,
+                            "retry_failed": opt.retry_failed, "latency_batch": opt.latency_batch,
+                            "latency_repeats": opt.latency_repeats,
+                            "only": sorted(opt.only) if opt.only is not None else None},
+                "plugins": list(opt.plugins)}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], device: str | None = None, threads: int | None = None) -> Runner:
+        """A runner re-created from :meth:`to_spec` in a worker process (on ``device``, with ``threads`` torch
+        threads when given), its plugins loaded first."""
+        if threads:
+            torch.set_num_threads(threads)
+        for p in spec["plugins"]:
+            load_plugin(p)  # a no-op when the file is already loaded in this process
+        o = spec["options"]
+        opts = RunOptions(out=Path(o["out"]), device=device or o["device"],
+                          data=DataOptions(Path(o["data_root"]) if o["data_root"] else None, o["download"]),
+                          cache_dir=Path(o["cache_dir"]) if o["cache_dir"] else None, progress=False,
+                          retry_failed=o["retry_failed"], latency_batch=o["latency_batch"],
+                          latency_repeats=o["latency_repeats"],
+                          only=frozenset(o["only"]) if o["only"] is not None else None,
+                          plugins=tuple(spec["plugins"]))
+        return cls(parse_suite(spec["suite"], spec["source"]), opts)
+
     def defense_for(self, spec: ModelSpec, data: ScenarioData, summary: RunSummary
                     ) -> tuple[Defense, str, dict[str, float]]:
         """The trained, frozen defense (fitted now or loaded from the cache), its cache key and its cost."""
@@ -169,7 +174,7 @@ class Runner:
         trainer = self.trainer(spec.seed)
         key_spec = model_cache_key(spec, data, self.device, trainer.amp)
         key = self.cache.key(key_spec)
-        _seed_all(spec.seed)
+        seed_all(spec.seed)
         defense = cls(spec.defense.config, spec.backbone, data.info, spec.seed)
         with self.cache.lock("models", key):  # another worker may be training this very model
             if self.cache.exists("models", key):
@@ -182,7 +187,7 @@ class Runner:
             else:
                 place(defense, self.device)
                 t0 = time.perf_counter()
-                _seed_all(spec.seed)
+                seed_all(spec.seed)
                 defense.fit(data, trainer)
                 fit_seconds = time.perf_counter() - t0
                 place(defense, self.device)  # layers a fit replaced (pruning) get the layout a cache hit gets
@@ -227,7 +232,7 @@ class Runner:
         attack of the model), released as the eval split is, and the designated model's correctness on it."""
         if self.suite.holdout is None:
             return None
-        fit, hold = split_aux(data.aux, self.suite.holdout.fraction, _stable_seed(spec.seed, "holdout"))
+        fit, hold = split_aux(data.aux, self.suite.holdout.fraction, stable_seed(spec.seed, "holdout"))
         correct, releases, _ = release_and_score(defense, hold, trainer, spec.seed, "holdout", draws, keep=True)
         return HeldOut(fit, hold, releases, correct.astype(np.float32))
 
@@ -249,7 +254,7 @@ class Runner:
         trainer = self.trainer(seed)
         config, report = cell.attack.config, None
         if cell.tuning is not None:
-            config, report = tune(cls, config, cell.tuning, _stable_seed(seed, cell.attack.label, "tune"), defense,
+            config, report = tune(cls, config, cell.tuning, stable_seed(seed, cell.attack.label, "tune"), defense,
                                   attack_data, cell.model.backbone, trainer, self.cache, cell.eval_count)
             log.info("  tuned %s on aux (%d configurations): chose %s", cell.attack.label, len(report["tried"]),
                      {k: report["chosen"][k] for k in cell.tuning.space})
@@ -485,96 +490,6 @@ class Runner:
         if result.traceback:
             rec["traceback"] = result.traceback
         write_record(path, rec)
-
-
-@dataclasses.dataclass
-class HeldOut:
-    """A model's hold-out of the attacker's aux split: ``fit`` (what attacks train on), ``hold`` (what they also
-    answer), the hold-out's releases per draw and the designated model's correctness on them."""
-
-    fit: Split
-    hold: Split
-    releases: list[torch.Tensor]
-    utility_correct: np.ndarray
-
-    def rows(self, kind: AttackKind, holdout: Any, draws: int) -> tuple[torch.Tensor, np.ndarray]:
-        """The hold-out releases an attack of ``kind`` answers (draw after draw) and each row's hold-out id:
-        reconstruction attacks the first ``holdout.reconstruction`` images, other kinds all of them."""
-        n = len(self.hold) if kind != AttackKind.RECONSTRUCTION else min(len(self.hold), holdout.reconstruction)
-        rows = torch.cat([r[:n] for r in self.releases[:draws]])
-        return rows, np.tile(np.arange(n), min(draws, len(self.releases)))
-
-
-def make_truth(split: Split, aux: Split, sample: np.ndarray, utility_correct: np.ndarray, kind: AttackKind,
-               info: Any) -> Truth:
-    """Ground truth of the answered rows of ``split`` (eval, or the attacker's hold-out) for the scorer; the floor
-    comes from the images the attacker trained on (``aux``)."""
-    idx = torch.as_tensor(sample, device=split.images.device)
-    images = split.images[idx].float() / 255.0 if kind == AttackKind.RECONSTRUCTION else None
-    return Truth(sample=sample, task=split.task[idx],
-                 sensitive=None if split.sensitive is None else split.sensitive[idx], images=images,
-                 baseline=floor_images(aux.images, aux.task, info.num_task_classes), utility_correct=utility_correct,
-                 num_task_classes=info.num_task_classes, num_sensitive_classes=info.num_sensitive_classes)
-
-
-def aux_share(aux: Split, fraction: float, seed: int) -> Split:
-    """The first ``fraction`` of a seeded permutation of the attacker's aux split (at least one image): a smaller
-    share is a part of every larger one, so the attacker-knowledge axis only ever takes data away."""
-    n = max(1, int(round(fraction * len(aux))))
-    order = torch.randperm(len(aux), generator=torch.Generator().manual_seed(_stable_seed(seed, "aux_fraction")))
-    idx = order[:n].to(aux.images.device)
-    return Split(aux.images[idx], aux.task[idx], None if aux.sensitive is None else aux.sensitive[idx], aux.info)
-
-
-@torch.no_grad()
-def release_error(defense: Defense, images: torch.Tensor, observed: torch.Tensor, trainer: Trainer) -> float:
-    """Mean over rows of ``||release(x_hat) - z||^2 / ||z||^2``: how far the (white-box) release of a reconstruction
-    is from the release the server received, relative to that release's energy."""
-    errors = []
-    for start in range(0, len(images), trainer.eval_batch_size):
-        x = defense.info.normalize(images[start:start + trainer.eval_batch_size].float().clamp(0, 1))
-        z = observed[start:start + len(x)].float()
-        with trainer.autocast():
-            r = defense.white_box_release(x.to(z.device), z).float()
-        num = (r - z).pow(2).flatten(1).sum(1)
-        errors.append((num / z.pow(2).flatten(1).sum(1).clamp_min(1e-12)).cpu())
-    return float(torch.cat(errors).mean()) if errors else float("nan")
-
-
-def take_rows(out: AttackOutput, keep: np.ndarray, offset: int) -> AttackOutput:
-    """The rows of an attack's answer marked ``keep``, their release index shifted down by ``offset``."""
-    idx = torch.as_tensor(np.nonzero(keep)[0], dtype=torch.long)
-
-    def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t[idx.to(t.device)]
-
-    def pick_all(d: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
-        return None if d is None else {k: pick(v) for k, v in d.items()}
-
-    return dataclasses.replace(out, index=out.index.detach().cpu().long()[idx] - offset,
-                               attributes=pick(out.attributes), images=pick(out.images),
-                               task_predictions=pick_all(out.task_predictions),
-                               extra_task_predictions=pick_all(out.extra_task_predictions))
-
-
-def execute_attack(cls: type, config: Any, seed: int, defense: Defense, data: ScenarioData, releases: torch.Tensor,
-                   backbone: Any, trainer: Trainer, cache: ModelCache | None = None
-                   ) -> tuple[AttackOutput | None, str | None, float]:
-    """Run one attack on releases the harness computed; return (output, None, seconds) or (None, reason, 0) when
-    it does not apply. Reads only ``data.aux`` and ``data.info``: never the eval images or labels, nor the
-    defender's train or validation split (the contract tests booby-trap them)."""
-    attack = cls(config, seed)
-    target = Target(defense, cls.requires, trainer, releases, data.aux, data.info, backbone, cache=cache, seed=seed)
-    reason = attack.applicable(target)
-    if reason:
-        return None, reason, 0.0
-    _seed_all(_stable_seed(seed, cls.name, "attack"))
-    t0 = time.perf_counter()
-    try:
-        output = attack.run(target, trainer)
-    except NotApplicable as exc:
-        return None, str(exc), 0.0
-    return output, None, time.perf_counter() - t0
 
 
 def check_device(name: str) -> torch.device:

@@ -12,6 +12,9 @@ grid is that small, else a seeded random sample), so tuning can only make an att
 data than its configured setting. Everything is recorded: the space, the budget, every candidate's selection
 score, the chosen configuration.
 
+This module is the configuration (the suite block, checked when the suite is parsed); the search itself runs in
+:mod:`benchmark.attacking`.
+
 Suite block::
 
     tuning:
@@ -24,19 +27,10 @@ Suite block::
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
-import random
-import time
 from typing import Any
 
-import numpy as np
-import torch
-
-from .config import build_config, config_fields, to_dict
-from .data import ScenarioData, Split
+from .config import build_config, config_fields
 from .errors import SplitbenchError, did_you_mean
-from .interfaces import AttackKind, Defense
 
 TUNING_KEYS = ("budget", "select_fraction", "attacks", "spaces")
 
@@ -121,84 +115,3 @@ def parse_tuning(raw: Any, attacks: list, where: str) -> dict[str, Tuning]:
             continue  # tuning every attack: those that declare no space run as configured
         out[a.label] = Tuning(check_space(cls, space, f"{where}: tuning"), budget, float(frac))
     return out
-
-
-def candidates(cls: type, base: Any, tuning: Tuning, seed: int) -> list[Any]:
-    """The configured config first, then up to ``budget - 1`` distinct others from the grid (seeded sample)."""
-    keys = sorted(tuning.space)
-    base_vals = to_dict(base)
-    grid = []
-    for combo in itertools.product(*(tuning.space[k] for k in keys)):
-        vals = {**base_vals, **dict(zip(keys, combo))}
-        if vals != base_vals and vals not in grid:
-            grid.append(vals)
-    rng = random.Random(seed)
-    extra = grid if len(grid) <= tuning.budget - 1 else rng.sample(grid, tuning.budget - 1)
-    return [base] + [build_config(cls.Config, v, f"tuning {cls.name}") for v in extra]
-
-
-def split_aux(aux: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """(fit, select) parts of the attacker's aux split, seeded."""
-    n = len(aux)
-    n_sel = min(n - 1, max(1, int(round(n * fraction))))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(aux.images.device)
-
-    def part(idx: torch.Tensor) -> Split:
-        return Split(aux.images[idx], aux.task[idx], None if aux.sensitive is None else aux.sensitive[idx], aux.info)
-
-    return part(order[n_sel:]), part(order[:n_sel])
-
-
-def tune(cls: type, base: Any, tuning: Tuning, seed: int, defense: Defense, data: ScenarioData, backbone: Any,
-         trainer: Any, cache: Any, limit: int | None) -> tuple[Any, dict[str, Any]]:
-    """Try the candidates on (fit, select) parts of aux; return the chosen config and the tuning report.
-
-    ``limit`` caps the select images an attack answers (the suite's eval count of its kind), so that tuning a
-    white-box attack costs each candidate no more than its run on eval.
-    """
-    from .runner import execute_attack
-    from .scoring import Truth, scorer_for
-    from .scoring.reconstruction import floor_images
-
-    t0 = time.perf_counter()
-    fit, select = split_aux(data.aux, tuning.select_fraction, seed)
-    if limit is not None:
-        select = select.subset(limit)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        releases = trainer.map(lambda b: defense.release(b.x), select)
-        hits = trainer.map(lambda b: (defense.predict(defense.release(b.x)).float().argmax(1) == b.y).float(), select)
-    n = len(select)
-    kind = cls.kind
-    truth = Truth(sample=np.arange(n), task=select.task,
-                  sensitive=select.sensitive,
-                  images=select.images.float() / 255.0 if kind == AttackKind.RECONSTRUCTION else None,
-                  baseline=floor_images(fit.images, fit.task, data.info.num_task_classes),
-                  utility_correct=hits.cpu().numpy(), num_task_classes=data.info.num_task_classes,
-                  num_sensitive_classes=data.info.num_sensitive_classes)
-    fit_data = dataclasses.replace(data, aux=fit)
-    tried = []
-    best, best_score = base, -math.inf
-    for cfg in candidates(cls, base, tuning, seed):
-        out, reason, _ = execute_attack(cls, cfg, seed, defense, fit_data, releases, backbone, trainer, cache)
-        if out is None:
-            raise SplitbenchError(f"tuning {cls.name}: the attack does not apply on the select part ({reason})")
-        metrics, _ = scorer_for(kind).score(out, _answered(truth, out))
-        score = metrics["leakage_raw"]  # signed: candidates below the floor still differ
-        tried.append({"config": to_dict(cfg), "selection_score": score})
-        if not math.isnan(score) and score > best_score:
-            best, best_score = cfg, score
-    report = {**tuning.as_dict(), "fit_samples": len(fit), "select_samples": n, "tried": tried,
-              "chosen": to_dict(best), "selection_score": best_score if best_score > -math.inf else float("nan"),
-              "seconds": time.perf_counter() - t0}
-    return best, report
-
-
-def _answered(truth: Any, out: Any) -> Any:
-    rows = out.index.detach().cpu().long().numpy()
-    return dataclasses.replace(truth, sample=truth.sample[rows],
-                               task=truth.task[torch.as_tensor(rows, device=truth.task.device)],
-                               sensitive=None if truth.sensitive is None else
-                               truth.sensitive[torch.as_tensor(rows, device=truth.sensitive.device)],
-                               images=None if truth.images is None else
-                               truth.images[torch.as_tensor(rows, device=truth.images.device)])

@@ -13,12 +13,13 @@ import dataclasses
 import pytest
 import torch
 
+from benchmark.attacking import execute_attack
 from benchmark.cache import ModelCache
 from benchmark.cards import MethodCard
 from benchmark.evaluation import evaluate
 from benchmark.interfaces import Attack, AttackKind, AttackOutput
 from benchmark.registry import ATTACKS
-from benchmark.runner import Runner, execute_attack
+from benchmark.runner import Runner
 from benchmark.scoring import scorer_for
 from benchmark.trainer import Trainer
 from tests.helpers import Forbidden, fitted_frozen, smoke_attack

@@ -283,3 +283,23 @@ def test_a_suite_narrowed_to_one_backbone_runs_under_every_executor(executor, tm
     (rec,) = [rec for _, rec in iter_records(tmp_path / "out")]
     assert rec["status"] == "ok" and rec["config"]["backbone"]["split"] == "layer1"
     assert rec["metrics"]["deployed/test_resnet@layer1/client_macs"] > 0
+
+
+def test_a_runner_re_created_from_its_spec_plans_the_same_cells(reference, tmp_path):
+    """What a worker process receives (``Runner.to_spec``) is plain data that re-creates the same plan, options
+    and plugins (``Runner.from_spec``), so the executors need not know the runner's module."""
+    import json
+
+    from benchmark.data import DataOptions
+    from benchmark.runner import Runner, RunOptions
+    from benchmark.suite import load_suite
+
+    suite = load_suite(reference / "pool.yaml")
+    one = next(c.file_name for _, cs in Runner(suite, RunOptions(out=tmp_path / "o")).plan() for c in cs)
+    runner = Runner(suite, RunOptions(out=tmp_path / "o", data=DataOptions(None, False), latency_repeats=3,
+                                      only=frozenset({one}), progress=False))
+    spec = json.loads(json.dumps(runner.to_spec()))  # survives any transport
+    again = Runner.from_spec(spec, device="cpu")
+    assert [c.file_name for _, cs in again.plan() for c in cs] == [c.file_name for _, cs in runner.plan() for c in cs]
+    assert (again.opt.out, again.opt.latency_repeats, again.opt.only) == (tmp_path / "o", 3, frozenset({one}))
+    assert again.to_spec() == spec

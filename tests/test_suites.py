@@ -124,7 +124,7 @@ def _cells(suite):
 
 
 def _read_back(suite):
-    """The suite as a worker process re-creates it (:func:`benchmark.executors.worker_spec`)."""
+    """The suite as a worker process re-creates it (:meth:`benchmark.runner.Runner.to_spec`)."""
     from benchmark.suite import suite_to_raw
 
     return parse_suite(suite_to_raw(suite), "resolved")

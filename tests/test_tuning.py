@@ -9,13 +9,14 @@ import textwrap
 import pytest
 
 import benchmark
+from benchmark.attacking import candidates, split_aux, tune
 from benchmark.config import build_config, to_dict
 from benchmark.errors import SplitbenchError
 from benchmark.records import iter_records
 from benchmark.registry import ATTACKS
 from benchmark.suite import parse_suite
 from benchmark.trainer import Trainer
-from benchmark.tuning import Tuning, candidates, split_aux, tune
+from benchmark.tuning import Tuning
 from tests.helpers import Forbidden, fitted_frozen
 
 
