@@ -14,32 +14,50 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import SplitbenchError
+from .progress import ENV as PROGRESS_ENV
 
 EPILOG = "Docs: README.md. Exit codes: 0 success, 1 some cells failed, 2 bad input."
 
 
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """Options several commands share, defined once (argparse parent parsers)."""
+    plugin = argparse.ArgumentParser(add_help=False)
+    plugin.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="a Python file that registers extra defenses or attacks (repeatable)")
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-root", default=None, help="folder with local copies of datasets")
+    data.add_argument("--download", action="store_true", help="allow downloading datasets")
+    return {"plugin": plugin, "device": device, "data": data}
+
+
 def _parser() -> argparse.ArgumentParser:
+    from .executors import EXECUTORS
+    from .records import package_version
+
     p = argparse.ArgumentParser(prog="splitbench", description="Benchmark privacy defenses of released "
                                 "representations in split inference.", epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"splitbench {package_version()}")
     p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    share = _parents()
 
-    ls = sub.add_parser("list", help="list defenses, attacks, scenarios, suites or backbones",
+    ls = sub.add_parser("list", parents=[share["plugin"]],
+                        help="list defenses, attacks, scenarios, suites or backbones",
                         description="List registered defenses, attacks, scenarios, suites, or timm backbones.")
     ls.add_argument("what", nargs="?", default="all",
                     choices=["all", "defenses", "attacks", "scenarios", "suites", "backbones"])
     ls.add_argument("pattern", nargs="?", default="*", help="fnmatch filter, e.g. 'resnet*'")
     ls.add_argument("-v", "--verbose", action="store_true", help="show each method's config fields")
-    ls.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                    help="a Python file that registers extra defenses or attacks (repeatable)")
 
-    run = sub.add_parser("run", help="run a suite and write one record per cell",
+    run = sub.add_parser("run", parents=[share["device"], share["data"], share["plugin"]],
+                        help="run a suite and write one record per cell",
                          description="Run a suite: train each defended model once (cached), run every attack "
                                      "on it, and write one JSON record per cell to OUT/records/. Rerunning "
                                      "skips finished cells. Prints the leaderboard at the end.")
     run.add_argument("--suite", default="quick", help="a built-in suite name or a suite YAML file (default: quick)")
     run.add_argument("--out", default=None, help="output directory (default: runs/<suite>)")
-    run.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only / also these scenarios")
     run.add_argument("--scenario-arg", action="append", default=[], metavar="KEY=VALUE",
                      help="set a scenario config field, e.g. task=gender (repeatable)")
@@ -51,14 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="override a setting: train.KEY, defense.NAME.KEY or attack.NAME.KEY (repeatable), "
                           "e.g. --set train.epochs=2 --set attack.attribute_inference.epochs=5")
-    run.add_argument("--data-root", default=None, help="folder with local copies of datasets")
-    run.add_argument("--download", action="store_true", help="allow downloading datasets")
     run.add_argument("--cache-dir", default=None, help="trained-model cache (default: OUT/cache)")
-    run.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                     help="a Python file that registers extra defenses or attacks (repeatable)")
     run.add_argument("--latency-repeats", type=int, default=20, metavar="N",
                      help="timed repeats of each latency measurement (default: 20)")
-    run.add_argument("--executor", default="auto", choices=["auto", "local", "gpus", "processes", "ray"],
+    run.add_argument("--executor", default="auto", choices=EXECUTORS,
                      help="who runs the trained models: auto (default: on the CPU one single-threaded worker "
                           "process per core, on CUDA one per visible GPU), this process (local), one worker per GPU, "
                           "CPU worker processes (--workers), or Ray tasks (--ray-address, else a local cluster)")
@@ -95,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="entry folders or run directories (default: every entry under leaderboard/entries)")
     site.add_argument("--out", default="site", help="output folder (default: site/)")
 
-    hw = sub.add_parser("hardware", help="measure every defense's client and server on this machine",
+    hw = sub.add_parser("hardware", parents=[share["device"], share["data"], share["plugin"]],
+                        help="measure every defense's client and server on this machine",
                         description="Latency (p50/p90/p99 at several batch sizes), throughput, peak memory and bytes "
                                     "per sample of every defense setting of a suite (first seed; models are loaded "
                                     "from the run's cache or trained), in fp32 (and bf16 on CUDA), eager and "
@@ -104,27 +119,24 @@ def _parser() -> argparse.ArgumentParser:
     hw.add_argument("--suite", default="quick", help="a built-in suite name or a suite YAML file (default: quick)")
     hw.add_argument("--out", default=None, help="run directory whose cache and hardware/ folder to use "
                                                 "(default: runs/<suite>)")
-    hw.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     hw.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64], metavar="N", help="batch sizes (1 8 64)")
     hw.add_argument("--min-seconds", type=float, default=1.0, help="measured time per row at least (default 1 s)")
     hw.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd rows")
     hw.add_argument("--defense", action="append", metavar="NAME", help="only these defenses")
-    hw.add_argument("--data-root", default=None, help="folder with local copies of datasets")
-    hw.add_argument("--plugin", action="append", default=[], metavar="FILE", help="plugin files (repeatable)")
     hw.add_argument("--table", nargs="+", default=None, metavar="DIR",
                     help="merge and print the hardware records under these folders; measure nothing")
     hw.add_argument("--format", choices=["md", "csv"], default="md", help="table format (default: md)")
 
-    submit = sub.add_parser("submit", help="pack and validate a run directory as a leaderboard entry",
+    submit = sub.add_parser("submit", parents=[share["plugin"]],
+                        help="pack and validate a run directory as a leaderboard entry",
                             description="Pack a finished run directory, its card and the defense's code into an "
                                         "entry folder with checksums, after validating all of it.")
     submit.add_argument("run_dir", help="the --out directory of `splitbench run`")
     submit.add_argument("--card", required=True, help="the entry card (entry.yaml)")
     submit.add_argument("--out", required=True, help="the entry folder to write")
-    submit.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                        help="the plugin file(s) that define the submitted defense")
 
-    verify = sub.add_parser("verify", help="re-run sampled cells of an entry and compare every metric",
+    verify = sub.add_parser("verify", parents=[share["device"], share["data"]],
+                        help="re-run sampled cells of an entry and compare every metric",
                             description="Check an entry's checksums and schema and re-run N sampled cells from its "
                                         "own code and config: on the machine that made the records (same CPU model, "
                                         "ISA, thread count, torch and timm) every number must be identical; on "
@@ -134,7 +146,6 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("entry", help="an entry folder")
     verify.add_argument("--cells", type=int, default=2, metavar="N", help="cells to re-run (default: 2)")
     verify.add_argument("--seed", type=int, default=0, help="seed of the cell (and seed) sampling (default: 0)")
-    verify.add_argument("--device", default="cpu", help="device to re-run on (default: cpu)")
     verify.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="on another machine: re-run each drawn cell at N of the entry's seeds, at least 2 "
                              "(default: all of them)")
@@ -143,8 +154,6 @@ def _parser() -> argparse.ArgumentParser:
                              "ENTRY/verification.json); without it nothing is written")
     verify.add_argument("--trust-code", action="store_true",
                         help="import and run the entry's plugin file(s); read them first")
-    verify.add_argument("--data-root", default=None, help="folder with local copies of datasets")
-    verify.add_argument("--download", action="store_true", help="allow downloading datasets")
     return p
 
 
@@ -231,7 +240,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for f in args.plugin:
         registry.load_plugin(f)
     if args.quiet:
-        os.environ["SPLITBENCH_PROGRESS"] = "0"
+        os.environ[PROGRESS_ENV] = "0"
     out = Path(args.out) if args.out else Path("runs") / Path(args.suite).stem
     summary = run(args.suite, out=out, device=args.device, scenarios=args.scenario, backbones=args.backbone,
                   defenses=args.defense, attacks=args.attack, seeds=args.seed,
@@ -274,7 +283,7 @@ def _cmd_hardware(args: argparse.Namespace) -> int:
     suite = restrict(load_suite(args.suite), defenses=args.defense)
     out = Path(args.out) if args.out else Path("runs") / Path(args.suite).stem
     path = run_hardware(suite, out, args.device, args.batch, args.min_seconds, not args.no_compile,
-                        data_root=Path(args.data_root) if args.data_root else None)
+                        data_root=Path(args.data_root) if args.data_root else None, download=args.download)
     print(f"splitbench: hardware records in {path}", file=sys.stderr)
     print(hardware_table(load_rows([out]), args.format), end="")
     return 0
@@ -318,6 +327,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("splitbench: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`splitbench list -v | head`): stop quietly, as `cat` would
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush of the closed pipe raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

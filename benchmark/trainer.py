@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -41,6 +40,7 @@ from tqdm.auto import tqdm
 from .config import field
 from .data import Batch, Split, TensorSplit
 from .errors import SplitbenchError
+from .progress import default_progress
 
 
 class TrainingDiverged(RuntimeError):
@@ -130,13 +130,6 @@ def place(module: nn.Module, device: str | torch.device) -> nn.Module:
     if channels_last_on(device):
         module.to(memory_format=torch.channels_last)  # only 4-d parameters and buffers change
     return module
-
-
-def default_progress() -> bool:
-    env = os.environ.get("SPLITBENCH_PROGRESS")
-    if env is not None:
-        return env != "0"
-    return sys.stderr.isatty()
 
 
 class Trainer:

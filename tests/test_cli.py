@@ -157,3 +157,39 @@ def test_set_values_are_read_as_yaml(suite_file, tmp_path):
     assert {d.name: d.config.train.lr for d in suite.defenses} == {"no_pruning": 0.01, "random_pruning": 0.01}
     assert [d.knob_value for d in suite.defenses if d.name == "random_pruning"] == [0.25]
     assert _kv(["models=[test_vit, test_resnet]"], "--set") == {"models": ["test_vit", "test_resnet"]}
+
+
+def test_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"splitbench {version('splitbench')}"
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    """`splitbench list defenses -v | head -n 1`: the reader leaves early; no BrokenPipeError traceback."""
+    proc = subprocess.run(f"{sys.executable} -m benchmark list defenses -v | head -n 1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "defenses:\n"
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "hardware", "verify"])
+def test_commands_share_the_device_and_data_options(command, capsys):
+    """--device, --data-root and --download are one definition shared by every command that loads data."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--device", "--data-root", "--download"):
+        assert flag in out
+    assert "cpu, cuda or cuda:N" in " ".join(out.split())
+
+
+def test_executor_choices_come_from_the_executors():
+    from benchmark.cli import _parser
+    from benchmark.executors import EXECUTORS
+
+    run = _parser()._subparsers._group_actions[0].choices["run"]
+    assert tuple(next(a for a in run._actions if a.dest == "executor").choices) == EXECUTORS

@@ -36,6 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import SplitbenchError
+from ..progress import default_progress
 from .common import decode_image, default_data_root
 
 log = logging.getLogger("splitbench")
@@ -211,7 +212,7 @@ def _fill(store: np.ndarray, values: Iterable[Any], where: Callable[[int], str],
     n, _, size, _ = store.shape
     row_bytes = store[0].nbytes if n else 0
     every = max(1, RELEASE_BYTES // row_bytes) if row_bytes else 1
-    disable = os.environ.get("SPLITBENCH_PROGRESS", "1") == "0"
+    disable = not default_progress()
     i = 0
     for value in tqdm(values, total=n, desc=desc, disable=disable, leave=False):
         if i == n:
