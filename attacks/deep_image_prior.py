@@ -68,8 +68,8 @@ from attacks.inversion_kit import (
 from attacks.optimization import PIXEL_EPS, chunks, grayscale_of, image_seed, white_box_or_reason
 from benchmark import MethodCard, register_attack
 from benchmark.config import field
+from benchmark.cost import latency_ms
 from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
-from benchmark.metrics import latency_ms
 from benchmark.trainer import ParamGroup, Trainer, place
 
 ConvImpl = Literal["auto", "grouped", "unfold", "tune"]

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .cost import count_macs, count_params_used, latency_ms
 from .data import ScenarioData, Split
 from .interfaces import Defense
-from .metrics import DEPLOYED, count_macs, count_params_used, latency_ms
+from .metrics import DEPLOYED
 from .trainer import Trainer, place
 
 

@@ -32,9 +32,9 @@ import torch
 from torch import Tensor
 
 from .config import config_hash
+from .cost import latency_stats
 from .errors import SplitbenchError
 from .io import atomic_write_text
-from .metrics import latency_stats
 from .records import _cpu_name
 
 PARTS = ("client", "server")

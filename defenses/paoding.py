@@ -47,11 +47,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark import MethodCard, register_defense
+from benchmark.bounds import IntervalNet
 from benchmark.config import field
 from benchmark.interfaces import Defense, DefenseConfig, train_task
 from benchmark.pruning import (
     Chain,
-    IntervalNet,
     apply_kept,
     channel_l1,
     incoming_weights,

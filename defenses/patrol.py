@@ -51,17 +51,17 @@ from torch import Tensor, nn
 
 from benchmark import MethodCard, register_defense
 from benchmark.backbones import BackboneSpec, SplitModel, create_model, cut_model, deeper_spec
+from benchmark.bounds import op_lipschitz
 from benchmark.channels import as_spatial
 from benchmark.config import field
+from benchmark.cost import count_macs, count_params_used
 from benchmark.errors import NotApplicable, SplitbenchError
 from benchmark.interfaces import Defense, DefenseConfig
-from benchmark.metrics import count_macs, count_params_used
 from benchmark.nets import ReleaseDecoder
 from benchmark.pruning import (
     apply_kept,
     channel_l1,
     keep_strongest,
-    op_lipschitz,
     prune_chain,
     require_chains,
     trace,

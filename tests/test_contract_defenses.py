@@ -133,8 +133,8 @@ def test_deployed_copy_on_a_real_backbone_runs_and_costs_what_its_structure_says
     """``Defense.deployed_on``: the defense rebuilt on another (real) backbone at another image size, with its fitted
     architecture changes carried over; the harness times it where a suite's ``deployment`` asks."""
     from benchmark.backbones import BackboneSpec
+    from benchmark.cost import count_macs
     from benchmark.errors import NotApplicable
-    from benchmark.metrics import count_macs
 
     d = fitted(name)
     try:

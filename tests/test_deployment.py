@@ -147,7 +147,7 @@ def test_a_defense_that_cannot_carry_its_fitted_structure_is_not_deployable(tiny
 
 
 def test_patrol_deployed_meets_its_budget_on_the_real_backbone(tiny_data, tiny_backbone):
-    from benchmark.metrics import count_macs
+    from benchmark.cost import count_macs
 
     d = smoke_defense(DEFENSES.get("patrol"), tiny_backbone, tiny_data.info)
     copy = d.deployed_on(BackboneSpec("resnet18", "layer1"), 48)

@@ -236,7 +236,7 @@ def test_adversary_steps_below_one_is_a_one_line_error(value, tiny_data, tiny_ba
 
 def test_the_light_scorer_is_a_small_fraction_of_the_server_copy_and_both_prune_exactly(tiny_data, tiny_backbone):
     from benchmark.backbones import BackboneSpec
-    from benchmark.metrics import count_macs
+    from benchmark.cost import count_macs
 
     counts, macs = {}, {}
     x = tiny_data.info.normalize(tiny_data.eval.images[:8])

@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy.ndimage import correlate1d
 
+from benchmark import cost as C
 from benchmark import metrics as M
 
 
@@ -84,17 +85,17 @@ def test_suppression_ratio():
 def test_macs_of_a_known_conv():
     conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
     x = torch.zeros(4, 3, 10, 10)
-    assert M.count_macs(conv, x) == 8 * 3 * 9 * 10 * 10
+    assert C.count_macs(conv, x) == 8 * 3 * 9 * 10 * 10
 
 
 def test_params_used_counts_only_what_runs():
     a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 100)
     root = torch.nn.ModuleDict({"a": a, "b": b})
-    assert M.count_params_used(a, torch.zeros(1, 4), root) == 20
+    assert C.count_params_used(a, torch.zeros(1, 4), root) == 20
 
 
 def test_latency_is_positive_and_ordered():
-    p50, p90 = M.latency_ms(lambda x: x @ x, torch.randn(64, 64), warmup=1, repeats=5)
+    p50, p90 = C.latency_ms(lambda x: x @ x, torch.randn(64, 64), warmup=1, repeats=5)
     assert 0 < p50 <= p90
 
 

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
+from benchmark.cost import count_macs, count_params_used
 from benchmark.data import Split, TensorSplit
-from benchmark.metrics import count_macs, count_params_used
 from benchmark.registry import DEFENSES
 from benchmark.trainer import Trainer
 from defenses.paoding import interval_entropy

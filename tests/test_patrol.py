@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from benchmark.backbones import BackboneSpec, build_split
+from benchmark.cost import count_macs, count_params_used
 from benchmark.errors import NotApplicable
-from benchmark.metrics import count_macs, count_params_used
 from benchmark.registry import DEFENSES
 from benchmark.trainer import Trainer
 from defenses.patrol import LipschitzBound

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.backbones import BackboneSpec, build_split
+from benchmark.bounds import IntervalNet
 from benchmark.errors import NotApplicable, SplitbenchError
-from benchmark.pruning import IntervalNet, apply_kept, find_chains, prune_chain, require_chains
+from benchmark.pruning import apply_kept, find_chains, prune_chain, require_chains
 
 
 def _split(name="test_resnet", split="layer1", seed=0):
