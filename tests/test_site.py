@@ -10,6 +10,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import textwrap
 import time
@@ -378,7 +379,7 @@ def test_a_corrupt_gallery_fails_the_build_and_keeps_the_previous_site(built, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "site"]  # no half-built folder left behind
 
 
-# -- plots ----------------------------------------------------------------------------------------------------------
+# -- plots and the site extra ----------------------------------------------------------------------------------------
 # a name that math text would parse (and fail on: there is no such macro); the figures must draw it as text
 MATH_NAME = "a$\\nosuchmacro{x}_1^2$ % {b}"
 
@@ -415,6 +416,19 @@ def test_plots_draw_names_as_text_and_the_same_bytes_every_time(tmp_path, monkey
     monkeypatch.setitem(plots.STYLE, "text.parse_math", True)
     with pytest.raises(ValueError, match="nosuchmacro"):
         draw_every_plot(tmp_path / "c")
+
+
+@pytest.mark.parametrize("package", ["seaborn", "matplotlib", "jinja2"])
+def test_the_site_without_its_extra_is_one_line_saying_what_to_install(package, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` now fails as if it were not installed
+    for name in [n for n in sys.modules if n == "leaderboard.site" or n.startswith("leaderboard.site.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh (the originals come back after the test)
+    with pytest.raises(SplitbenchError, match=re.escape("pip install 'splitbench[site]'")):
+        import leaderboard.site  # noqa: F401
+    assert main(["site", "--out", str(tmp_path / "site")]) == 2
+    assert capsys.readouterr().err == (f"splitbench: error: the site needs the 'site' extra ({package} is not "
+                                       "installed): pip install 'splitbench[site]'\n")
+    assert not (tmp_path / "site").exists()
 
 
 # -- a real browser -------------------------------------------------------------------------------------------------
