@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import textwrap
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from markupsafe import escape
@@ -23,7 +26,8 @@ import benchmark
 from benchmark.cli import main
 from benchmark.errors import SplitbenchError
 from benchmark.registry import DEFENSES, load_plugin
-from leaderboard.site import build_site
+from benchmark.scoring.intervals import Estimate
+from leaderboard.site import build_site, plots
 from leaderboard.site import gather as site_gather
 from leaderboard.site.views import site_tracks
 
@@ -373,6 +377,58 @@ def test_a_corrupt_gallery_fails_the_build_and_keeps_the_previous_site(built, tm
         build_site([run], site)
     assert (site / "index.html").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "site"]  # no half-built folder left behind
+
+
+# -- plots and the site extra ----------------------------------------------------------------------------------------
+# a name that math text would parse (and fail on: there is no such macro); the figures must draw it as text
+MATH_NAME = "a$\\nosuchmacro{x}_1^2$ % {b}"
+
+
+def draw_every_plot(folder: Path) -> list[Path]:
+    """Each figure once, with ``MATH_NAME`` in every place a name goes, an empty heatmap cell, points without
+    intervals and a point off the plane."""
+    E = Estimate
+    ref = plots.Curve("ref", plots.REFERENCE_COLOR, [plots.Point(E(0.95, 0.93, 0.97), E(0.9, 0.85, 0.95), True)],
+                      reference=True)
+    named = plots.Curve(MATH_NAME, "#0072B2", [plots.Point(E(0.94, 0.9, 0.96), E(0.7, 0.6, 0.8)),
+                                               plots.Point(E(0.9), E(0.5), True), plots.Point(E(math.nan), E(0.2))])
+    alone = plots.Curve("single", "#E69F00", [plots.Point(E(0.92, 0.9, 0.94), E(0.6, 0.5, 0.7), True)])
+    costs = [plots.CostPoint("ref", plots.REFERENCE_COLOR, 1.0, E(0.9, 0.85, 0.95), True, True),
+             plots.CostPoint(MATH_NAME, "#0072B2", 0.6, E(0.5, 0.4, 0.6), True),
+             plots.CostPoint("single", "#E69F00", 1.4, E(0.6))]
+    return [plots.privacy_utility(folder / "pu.png", [ref, named, alone], [0.93, math.nan], title=MATH_NAME),
+            plots.privacy_cost(folder / "cost.png", costs, MATH_NAME, budget=1.5),
+            plots.leakage_heatmap(folder / "heatmap.png", ["ref", MATH_NAME], [plots.REFERENCE_COLOR, "#0072B2"],
+                                  [f"{MATH_NAME}\n(attribute)", "recon\n(reconstruction)"],
+                                  np.array([[0.9, 0.7], [0.4, math.nan]]))]
+
+
+def test_plots_draw_names_as_text_and_the_same_bytes_every_time(tmp_path, monkeypatch):
+    first, again = draw_every_plot(tmp_path / "a"), draw_every_plot(tmp_path / "b")
+    for a, b in zip(first, again):
+        assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and a.stat().st_size > 5000
+        assert a.read_bytes() == b.read_bytes(), f"{a.name} differs between two draws of the same figure"
+    # nothing on the plane (every point off it) still draws the axes
+    off = [plots.CostPoint("x", "#0072B2", math.nan, Estimate(0.5))]
+    assert plots.privacy_cost(tmp_path / "off.png", off, "basis").is_file()
+    assert plots.privacy_utility(tmp_path / "off-pu.png", [], [math.nan]).is_file()
+    # the name really is math text that would fail to parse: only the style's parsing switch keeps it as text
+    monkeypatch.setitem(plots.STYLE, "text.parse_math", True)
+    with pytest.raises(ValueError, match="nosuchmacro"):
+        draw_every_plot(tmp_path / "c")
+
+
+@pytest.mark.parametrize("package", ["seaborn", "matplotlib", "jinja2"])
+def test_the_site_without_its_extra_is_one_line_saying_what_to_install(package, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` now fails as if it were not installed
+    for name in [n for n in sys.modules if n == "leaderboard.site" or n.startswith("leaderboard.site.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh (the originals come back after the test)
+    with pytest.raises(SplitbenchError, match=re.escape("pip install 'splitbench[site]'")):
+        import leaderboard.site  # noqa: F401
+    assert main(["site", "--out", str(tmp_path / "site")]) == 2
+    assert capsys.readouterr().err == (f"splitbench: error: the site needs the 'site' extra ({package} is not "
+                                       "installed): pip install 'splitbench[site]'\n")
+    assert not (tmp_path / "site").exists()
 
 
 # -- a real browser -------------------------------------------------------------------------------------------------

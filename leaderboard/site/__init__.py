@@ -5,12 +5,28 @@ with autoescaping, so names, cards and notes from records, entries and plugins r
 asset is a local file (CSS, a small sorting script, PNG plots and galleries): the site reads offline from the
 folder it is written to.
 
+The site needs packages the rest of splitbench does not (Jinja2, matplotlib, seaborn): the ``site`` extra,
+``pip install 'splitbench[site]'``. Without them, importing this package raises one
+:class:`~benchmark.errors.SplitbenchError` that says so.
+
 Example:
     >>> from leaderboard.site import build_site
     >>> build_site(["runs/quick"], "site")  # doctest: +SKIP
     PosixPath('site/index.html')
 """
 
-from .build import build_site, cmd_site
+from benchmark.errors import SplitbenchError
+
+# the ``site`` extra's packages (and MarkupSafe, which Jinja2 brings)
+SITE_PACKAGES = ("jinja2", "markupsafe", "matplotlib", "seaborn")
+
+try:
+    from .build import build_site, cmd_site
+except ImportError as exc:
+    missing = (exc.name or "").partition(".")[0]
+    if missing not in SITE_PACKAGES:
+        raise
+    raise SplitbenchError(f"the site needs the 'site' extra ({missing} is not installed): "
+                          "pip install 'splitbench[site]'") from exc
 
 __all__ = ["build_site", "cmd_site"]
