@@ -26,10 +26,10 @@ from attacks.learning_based import (
     split_holdout,
     with_new_classifier,
 )
-from benchmark import MethodCard, register_attack
-from benchmark.config import field
-from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.api import MethodCard, register_attack
+from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.core.fields import field
+from benchmark.models.trainer import ParamGroup, Trainer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,12 +26,12 @@ from attacks.learning_based import (
     penultimate,
     split_holdout,
 )
-from benchmark import MethodCard, register_attack
-from benchmark.backbones import seeded
-from benchmark.config import field
-from benchmark.data import TensorSplit
-from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.api import MethodCard, register_attack
+from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.core.fields import field
+from benchmark.data.types import TensorSplit
+from benchmark.models.backbones import seeded
+from benchmark.models.trainer import ParamGroup, Trainer
 
 
 @dataclasses.dataclass(frozen=True)

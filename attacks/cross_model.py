@@ -40,13 +40,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.optimization import white_box_or_reason
-from benchmark import MethodCard, register_attack
-from benchmark.backbones import create_model
-from benchmark.channels import as_spatial
-from benchmark.config import field
-from benchmark.data import TensorSplit
-from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, ReleaseKind, Target
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.api import MethodCard, register_attack
+from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, ReleaseKind, Target
+from benchmark.core.fields import field
+from benchmark.data.types import TensorSplit
+from benchmark.kit.channels import as_spatial
+from benchmark.models.backbones import create_model
+from benchmark.models.trainer import ParamGroup, Trainer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,11 +66,11 @@ from attacks.inversion_kit import (
     summarize,
 )
 from attacks.optimization import PIXEL_EPS, chunks, grayscale_of, image_seed, white_box_or_reason
-from benchmark import MethodCard, register_attack
-from benchmark.config import field
-from benchmark.cost import latency_ms
-from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
-from benchmark.trainer import ParamGroup, Trainer, place
+from benchmark.api import MethodCard, register_attack
+from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.core.fields import field
+from benchmark.kit.cost import latency_ms
+from benchmark.models.trainer import ParamGroup, Trainer, place
 
 ConvImpl = Literal["auto", "grouped", "unfold", "tune"]
 UNFOLD_MAX_PIXELS = 16  # CPU rule: 1x1 kernels and maps of at most 4x4 pixels run as batched matrix products

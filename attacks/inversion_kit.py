@@ -36,7 +36,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from benchmark.channels import as_spatial
+from benchmark.kit.channels import as_spatial
 
 
 def full_precision(t: Tensor) -> Tensor:
@@ -136,7 +136,7 @@ class Trajectory:
     runs have ended.
 
     Use: ``record`` the objective ``[n]`` inside the step function (values stay on the device), pass ``stop`` to
-    :meth:`~benchmark.trainer.Trainer.optimize` (it is called after each update), and ``finish`` after the loop.
+    :meth:`~benchmark.models.trainer.Trainer.optimize` (it is called after each update), and ``finish`` after the loop.
     ``snapshot(mask)`` (from the caller) is called when the images of ``mask`` stop, after the update of that step,
     so the caller keeps what those images are then.
     """

@@ -73,12 +73,12 @@ from attacks.optimization import (
     total_variation,
     white_box_or_reason,
 )
-from benchmark import MethodCard, register_attack
-from benchmark.channels import as_spatial
-from benchmark.config import field, to_dict
-from benchmark.data import TensorSplit
-from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.api import MethodCard, register_attack
+from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.core.fields import field, to_dict
+from benchmark.data.types import TensorSplit
+from benchmark.kit.channels import as_spatial
+from benchmark.models.trainer import ParamGroup, Trainer
 
 LOGVAR_RANGE = (-10.0, 10.0)  # keeps exp(logvar) finite early in training
 

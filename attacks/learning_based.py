@@ -29,15 +29,15 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark import MethodCard, register_attack
-from benchmark.backbones import seeded
-from benchmark.channels import as_spatial
-from benchmark.config import field
-from benchmark.data import TensorSplit
-from benchmark.errors import NotApplicable
-from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
-from benchmark.nets import ReleaseDecoder
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.api import MethodCard, register_attack
+from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.core.errors import NotApplicable
+from benchmark.core.fields import field
+from benchmark.data.types import TensorSplit
+from benchmark.kit.channels import as_spatial
+from benchmark.kit.nets import ReleaseDecoder
+from benchmark.models.backbones import seeded
+from benchmark.models.trainer import ParamGroup, Trainer
 
 
 def _check_training(cfg) -> None:
@@ -169,9 +169,9 @@ def classifier_name(model: nn.Module) -> str:
     """The qualified name of ``model``'s final linear classifier (the layer that produces its logits).
 
     A whole timm model names it itself (``get_classifier``: ``fc`` for ResNets, ``classifier`` for EfficientNets
-    and MobileNets, ``head`` for ViTs, ``head.fc`` for ConvNeXts). The server part that
-    :func:`benchmark.backbones.cut_model` cuts from one is a ``torch.fx`` graph whose output is that layer's call,
-    under the same name. Raises :class:`NotApplicable` when the logits do not come from a linear layer."""
+    and MobileNets, ``head`` for ViTs, ``head.fc`` for ConvNeXts). The server part
+    that :func:`benchmark.models.backbones.cut_model` cuts from one is a ``torch.fx`` graph whose output is that
+    layer's call, under the same name. Raises :class:`NotApplicable` when the logits do not come from a linear layer."""
     name = None
     if hasattr(model, "get_classifier"):
         head = model.get_classifier()

@@ -87,12 +87,12 @@ from attacks.inversion_kit import (  # noqa: F401 (other attacks import full_pre
     stopping_checks,
     summarize,
 )
-from benchmark import MethodCard, register_attack
-from benchmark.config import field
-from benchmark.data import ScenarioInfo
-from benchmark.errors import AccessError
-from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Target
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.api import MethodCard, register_attack
+from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, Target
+from benchmark.core.errors import AccessError
+from benchmark.core.fields import field
+from benchmark.data.types import ScenarioInfo
+from benchmark.models.trainer import ParamGroup, Trainer
 
 TV_EPS = 1e-8
 #: starting pixels are clamped to [PIXEL_EPS, 1 - PIXEL_EPS] before the logit of the sigmoid variable (a black

@@ -12,7 +12,7 @@ releases are then inverted white-box through it:
    generic encoder stands in (3x3 conv-BN-ReLU blocks, stride 2 down to the release's side, a 1x1 conv to its
    channels). It is trained with Adam on ``mean over sent elements (F_hat(x) - release(x))^2`` divided by the
    aux releases' mean square (so one learning rate fits every scale). Only the channels that were *sent* are
-   compared (:func:`~benchmark.channels.observed_mask`: a channel that is zero all over is indistinguishable
+   compared (:func:`~benchmark.kit.channels.observed_mask`: a channel that is zero all over is indistinguishable
    from a pruned one, so it constrains nothing), and stochastic defenses are re-queried for every batch, as
    their own server saw them.
 2. **Inversion.** rMLE through F_hat, batched: image = sigmoid(theta) in [0, 1], loss per image = the feature
@@ -24,7 +24,7 @@ releases are then inverted white-box through it:
    output of an inverse network trained on the aux pairs (``init="decoder"``, the ``inversion_decoder``
    attack with the same seed) or the attacker's mean aux image (``init="mean"``). The last iterate is reported.
 
-Token releases (ViTs) are compared in :func:`~benchmark.channels.as_spatial`'s view: the patch tokens on their
+Token releases (ViTs) are compared in :func:`~benchmark.kit.channels.as_spatial`'s view: the patch tokens on their
 grid, prefix tokens (class token) dropped.
 
 Defaults were chosen on the attacker's own data only: the quick suite's digits, test_resnet@layer1, with the
@@ -71,13 +71,13 @@ from torch import Tensor, nn
 from attacks.inversion_kit import PlateauRule, Trajectory, ended_by, run_checks, stopping_checks, summarize
 from attacks.learning_based import InversionDecoderAttack, InversionDecoderConfig
 from attacks.optimization import chunks, full_precision, total_variation
-from benchmark import MethodCard, register_attack
-from benchmark.backbones import create_model, cut_model, seeded, split_points
-from benchmark.channels import as_spatial, observed_mask
-from benchmark.config import field
-from benchmark.errors import SplitbenchError
-from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, ReleaseKind, Target
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.api import MethodCard, register_attack
+from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, ReleaseKind, Target
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import field
+from benchmark.kit.channels import as_spatial, observed_mask
+from benchmark.models.backbones import create_model, cut_model, seeded, split_points
+from benchmark.models.trainer import ParamGroup, Trainer
 
 LOGIT_CLAMP = 1e-3  # starts are clamped to [eps, 1 - eps] before the logit, so theta stays finite
 

@@ -23,11 +23,11 @@ import math
 import torch
 from torch import Tensor
 
-from benchmark import MethodCard, register_defense
-from benchmark.channels import channel_dim
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig, train_task
-from benchmark.trainer import ParamGroup
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig, train_task
+from benchmark.core.fields import field
+from benchmark.kit.channels import channel_dim
+from benchmark.models.trainer import ParamGroup
 
 
 @dataclasses.dataclass(frozen=True)

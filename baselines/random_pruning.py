@@ -13,16 +13,16 @@ import dataclasses
 
 import torch
 
-from benchmark import MethodCard, register_defense
-from benchmark.channels import (
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig, train_task
+from benchmark.core.fields import field
+from benchmark.kit.channels import (
     apply_channel_mask,
     channel_payload_bytes,
     num_channels,
     observed_mask,
     random_channel_mask,
 )
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig, train_task
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from benchmark import MethodCard, register_defense
-from benchmark.backbones import BackboneSpec, SplitModel, create_model, cut_model, deeper_spec
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig, train_task
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig, train_task
+from benchmark.core.fields import field
+from benchmark.models.backbones import BackboneSpec, SplitModel, create_model, cut_model, deeper_spec
 
 
 @dataclasses.dataclass(frozen=True)

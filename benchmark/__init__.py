@@ -1,6 +1,18 @@
-"""splitbench's harness: registries, scenarios, split backbones, the shared trainer, metrics, runner, records.
+"""splitbench's harness, in layers (each imports only the layers below it; ``tox -e lint`` checks it):
 
-The harness knows no defense or attack by name; methods register themselves (see :mod:`benchmark.registry`).
+- ``core`` — errors, files and JSON, progress, config fields, the registries (imports nothing of the project);
+- ``data`` — the data model and the built-in scenarios;
+- ``models`` — split timm backbones and the one trainer;
+- ``api`` — the Defense / Attack / Target contract and method cards: what a method author writes against;
+- ``kit`` — building blocks methods share (channels, nets, chain pruning, interval bounds, cost counters);
+- ``measure`` — metrics, the scorers of each attack kind, the crossed bootstrap;
+- ``suites`` — the suite files, their parsing and expansion into cells, tuning configuration;
+- ``store`` — records, manifests, the model cache;
+- ``engine`` — the runner, attack execution and tuning, evaluation, executors, hardware;
+- ``cli`` — the ``splitbench`` command.
+
+The harness knows no defense or attack by name; methods register themselves (see :mod:`benchmark.core.registry`).
+The names below are the public API; the module paths of the flat 0.1 layout still import, with a warning.
 
 Example:
     >>> import benchmark
@@ -8,12 +20,9 @@ Example:
     >>> frame = benchmark.load_frame("runs/quick")           # doctest: +SKIP
 """
 
-from .backbones import BackboneSpec, SplitModel, build_split, split_points
-from .cards import MethodCard
-from .config import build_config, config_hash
-from .data import DataOptions, ScenarioData, ScenarioInfo, Split
-from .errors import AccessError, SplitbenchError
-from .interfaces import (
+from benchmark import _moved
+from benchmark.api.cards import MethodCard
+from benchmark.api.contract import (
     Access,
     Attack,
     AttackKind,
@@ -23,9 +32,11 @@ from .interfaces import (
     NotApplicable,
     ReleaseKind,
     Target,
+    train_task,
 )
-from .records import load_frame
-from .registry import (
+from benchmark.core.errors import AccessError, SplitbenchError
+from benchmark.core.fields import build_config, config_hash, field
+from benchmark.core.registry import (
     ATTACKS,
     DEFENSES,
     SCENARIOS,
@@ -35,13 +46,29 @@ from .registry import (
     register_defense,
     register_scenario,
 )
-from .runner import run
-from .trainer import ParamGroup, TrainConfig, Trainer
+from benchmark.data.types import DataOptions, ScenarioData, ScenarioInfo, Split
+from benchmark.engine.runner import run
+from benchmark.models.backbones import BackboneSpec, SplitModel, build_split, split_points
+from benchmark.models.trainer import ParamGroup, TrainConfig, Trainer
+from benchmark.store.records import load_frame
+
+_moved.install()
+
+
+def __getattr__(name: str):
+    """``benchmark.registry`` and the other modules of the flat layout, as attributes (with the import's warning)."""
+    if f"benchmark.{name}" in _moved.MOVED:
+        import importlib
+
+        return importlib.import_module(f"benchmark.{name}")
+    raise AttributeError(f"module 'benchmark' has no attribute {name!r}")
+
 
 __all__ = [
     "ATTACKS", "Access", "AccessError", "Attack", "AttackKind", "AttackOutput", "BackboneSpec", "DEFENSES",
     "DataOptions", "Defense", "DefenseConfig", "MethodCard", "NotApplicable", "ParamGroup", "ReleaseKind",
     "SCENARIOS", "SUITES", "ScenarioData", "ScenarioInfo", "Split", "SplitModel", "SplitbenchError",
     "TrainConfig", "Trainer", "Target", "build_config", "build_split", "config_hash", "load_frame",
-    "load_plugin", "register_attack", "register_defense", "register_scenario", "run", "split_points",
+    "load_plugin", "register_attack", "register_defense", "register_scenario", "run", "split_points", "field",
+    "train_task",
 ]

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import SplitbenchError
-from .progress import ENV as PROGRESS_ENV
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.progress import ENV as PROGRESS_ENV
 
 EPILOG = "Docs: README.md. Exit codes: 0 success, 1 some cells failed, 2 bad input."
 
@@ -33,8 +33,8 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .executors import EXECUTORS
-    from .records import package_version
+    from benchmark.engine.executors import EXECUTORS
+    from benchmark.store.records import package_version
 
     p = argparse.ArgumentParser(prog="splitbench", description="Benchmark privacy defenses of released "
                                 "representations in split inference.", epilog=EPILOG)
@@ -174,9 +174,9 @@ def _kv(items: Sequence[str], flag: str = "--scenario-arg") -> dict[str, object]
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import registry
-    from .backbones import TESTED_BACKBONES, list_backbones
-    from .config import describe
+    from benchmark.core import registry
+    from benchmark.core.fields import describe
+    from benchmark.models.backbones import TESTED_BACKBONES, list_backbones
 
     for f in args.plugin:
         registry.load_plugin(f)
@@ -207,7 +207,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 if args.verbose:
                     _print_fields(describe(cls.Config))
     if what in ("all", "suites"):
-        from .suite import load_suite
+        from benchmark.suites.suite import load_suite
 
         print("suites:")
         for name, _ in registry.SUITES.items():
@@ -234,8 +234,8 @@ def _print_fields(fields) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import registry
-    from .runner import run
+    from benchmark.core import registry
+    from benchmark.engine.runner import run
 
     for f in args.plugin:
         registry.load_plugin(f)
@@ -271,9 +271,9 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_hardware(args: argparse.Namespace) -> int:
-    from . import registry
-    from .hardware import hardware_table, load_rows, run_hardware
-    from .suite import load_suite, restrict
+    from benchmark.core import registry
+    from benchmark.engine.hardware import hardware_table, load_rows, run_hardware
+    from benchmark.suites.suite import load_suite, restrict
 
     if args.table:
         print(hardware_table(load_rows([Path(d) for d in args.table]), args.format), end="")

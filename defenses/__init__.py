@@ -1,5 +1,5 @@
 """Built-in defenses: every module in this package registers itself on import (one file per method)."""
 
-from benchmark.discovery import import_submodules
+from benchmark.core.discovery import import_submodules
 
 import_submodules(__name__)

@@ -31,13 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark import MethodCard, register_defense
-from benchmark.backbones import fresh_server
-from benchmark.channels import as_spatial
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig
-from benchmark.nets import ReleaseDecoder
-from benchmark.trainer import ParamGroup
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig
+from benchmark.core.fields import field
+from benchmark.kit.channels import as_spatial
+from benchmark.kit.nets import ReleaseDecoder
+from benchmark.models.backbones import fresh_server
+from benchmark.models.trainer import ParamGroup
 
 
 @dataclasses.dataclass(frozen=True)

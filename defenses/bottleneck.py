@@ -26,10 +26,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from benchmark import MethodCard, register_defense
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig
-from benchmark.trainer import ParamGroup
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig
+from benchmark.core.fields import field
+from benchmark.models.trainer import ParamGroup
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ Training is a min-max game over four parameter groups in the shared trainer, eac
 
 - server: ``L_task`` (cross-entropy of the task);
 - adversary: ``L_adv``, cross-entropy on the sensitive attribute, or, when the scenario has none, a
-  reconstruction loss of a decoder (``benchmark.nets.ReleaseDecoder``, as the inversion attack uses);
+  reconstruction loss of a decoder (``benchmark.kit.nets.ReleaseDecoder``, as the inversion attack uses);
 - client: ``L_task`` only (also through F): the adversary's gradient never reaches the client;
 - F: ``(1 - alpha) * L_task - alpha * L_adv`` (DISCO's weighting; alpha = 0.5 there).
 
@@ -62,9 +62,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark import MethodCard, register_defense
-from benchmark.backbones import fresh_server, seeded
-from benchmark.channels import (
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig
+from benchmark.core.fields import field
+from benchmark.kit.channels import (
     apply_channel_mask,
     as_spatial,
     channel_dim,
@@ -72,10 +73,9 @@ from benchmark.channels import (
     num_channels,
     observed_mask,
 )
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig
-from benchmark.nets import ReleaseDecoder
-from benchmark.trainer import ParamGroup
+from benchmark.kit.nets import ReleaseDecoder
+from benchmark.models.backbones import fresh_server, seeded
+from benchmark.models.trainer import ParamGroup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,8 +141,8 @@ class DynamicChannelPruning(Defense):
     """Per-input channel pruning by a filter network trained to keep the task and hide the sensitive attribute.
 
     Example:
-        >>> from benchmark.backbones import BackboneSpec
-        >>> from benchmark.data import ScenarioInfo
+        >>> from benchmark.models.backbones import BackboneSpec
+        >>> from benchmark.data.types import ScenarioInfo
         >>> info = ScenarioInfo("toy", 32, 3, (0.5,) * 3, (0.5,) * 3, "t", ("a", "b"), "s", ("u", "v", "w"))
         >>> d = DynamicChannelPruning(DynamicChannelPruningConfig(prune_ratio=0.75),
         ...                           BackboneSpec("test_resnet", "layer1"), info).eval()

@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark import MethodCard, register_defense
-from benchmark.backbones import fresh_model
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig, ReleaseKind
-from benchmark.trainer import ParamGroup
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig, ReleaseKind
+from benchmark.core.fields import field
+from benchmark.models.backbones import fresh_model
+from benchmark.models.trainer import ParamGroup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +139,8 @@ class LatentMasking(Defense):
     """A task-only variational bottleneck with a KL x saliency latent mask, for a frozen target classifier.
 
     Example:
-        >>> from benchmark.backbones import BackboneSpec
-        >>> from benchmark.data import ScenarioInfo
+        >>> from benchmark.models.backbones import BackboneSpec
+        >>> from benchmark.data.types import ScenarioInfo
         >>> info = ScenarioInfo("toy", 32, 3, (0.5,) * 3, (0.5,) * 3, "t", ("a", "b"))
         >>> d = LatentMasking(LatentMaskingConfig(latent_dim=64, keep_ratio=0.25),
         ...                   BackboneSpec("test_resnet", "layer1"), info).eval()

@@ -31,9 +31,9 @@ import math
 import torch
 from torch import Tensor
 
-from benchmark import MethodCard, register_defense
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig, train_task
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig, train_task
+from benchmark.core.fields import field
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ A PyTorch port of PAODING (Meng, Bai, Teo, Dong, ICECCS'23; ``paoding-dl``, Tens
 first trained on the task like ``no_pruning``; the client is then pruned **without any data**:
 
 1. bound every activation by propagating the input box (the normalized image of pixel values in [0, 1]) through
-   the model by interval arithmetic (:class:`~benchmark.pruning.IntervalNet`);
+   the model by interval arithmetic (:class:`~benchmark.kit.chains.IntervalNet`);
 2. score every ordered pair (i kept, j removed) of channels of a prunable chain by saliency
    ``||w_i^in - w_j^in||_2 * ||w_j^out||_2`` (incoming weights with the batch norm folded in and, bias-aware,
    the folded bias appended);
@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark import MethodCard, register_defense
-from benchmark.bounds import IntervalNet
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig, train_task
-from benchmark.pruning import (
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig, train_task
+from benchmark.core.fields import field
+from benchmark.kit.bounds import IntervalNet
+from benchmark.kit.chains import (
     Chain,
     apply_kept,
     channel_l1,
@@ -60,7 +60,7 @@ from benchmark.pruning import (
     prune_chain,
     require_chains,
 )
-from benchmark.trainer import ParamGroup
+from benchmark.models.trainer import ParamGroup
 
 
 @dataclasses.dataclass(frozen=True)

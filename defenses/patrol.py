@@ -13,7 +13,7 @@ abstract was available, so every step below is a documented choice ([inf]):
 2. **Budget.** The edge affords ``budget`` times the cost (MACs or parameters, ``budget_metric``) of the unpruned
    client at the suite's split, i.e. by default exactly what the undefended client costs.
 3. **Structured pruning.** After ``warmup_epochs`` of task training (so filter norms mean something), every
-   prunable chain of the deeper client (:mod:`benchmark.pruning`) keeps the same fraction of its channels, the
+   prunable chain of the deeper client (:mod:`benchmark.kit.chains`) keeps the same fraction of its channels, the
    ones with the largest batch-norm-folded filter L1 norm; the fraction is the largest whose client fits the
    budget (bisection on the measured cost). Channels are removed physically; the release keeps its shape.
 4. **Training** with gradient routing by the shared trainer: the client and server minimise
@@ -49,24 +49,17 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark import MethodCard, register_defense
-from benchmark.backbones import BackboneSpec, SplitModel, create_model, cut_model, deeper_spec
-from benchmark.bounds import op_lipschitz
-from benchmark.channels import as_spatial
-from benchmark.config import field
-from benchmark.cost import count_macs, count_params_used
-from benchmark.errors import NotApplicable, SplitbenchError
-from benchmark.interfaces import Defense, DefenseConfig
-from benchmark.nets import ReleaseDecoder
-from benchmark.pruning import (
-    apply_kept,
-    channel_l1,
-    keep_strongest,
-    prune_chain,
-    require_chains,
-    trace,
-)
-from benchmark.trainer import ParamGroup
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig
+from benchmark.core.errors import NotApplicable, SplitbenchError
+from benchmark.core.fields import field
+from benchmark.kit.bounds import op_lipschitz
+from benchmark.kit.chains import apply_kept, channel_l1, keep_strongest, prune_chain, require_chains, trace
+from benchmark.kit.channels import as_spatial
+from benchmark.kit.cost import count_macs, count_params_used
+from benchmark.kit.nets import ReleaseDecoder
+from benchmark.models.backbones import BackboneSpec, SplitModel, create_model, cut_model, deeper_spec
+from benchmark.models.trainer import ParamGroup
 
 
 @dataclasses.dataclass(frozen=True)

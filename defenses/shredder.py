@@ -30,10 +30,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from benchmark import MethodCard, register_defense
-from benchmark.config import field
-from benchmark.interfaces import Defense, DefenseConfig, train_task
-from benchmark.trainer import ParamGroup
+from benchmark.api import MethodCard, register_defense
+from benchmark.api.contract import Defense, DefenseConfig, train_task
+from benchmark.core.fields import field
+from benchmark.models.trainer import ParamGroup
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,11 +42,11 @@ from typing import Any
 
 import yaml
 
-from benchmark.config import config_hash
-from benchmark.errors import SplitbenchError, did_you_mean
-from benchmark.io import atomic_write_text, sha256_file
-from benchmark.manifest import load_manifest
-from benchmark.records import read_outcomes, read_record
+from benchmark.core.errors import SplitbenchError, did_you_mean
+from benchmark.core.fields import config_hash
+from benchmark.core.io import atomic_write_text, sha256_file
+from benchmark.store.manifest import load_manifest
+from benchmark.store.records import read_outcomes, read_record
 
 CARD_VERSION = 1
 #: suites whose entries are official: the leaderboard's GPU-sized tracks and their CPU-sized twin (the same
@@ -403,8 +403,8 @@ def _check_reference(contents: RunContents) -> None:
 # -- the defense's code -----------------------------------------------------------------------------------------
 def provide_plugin(path: Path) -> ModuleType:
     """The module of a plugin file: an already imported module with the same bytes whose methods are still
-    registered, else the file imported now (:func:`benchmark.registry.load_plugin`)."""
-    from benchmark.registry import load_plugin
+    registered, else the file imported now (:func:`benchmark.core.registry.load_plugin`)."""
+    from benchmark.core.registry import load_plugin
 
     path = Path(path)
     if not path.is_file():
@@ -429,7 +429,7 @@ def _plugin_modules() -> list[ModuleType]:
 
 
 def _still_registered(mod: ModuleType) -> bool:
-    from benchmark.registry import ATTACKS, DEFENSES
+    from benchmark.core.registry import ATTACKS, DEFENSES
 
     for obj in list(vars(mod).values()):
         if isinstance(obj, type) and obj.__module__ == mod.__name__ and "name" in vars(obj):
@@ -445,7 +445,7 @@ def check_code(card: Mapping[str, Any], plugins: Sequence[str | Path], where: st
     ``{package, version, entry_point}``: that version is installed and its entry point is the defense;
     ``{builtin: true}``: the defense ships with splitbench.
     """
-    from benchmark.registry import BUILTIN_PACKAGES, DEFENSES, load_all
+    from benchmark.core.registry import BUILTIN_PACKAGES, DEFENSES, load_all
 
     load_all()
     code, name = card["code"], card["defense"]
@@ -482,7 +482,7 @@ def _normalized(dist: str) -> str:
 
 
 def _check_package(code: Mapping[str, str], name: str, module: str, where: str) -> None:
-    from benchmark.registry import DEFENSES, ENTRY_POINT_GROUPS
+    from benchmark.core.registry import DEFENSES, ENTRY_POINT_GROUPS
 
     pkg, version, ep_name = code["package"], code["version"], code["entry_point"]
     try:
@@ -506,7 +506,7 @@ def _check_package(code: Mapping[str, str], name: str, module: str, where: str) 
 
 def parse_resolved_suite(contents: RunContents):
     """The suite as it was run, read back from the manifest (every method it names must be registered)."""
-    from benchmark.suite import parse_suite
+    from benchmark.suites.suite import parse_suite
 
     return parse_suite(copy.deepcopy(contents.manifest["resolved_suite"]), str(contents.manifest_path))
 

@@ -1,6 +1,6 @@
 """Render leaderboard tables (markdown, CSV) from the records of one run manifest.
 
-The numbers come from :mod:`benchmark.scoring.table` (one definition of every figure, with its 95% bootstrap
+The numbers come from :mod:`leaderboard.protocol` (one definition of every figure, with its 95% bootstrap
 interval); this module only lays them out. Per track: the ranked rows (one per defense: its most private knob
 setting within the utility budget on validation data), the black-box view, the transfer view, every knob setting
 (the privacy-utility curve), and the floors each leakage scale is measured from.
@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.errors import SplitbenchError
-from benchmark.io import atomic_write_text
-from benchmark.manifest import load_manifest
-from benchmark.metrics import COST_NAMES, DEPLOYED
-from benchmark.records import iter_records, load_frame
-from benchmark.scoring.intervals import Estimate
-from benchmark.scoring.table import BORDERLINE, FAMILIES, CellData, Row, TableBuilder, Track
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.io import atomic_write_text
+from benchmark.measure.intervals import Estimate
+from benchmark.measure.metrics import COST_NAMES, DEPLOYED
+from benchmark.store.manifest import load_manifest
+from benchmark.store.records import iter_records, load_frame
+from leaderboard.protocol import BORDERLINE, FAMILIES, CellData, Row, TableBuilder, Track
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -362,7 +362,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         lines += ["Floors (on the reference's eval samples): " + ". ".join(notes) + ".", ""]
     flagged = t.not_converged()
     if flagged:
-        from benchmark.scoring.convergence import rule_text
+        from benchmark.measure.scoring.convergence import rule_text
 
         lines += [f"Not converged ({rule_text()}): "
                   + "; ".join(f"{a} on `{label}` ({k}/{n} seeds)" for label, a, k, n in flagged) + ".", ""]

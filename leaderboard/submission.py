@@ -4,7 +4,7 @@ The work is done in :mod:`leaderboard.entry` (the card, checksums, submit, integ
 :mod:`leaderboard.verification` (re-running sampled cells); this module turns their results into a few printed
 lines and an exit code: 0 for a written entry or one verified exactly or found consistent, 1 when a re-run differs
 from the entry (exactly) or lies outside its seed spread (another machine). Bad input raises
-:class:`~benchmark.errors.SplitbenchError`, which the CLI prints as one line with exit code 2.
+:class:`~benchmark.core.errors.SplitbenchError`, which the CLI prints as one line with exit code 2.
 
 The folder ``leaderboard/entries/`` holds the shipped entries (data, not code).
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .entry import CHECKSUMS_FILE, check_entry, is_official, read_card, submit
-from .verification import format_report, verify_entry
+from leaderboard.entry import CHECKSUMS_FILE, check_entry, is_official, read_card, submit
+from leaderboard.verification import format_report, verify_entry
 
 __all__ = ["check_entry", "cmd_submit", "cmd_verify", "is_official", "read_card", "submit", "verify_entry"]
 

@@ -7,7 +7,7 @@ are re-run into a temporary folder from the manifest's resolved suite (models ar
 cache), with the torch thread count of the entry's records. What the re-run is compared with depends on the machine.
 
 **Which machine made the records.** Every record's ``env`` names what decides its arithmetic, read into a
-:func:`~benchmark.records.machine_fingerprint`: the device type and name, the CPU model, the instruction set torch
+:func:`~benchmark.store.records.machine_fingerprint`: the device type and name, the CPU model, the instruction set torch
 dispatches to (``torch.backends.cpu.get_cpu_capability()``), the CPU's numeric flags, the torch thread count and the
 torch / timm versions (records older than these keys have an unknown ISA, so they never count as this machine's).
 Training on a CPU is bit-exact only under one fingerprint; on another CPU model or ISA the same seed's numbers differ
@@ -46,7 +46,7 @@ The entry's plugin files are imported and run only with ``trust_code=True`` (``-
 ``trust_remote_code`` in Hugging Face libraries; built-in and installed defenses need no flag.
 
 **Reports.** :func:`verify_entry` returns this machine's result; it writes nothing unless ``report`` names a file,
-which keeps one result per verifying machine (keyed by :func:`~benchmark.records.fingerprint_key` of its
+which keeps one result per verifying machine (keyed by :func:`~benchmark.store.records.fingerprint_key` of its
 fingerprint) and is merged into, never overwriting another machine's result. ``--report ENTRY/verification.json``
 records it in the entry (not checksummed: it is a report about the entry). A report of the older single-result
 form is read as one machine's result (:func:`report_results`). :func:`format_report` is the summary the CLI prints.
@@ -69,16 +69,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.errors import SplitbenchError
-from benchmark.io import atomic_write_text, encode_json, json_number
-from benchmark.records import (
-    fingerprint_key,
-    machine_fingerprint,
-    read_outcomes,
-    read_record,
-)
-
-from .entry import (
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.io import atomic_write_text, encode_json, json_number
+from benchmark.store.records import fingerprint_key, machine_fingerprint, read_outcomes, read_record
+from leaderboard.entry import (
     CARD_FILE,
     VERIFICATION_FILE,
     RunContents,
@@ -481,7 +475,7 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
     when one is given (nothing is written otherwise).
 
     Problems with the entry itself (a checksum, the card, a record, a missing file), another torch / timm version and
-    plugin code without ``trust_code`` raise :class:`~benchmark.errors.SplitbenchError`; numbers that differ are
+    plugin code without ``trust_code`` raise :class:`~benchmark.core.errors.SplitbenchError`; numbers that differ are
     reported, with status ``mismatch`` (exact) or ``inconsistent``.
 
     Example:
@@ -490,9 +484,9 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
         'consistent'
     """
     import benchmark
-    from benchmark.records import environment
-    from benchmark.runner import check_device
-    from benchmark.suite import expand
+    from benchmark.engine.runner import check_device
+    from benchmark.store.records import environment
+    from benchmark.suites.suite import expand
 
     if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
         raise SplitbenchError(f"--cells {cells!r}: expected a positive number of cells to re-run")

@@ -34,20 +34,20 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_data():
     """200 digits at 32 px: 120 train / 40 aux / 40 eval."""
-    from benchmark.scenarios.digits import Digits, DigitsConfig
+    from benchmark.data.scenarios.digits import Digits, DigitsConfig
 
     return Digits(DigitsConfig(max_samples=200)).load()
 
 
 @pytest.fixture(scope="session")
 def tiny_backbone():
-    from benchmark.backbones import BackboneSpec
+    from benchmark.models.backbones import BackboneSpec
 
     return BackboneSpec("test_resnet", "layer1")
 
 
 @pytest.fixture
 def trainer():
-    from benchmark.trainer import Trainer
+    from benchmark.models.trainer import Trainer
 
     return Trainer("cpu", seed=0, progress=False)

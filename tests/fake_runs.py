@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.manifest import write_manifest
-from benchmark.records import write_outcomes, write_record
+from benchmark.store.manifest import write_manifest
+from benchmark.store.records import write_outcomes, write_record
 
 N = 200
 KINDS = {"attr": "attribute", "recon": "reconstruction", "xfer": "transfer", "wb_recon": "reconstruction"}

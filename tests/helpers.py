@@ -7,8 +7,8 @@ import dataclasses
 
 import torch
 
-from benchmark.config import build_config
-from benchmark.data import ScenarioData
+from benchmark.core.fields import build_config
+from benchmark.data.types import ScenarioData
 
 SMOKE_TRAIN = {"epochs": 1, "batch_size": 32}
 
@@ -30,8 +30,8 @@ def smoke_attack(cls, seed=0, **overrides):
 
 def fitted_frozen(name, backbone, data, seed=0):
     """Defense ``name`` fitted with its smoke config on ``data``, then frozen as the runner freezes it."""
-    from benchmark.registry import DEFENSES
-    from benchmark.trainer import Trainer
+    from benchmark.core.registry import DEFENSES
+    from benchmark.models.trainer import Trainer
 
     torch.manual_seed(seed)
     d = smoke_defense(DEFENSES.get(name), backbone, data.info, seed)
@@ -57,10 +57,10 @@ def train_only(data: ScenarioData) -> ScenarioData:
 
 
 def make_target(defense, data, requires, trainer, cache=None, seed=0, backbone=None, limit=None):
-    """The :class:`~benchmark.interfaces.Target` an attack sees of a fitted, frozen ``defense`` on ``data`` (the
+    """The :class:`~benchmark.api.contract.Target` an attack sees of a fitted, frozen ``defense`` on ``data`` (the
     way the runner builds it: the first ``limit`` eval samples released once, the attacker's aux split), for
     tests that run an attack directly."""
-    from benchmark.interfaces import Target
+    from benchmark.api.contract import Target
 
     releases = trainer.map(lambda b: defense.release(b.x), data.eval, limit)
     return Target(defense, frozenset(requires), trainer, releases, data.aux, data.info,
@@ -87,7 +87,7 @@ def float64(defense):
 
 def reconstruction_scores_of(out, data):
     """PSNR / SSIM of an attack's reconstructions of the first eval images, beside the attacker's mean aux image."""
-    from benchmark.metrics import reconstruction_scores
+    from benchmark.measure.metrics import reconstruction_scores
 
     truth = data.eval.images[out.index].float() / 255.0
     baseline = (data.aux.images.float() / 255.0).mean(0, keepdim=True)
@@ -101,20 +101,20 @@ def run_pinned(*args, **kwargs):
     import pytest
 
     import benchmark
-    import benchmark.runner
-    from benchmark.records import git_provenance
+    from benchmark.engine import runner as runner_module
+    from benchmark.store.records import git_provenance
 
     pinned = git_provenance()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(benchmark.runner, "git_provenance", lambda: pinned)
+        mp.setattr(runner_module, "git_provenance", lambda: pinned)
         return benchmark.run(*args, **kwargs)
 
 
 def assert_trains_no_pruning(name, backbone, data, seed=2, train=None, **overrides):
     """Fit ``no_pruning`` and defense ``name`` (with ``overrides``, e.g. its knob at 0) the same way and assert that
     every weight of ``no_pruning`` comes out identical in ``name``; returns both, frozen, by name."""
-    from benchmark.registry import DEFENSES
-    from benchmark.trainer import Trainer
+    from benchmark.core.registry import DEFENSES
+    from benchmark.models.trainer import Trainer
 
     extra = {"train": train} if train else {}
     models = {}

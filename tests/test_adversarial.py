@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.backbones import BackboneSpec
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
 from tests.helpers import assert_trains_no_pruning, smoke_defense
 
 SPEC = BackboneSpec("test_resnet", "layer1")
 
 
 def _fit(data, name, epochs=1, **over):
-    from benchmark.trainer import Trainer
+    from benchmark.models.trainer import Trainer
 
     torch.manual_seed(0)
     train = {"epochs": epochs, "batch_size": 32, "lr": 0.002}

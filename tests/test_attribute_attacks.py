@@ -19,13 +19,13 @@ from attacks.learning_based import (
     penultimate,
     split_holdout,
 )
-from benchmark.backbones import create_model, cut_model
-from benchmark.config import build_config
-from benchmark.data import TensorSplit
-from benchmark.errors import AccessError, NotApplicable
-from benchmark.interfaces import Access
-from benchmark.registry import DEFENSES
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.api.contract import Access
+from benchmark.core.errors import AccessError, NotApplicable
+from benchmark.core.fields import build_config
+from benchmark.core.registry import DEFENSES
+from benchmark.data.types import TensorSplit
+from benchmark.models.backbones import create_model, cut_model
+from benchmark.models.trainer import ParamGroup, Trainer
 from tests.helpers import fitted_frozen, make_target, smoke_defense
 
 SERVER = frozenset({Access.AUX_PAIRS, Access.SERVER_MODEL})

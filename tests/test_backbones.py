@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.backbones import BackboneSpec, build_split, create_model, split_points
-from benchmark.errors import SplitbenchError
+from benchmark.core.errors import SplitbenchError
+from benchmark.models.backbones import BackboneSpec, build_split, create_model, split_points
 
 # (model, split) pairs; the first five are the backbones the harness promises to support.
 CASES = [

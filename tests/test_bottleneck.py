@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from attacks.inversion_kit import eot_draws
-from benchmark.backbones import BackboneSpec
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
 from defenses.bottleneck import gaussian_kl
 from tests.helpers import smoke_defense
 
@@ -15,7 +15,7 @@ SPEC = BackboneSpec("test_resnet", "layer1")
 
 
 def _fit(data, beta, epochs=4, **over):
-    from benchmark.trainer import Trainer
+    from benchmark.models.trainer import Trainer
 
     torch.manual_seed(0)
     d = smoke_defense(DEFENSES.get("bottleneck"), SPEC, data.info, seed=2, beta=beta,

@@ -118,8 +118,8 @@ def test_failed_cells_give_exit_code_1(suite_file, tmp_path, capsys):
     plugin.write_text(textwrap.dedent('''
         import dataclasses
         from benchmark import MethodCard, register_attack
-        from benchmark.config import field
-        from benchmark.interfaces import Attack, AttackKind
+        from benchmark.core.fields import field
+        from benchmark.api.contract import Attack, AttackKind
 
         @dataclasses.dataclass(frozen=True)
         class Cfg:
@@ -134,7 +134,7 @@ def test_failed_cells_give_exit_code_1(suite_file, tmp_path, capsys):
             def run(self, target, trainer):
                 raise ValueError("boom")
     '''))
-    from benchmark.registry import ATTACKS
+    from benchmark.core.registry import ATTACKS
 
     try:
         code = main(["run", "--suite", str(suite_file), "--out", str(tmp_path / "o"), "--quiet", "--plugin",
@@ -147,7 +147,7 @@ def test_failed_cells_give_exit_code_1(suite_file, tmp_path, capsys):
 
 def test_set_values_are_read_as_yaml(suite_file, tmp_path):
     from benchmark.cli import _kv
-    from benchmark.suite import apply_overrides, load_suite
+    from benchmark.suites.suite import apply_overrides, load_suite
 
     over = _kv(["attack.inversion_decoder.max_aux=30", "train.lr=0.01", "defense.random_pruning.prune_ratio=0.25"],
                "--set")
@@ -189,7 +189,7 @@ def test_commands_share_the_device_and_data_options(command, capsys):
 
 def test_executor_choices_come_from_the_executors():
     from benchmark.cli import _parser
-    from benchmark.executors import EXECUTORS
+    from benchmark.engine.executors import EXECUTORS
 
     run = _parser()._subparsers._group_actions[0].choices["run"]
     assert tuple(next(a for a in run._actions if a.dest == "executor").choices) == EXECUTORS

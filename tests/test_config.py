@@ -7,9 +7,9 @@ from typing import Literal
 
 import pytest
 
-from benchmark.config import build_config, config_hash, field, to_dict
-from benchmark.errors import SplitbenchError
-from benchmark.trainer import TrainConfig
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import build_config, config_hash, field, to_dict
+from benchmark.models.trainer import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,15 +13,15 @@ import dataclasses
 import pytest
 import torch
 
-from benchmark.attacking import execute_attack
-from benchmark.cache import ModelCache
-from benchmark.cards import MethodCard
-from benchmark.evaluation import evaluate
-from benchmark.interfaces import Attack, AttackKind, AttackOutput
-from benchmark.registry import ATTACKS
-from benchmark.runner import Runner
-from benchmark.scoring import scorer_for
-from benchmark.trainer import Trainer
+from benchmark.api.cards import MethodCard
+from benchmark.api.contract import Attack, AttackKind, AttackOutput
+from benchmark.core.registry import ATTACKS
+from benchmark.engine.attacking import execute_attack
+from benchmark.engine.evaluation import evaluate
+from benchmark.engine.runner import Runner
+from benchmark.measure.scoring import scorer_for
+from benchmark.models.trainer import Trainer
+from benchmark.store.cache import ModelCache
 from tests.helpers import Forbidden, fitted_frozen, smoke_attack
 
 NAMES = ATTACKS.names()
@@ -95,7 +95,7 @@ def test_runs_within_its_access_without_eval_or_train_and_is_scored(name, target
 
 
 def test_inversion_decoder_starts_at_the_attackers_mean_image():
-    from benchmark.nets import ReleaseDecoder
+    from benchmark.kit.nets import ReleaseDecoder
 
     prior = torch.rand(3, 16, 16) * 0.8 + 0.1
     dec = ReleaseDecoder(8, 4, (3, 16, 16), width=32, prior=prior)

@@ -8,10 +8,10 @@ import typing
 import pytest
 import torch
 
-from benchmark.cache import ModelCache
-from benchmark.cards import MethodCard
-from benchmark.interfaces import Defense, ReleaseKind
-from benchmark.registry import DEFENSES
+from benchmark.api.cards import MethodCard
+from benchmark.api.contract import Defense, ReleaseKind
+from benchmark.core.registry import DEFENSES
+from benchmark.store.cache import ModelCache
 from tests.helpers import smoke_defense, train_only
 
 NAMES = DEFENSES.names()
@@ -20,7 +20,7 @@ NAMES = DEFENSES.names()
 @pytest.fixture(scope="module")
 def fitted(tiny_data, tiny_backbone):
     """Each defense fitted once on the tiny data (train split only), shared by the tests of this module."""
-    from benchmark.trainer import Trainer
+    from benchmark.models.trainer import Trainer
 
     cache = {}
 
@@ -132,9 +132,9 @@ def test_fresh_tail_reads_the_release(name, fitted, tiny_data):
 def test_deployed_copy_on_a_real_backbone_runs_and_costs_what_its_structure_says(name, fitted):
     """``Defense.deployed_on``: the defense rebuilt on another (real) backbone at another image size, with its fitted
     architecture changes carried over; the harness times it where a suite's ``deployment`` asks."""
-    from benchmark.backbones import BackboneSpec
-    from benchmark.cost import count_macs
-    from benchmark.errors import NotApplicable
+    from benchmark.core.errors import NotApplicable
+    from benchmark.kit.cost import count_macs
+    from benchmark.models.backbones import BackboneSpec
 
     d = fitted(name)
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.errors import SplitbenchError
-from benchmark.suite import load_suite, parse_suite
+from benchmark.core.errors import SplitbenchError
+from benchmark.suites.suite import load_suite, parse_suite
 from leaderboard.render import build_tracks, render_run, to_csv
 from tests.fake_runs import FakeCell
 

@@ -13,12 +13,12 @@ from torch import nn
 
 import benchmark
 from attacks.cross_model import CrossModelConfig, CrossModelTransfer
-from benchmark.backbones import BackboneSpec, fresh_model
-from benchmark.cache import ModelCache
-from benchmark.interfaces import Access, Defense, ReleaseKind
-from benchmark.registry import DEFENSES
-from benchmark.scoring import scorer_for
-from benchmark.trainer import Trainer
+from benchmark.api.contract import Access, Defense, ReleaseKind
+from benchmark.core.registry import DEFENSES
+from benchmark.measure.scoring import scorer_for
+from benchmark.models.backbones import BackboneSpec, fresh_model
+from benchmark.models.trainer import Trainer
+from benchmark.store.cache import ModelCache
 from leaderboard.verification import is_timing
 from tests.helpers import make_target, smoke_defense
 
@@ -128,8 +128,8 @@ def test_image_releases_need_no_white_box_and_share_one_unintended_set(tiny_data
     assert len(list((tmp_path / "unintended").glob("*.safetensors"))) == 1
     assert outs[True].extra_task_predictions is None
     assert outs[True].metrics == outs[False].metrics and "final_train_loss/test_resnet" in outs[True].metrics
-    from benchmark.evaluation import ModelEvaluation
-    from benchmark.runner import Runner
+    from benchmark.engine.evaluation import ModelEvaluation
+    from benchmark.engine.runner import Runner
 
     n = len(tiny_data.eval)
     ev = ModelEvaluation(np.full(n, 0.8, dtype=np.float32), np.ones(1, dtype=np.float32), [], 0.0)

@@ -18,8 +18,8 @@ from attacks.deep_image_prior import (
     SkipGenerators,
     levels_for,
 )
-from benchmark.interfaces import Access
-from benchmark.trainer import Trainer
+from benchmark.api.contract import Access
+from benchmark.models.trainer import Trainer
 from tests.helpers import fitted_frozen, float64, make_target, reconstruction_scores_of
 
 SMALL = DeepImagePriorConfig(steps=100, lr=0.02, channels=(8, 16), kernels=(3, 3), code_channels=8)
@@ -89,8 +89,8 @@ def test_levels_are_capped_so_the_deepest_map_is_at_least_2x2(size, listed, expe
 
 
 def test_bad_configs_are_rejected():
-    from benchmark.config import build_config
-    from benchmark.errors import SplitbenchError
+    from benchmark.core.errors import SplitbenchError
+    from benchmark.core.fields import build_config
 
     with pytest.raises(SplitbenchError, match="kernels"):
         build_config(DeepImagePriorConfig, {"channels": [8, 16, 32], "kernels": [3, 3]})
@@ -179,8 +179,8 @@ def test_input_noise_schedule_steps_down_then_stops():
 
 
 def test_input_noise_from_yaml_and_bad_schedules_are_rejected():
-    from benchmark.config import build_config
-    from benchmark.errors import SplitbenchError
+    from benchmark.core.errors import SplitbenchError
+    from benchmark.core.fields import build_config
 
     cfg = build_config(DeepImagePriorConfig, {"input_noise": [[100, 10], [200, "0.5"]]})
     assert cfg.input_noise == ((100, 10.0), (200, 0.5)) and isinstance(cfg.input_noise[0][1], float)

@@ -8,10 +8,10 @@ import textwrap
 import pytest
 
 import benchmark
-from benchmark.backbones import BackboneSpec
-from benchmark.errors import NotApplicable, SplitbenchError
-from benchmark.registry import DEFENSES
-from benchmark.suite import parse_suite
+from benchmark.core.errors import NotApplicable, SplitbenchError
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
+from benchmark.suites.suite import parse_suite
 from leaderboard.render import render_run
 from tests.helpers import smoke_defense
 
@@ -126,7 +126,7 @@ def test_a_deployment_split_the_backbone_lacks_stops_the_run_before_training(tmp
 
 
 def test_the_resolved_suite_keeps_the_deployment(tmp_path):
-    from benchmark.suite import suite_to_raw
+    from benchmark.suites.suite import suite_to_raw
 
     suite = parse_suite(__import__("yaml").safe_load(SUITE), "deploy")
     again = parse_suite(suite_to_raw(suite), "again")
@@ -147,7 +147,7 @@ def test_a_defense_that_cannot_carry_its_fitted_structure_is_not_deployable(tiny
 
 
 def test_patrol_deployed_meets_its_budget_on_the_real_backbone(tiny_data, tiny_backbone):
-    from benchmark.cost import count_macs
+    from benchmark.kit.cost import count_macs
 
     d = smoke_defense(DEFENSES.get("patrol"), tiny_backbone, tiny_data.info)
     copy = d.deployed_on(BackboneSpec("resnet18", "layer1"), 48)
@@ -159,7 +159,7 @@ def test_patrol_deployed_meets_its_budget_on_the_real_backbone(tiny_data, tiny_b
 
 
 def test_odd_labels_in_records_are_not_rendered():
-    from benchmark.scoring.table import Row
+    from leaderboard.protocol import Row
     from leaderboard.render import deployed_labels
 
     r = Row("no_pruning", "prune_ratio", 0.0, "higher", True, (0,))
@@ -171,7 +171,7 @@ def test_odd_labels_in_records_are_not_rendered():
 def test_a_defense_that_breaks_on_the_deployment_backbone_keeps_its_cells(tmp_path, caplog, monkeypatch):
     """A cost-only figure never fails a model: its cells run, its records lack the deployed figures, the log
     says why."""
-    from benchmark.interfaces import Defense
+    from benchmark.api.contract import Defense
 
     def broken(self, backbone, image_size):
         raise RuntimeError("no such layer on this backbone")

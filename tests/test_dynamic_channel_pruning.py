@@ -10,12 +10,12 @@ import math
 import pytest
 import torch
 
-from benchmark.channels import apply_channel_mask, observed_mask
-from benchmark.config import build_config
-from benchmark.data import Split
-from benchmark.errors import SplitbenchError
-from benchmark.registry import DEFENSES
-from benchmark.trainer import Trainer
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import build_config
+from benchmark.core.registry import DEFENSES
+from benchmark.data.types import Split
+from benchmark.kit.channels import apply_channel_mask, observed_mask
+from benchmark.models.trainer import Trainer
 from tests.helpers import smoke_defense
 
 NAME = "dynamic_channel_pruning"
@@ -235,8 +235,8 @@ def test_adversary_steps_below_one_is_a_one_line_error(value, tiny_data, tiny_ba
 
 
 def test_the_light_scorer_is_a_small_fraction_of_the_server_copy_and_both_prune_exactly(tiny_data, tiny_backbone):
-    from benchmark.backbones import BackboneSpec
-    from benchmark.cost import count_macs
+    from benchmark.kit.cost import count_macs
+    from benchmark.models.backbones import BackboneSpec
 
     counts, macs = {}, {}
     x = tiny_data.info.normalize(tiny_data.eval.images[:8])

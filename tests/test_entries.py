@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.errors import SplitbenchError
-from benchmark.registry import DEFENSES, load_plugin
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.registry import DEFENSES, load_plugin
 from leaderboard import verification
 from leaderboard.entry import check_run, write_checksums
 from leaderboard.submission import check_entry, is_official, read_card, submit, verify_entry
@@ -48,8 +48,8 @@ PLUGIN = textwrap.dedent('''
     import torch
 
     from benchmark import Defense, DefenseConfig, MethodCard, register_defense
-    from benchmark.config import field
-    from benchmark.interfaces import train_task
+    from benchmark.core.fields import field
+    from benchmark.api.contract import train_task
 
 
     @dataclasses.dataclass(frozen=True)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import benchmark
-from benchmark.cache import ModelCache
-from benchmark.errors import SplitbenchError
-from benchmark.records import iter_records
+from benchmark.core.errors import SplitbenchError
+from benchmark.store.cache import ModelCache
+from benchmark.store.records import iter_records
 
 SUITE = textwrap.dedent("""
     name: pool
@@ -69,7 +69,7 @@ def test_a_process_pool_writes_the_same_records(reference):
 
 
 def test_the_default_executor_runs_one_single_threaded_worker_per_core(monkeypatch):
-    from benchmark.executors import AutoExecutor, LocalExecutor, ProcessExecutor
+    from benchmark.engine.executors import AutoExecutor, LocalExecutor, ProcessExecutor
 
     class Cpu:
         device = torch.device("cpu")
@@ -214,7 +214,7 @@ def test_an_unreachable_ray_address_is_one_line(reference, tmp_path):
 
 
 def _sleeping_worker(path: str) -> None:
-    from benchmark.executors import _exit_with_parent
+    from benchmark.engine.executors import _exit_with_parent
 
     _exit_with_parent()
     Path(path).write_text(str(os.getpid()))
@@ -290,9 +290,9 @@ def test_a_runner_re_created_from_its_spec_plans_the_same_cells(reference, tmp_p
     and plugins (``Runner.from_spec``), so the executors need not know the runner's module."""
     import json
 
-    from benchmark.data import DataOptions
-    from benchmark.runner import Runner, RunOptions
-    from benchmark.suite import load_suite
+    from benchmark.data.types import DataOptions
+    from benchmark.engine.runner import Runner, RunOptions
+    from benchmark.suites.suite import load_suite
 
     suite = load_suite(reference / "pool.yaml")
     one = next(c.file_name for _, cs in Runner(suite, RunOptions(out=tmp_path / "o")).plan() for c in cs)

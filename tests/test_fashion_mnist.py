@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.data import DataOptions
-from benchmark.errors import SplitbenchError
-from benchmark.records import iter_records
-from benchmark.scenarios import fashion_mnist as fm
-from benchmark.scenarios.fashion_mnist import GROUP_OF, FashionMNIST, FashionMNISTConfig
+from benchmark.core.errors import SplitbenchError
+from benchmark.data.scenarios import fashion_mnist as fm
+from benchmark.data.scenarios.fashion_mnist import GROUP_OF, FashionMNIST, FashionMNISTConfig
+from benchmark.data.types import DataOptions
+from benchmark.store.records import iter_records
 
 TRAIN, TEST = 1, 2  # planted in pixel (0, 0) of every fixture image: the half it comes from
 N_TRAIN, N_TEST = 300, 100

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import benchmark
-from benchmark.records import iter_records
-from benchmark.trainer import ParamGroup, Trainer
+from benchmark.models.trainer import ParamGroup, Trainer
+from benchmark.store.records import iter_records
 from tests.test_runner import TINY
 
 pytestmark = pytest.mark.gpu
@@ -41,13 +41,13 @@ def test_tiny_suite_end_to_end_on_cuda(tmp_path):
 
 
 def test_data_is_moved_to_the_gpu_once(tmp_path):
-    from benchmark.runner import Runner, RunOptions
-    from benchmark.suite import load_suite
+    from benchmark.engine.runner import Runner, RunOptions
+    from benchmark.suites.suite import load_suite
 
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY)
     runner = Runner(load_suite(str(suite)), RunOptions(out=tmp_path / "o", device="cuda", progress=False))
-    from benchmark.suite import expand
+    from benchmark.suites.suite import expand
 
     spec = expand(runner.suite)[0][0]
     data = runner.data_for(spec)

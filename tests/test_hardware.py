@@ -9,9 +9,9 @@ import textwrap
 import pytest
 
 from benchmark.cli import main
-from benchmark.errors import SplitbenchError
-from benchmark.hardware import KEYS, fingerprint, hardware_table, load_rows, run_hardware
-from benchmark.suite import load_suite
+from benchmark.core.errors import SplitbenchError
+from benchmark.engine.hardware import KEYS, fingerprint, hardware_table, load_rows, run_hardware
+from benchmark.suites.suite import load_suite
 
 SUITE = textwrap.dedent("""
     name: hw

@@ -18,8 +18,8 @@ from attacks.inversion_kit import PlateauRule, Trajectory, eot_draws, is_graysca
 from attacks.learned_prior import LearnedPriorConfig, LearnedPriorInversion
 from attacks.optimization import RMLEConfig, RMLEInversion
 from attacks.substitute_client import SubstituteClient, SubstituteClientConfig
-from benchmark.data import Split
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.data.types import Split
 from tests.helpers import fitted_frozen, float64, make_target, smoke_defense
 
 DIP_SMALL = DeepImagePriorConfig(lr=0.02, channels=(8, 16), kernels=(3, 3), code_channels=8)
@@ -41,7 +41,7 @@ def quick_model(tiny_data, tiny_backbone):
 
 
 def run(cls, cfg, defense, data, trainer, images, seed=0, tmp_path=None):
-    from benchmark.cache import ModelCache
+    from benchmark.store.cache import ModelCache
 
     cache = ModelCache(tmp_path) if tmp_path is not None else None
     return cls(cfg, seed=seed).run(make_target(defense, data, cls.requires, trainer, cache=cache, limit=images),
@@ -139,7 +139,7 @@ def test_the_rmle_cap_follows_the_splits_depth():
 
 
 def test_a_run_on_a_deep_split_is_capped_at_the_deep_budget(tiny_data, trainer):
-    from benchmark.backbones import BackboneSpec
+    from benchmark.models.backbones import BackboneSpec
 
     deep = fitted_frozen("no_pruning", BackboneSpec("test_resnet", "layer2"), tiny_data)
     out = run(RMLEInversion, RMLEConfig(steps_deep=7), deep, tiny_data, trainer, 2)

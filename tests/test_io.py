@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmark.io import JSON_INF, atomic_write_text, encode_json, json_number, sha256_file
+from benchmark.core.io import JSON_INF, atomic_write_text, encode_json, json_number, sha256_file
 
 
 def test_nonfinite_figures_round_trip_through_strict_json():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.interfaces import ReleaseKind
-from benchmark.registry import DEFENSES
-from benchmark.trainer import Trainer
+from benchmark.api.contract import ReleaseKind
+from benchmark.core.registry import DEFENSES
+from benchmark.models.trainer import Trainer
 from tests.helpers import smoke_defense
 
 NAME = "latent_masking"

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.errors import SplitbenchError
+from benchmark.core.errors import SplitbenchError
 from leaderboard.render import build_tracks, render_run, to_csv
 from tests.fake_runs import FakeCell, write_run
 
@@ -129,7 +129,7 @@ def test_a_preregistered_setting_missing_from_the_run_is_one_clear_error(tmp_pat
 
 
 def test_privacy_at_matched_utility_interpolates_the_curve_at_the_budget(tmp_path):
-    from benchmark.scoring.table import matched_privacy
+    from leaderboard.protocol import matched_privacy
 
     assert matched_privacy(np.array([-0.01, -0.03]), np.array([0.6, 0.2]), -0.02) == (pytest.approx(0.4), True)
     assert matched_privacy(np.array([0.0, -0.01]), np.array([0.6, 0.5]), -0.02) == (0.5, False)  # not reached
@@ -272,7 +272,7 @@ def test_transfer_is_its_own_view_and_not_part_of_the_privacy_score(tmp_path):
 
 
 def test_the_attribute_scale_is_undefined_when_the_task_determines_the_attribute():
-    from benchmark.scoring.attribute import AttributeScorer
+    from benchmark.measure.scoring.attribute import AttributeScorer
 
     n = 50
     task = np.arange(n) % 2

@@ -12,11 +12,11 @@ import torch
 
 import attacks.learned_prior as lp
 from attacks.learned_prior import ConvVAE, LearnedPriorConfig, LearnedPriorInversion
-from benchmark.cache import ModelCache
-from benchmark.config import build_config
-from benchmark.errors import SplitbenchError
-from benchmark.interfaces import Access
-from benchmark.registry import DEFENSES
+from benchmark.api.contract import Access
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import build_config
+from benchmark.core.registry import DEFENSES
+from benchmark.store.cache import ModelCache
 from tests.helpers import fitted_frozen, float64, make_target, reconstruction_scores_of, smoke_defense
 
 #: a prior and a search small enough for the tiny data (40 aux images) and a few seconds of CPU

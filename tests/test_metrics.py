@@ -10,8 +10,8 @@ import torch
 from scipy.ndimage import correlate1d, gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmark import cost as C
-from benchmark import metrics as M
+from benchmark.kit import cost as C
+from benchmark.measure import metrics as M
 
 
 def reference_ssim(x: np.ndarray, y: np.ndarray) -> float:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from attacks.inversion_kit import eot_draws
-from benchmark.backbones import BackboneSpec
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
 from tests.helpers import assert_trains_no_pruning, smoke_defense
 
 SPEC = BackboneSpec("test_resnet", "layer1")

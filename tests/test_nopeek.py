@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.backbones import BackboneSpec
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
 from defenses.nopeek import distance_correlation
 from tests.helpers import assert_trains_no_pruning, smoke_defense
 
@@ -26,7 +26,7 @@ def test_distance_correlation_sees_dependence_and_ignores_scale():
 
 
 def _fit(data, alpha, epochs=3, seed=2):
-    from benchmark.trainer import Trainer
+    from benchmark.models.trainer import Trainer
 
     torch.manual_seed(0)
     name = "no_pruning" if alpha is None else "nopeek"

@@ -13,11 +13,11 @@ import torch
 
 import benchmark
 from attacks.optimization import RMLEConfig, RMLEInversion, total_variation
-from benchmark.config import build_config
-from benchmark.errors import SplitbenchError
-from benchmark.interfaces import Access
-from benchmark.registry import DEFENSES
-from benchmark.suite import load_suite
+from benchmark.api.contract import Access
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import build_config
+from benchmark.core.registry import DEFENSES
+from benchmark.suites.suite import load_suite
 from tests.helpers import fitted_frozen, float64, make_target, reconstruction_scores_of, smoke_defense
 
 

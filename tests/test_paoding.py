@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from benchmark.cost import count_macs, count_params_used
-from benchmark.data import Split, TensorSplit
-from benchmark.registry import DEFENSES
-from benchmark.trainer import Trainer
+from benchmark.core.registry import DEFENSES
+from benchmark.data.types import Split, TensorSplit
+from benchmark.kit.cost import count_macs, count_params_used
+from benchmark.models.trainer import Trainer
 from defenses.paoding import interval_entropy
 from tests.helpers import Forbidden, smoke_defense
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 import benchmark
-from benchmark.suite import expand, load_suite
+from benchmark.suites.suite import expand, load_suite
 from tests.fixtures import write_cifar100, write_fairface
 
 TINY = {"train.epochs": 1, "train.batch_size": 16, "attack.attribute_inference.epochs": 1,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.backbones import BackboneSpec, build_split
-from benchmark.cost import count_macs, count_params_used
-from benchmark.errors import NotApplicable
-from benchmark.registry import DEFENSES
-from benchmark.trainer import Trainer
+from benchmark.core.errors import NotApplicable
+from benchmark.core.registry import DEFENSES
+from benchmark.kit.cost import count_macs, count_params_used
+from benchmark.models.backbones import BackboneSpec, build_split
+from benchmark.models.trainer import Trainer
 from defenses.patrol import LipschitzBound
 from tests.helpers import smoke_defense, train_only
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.backbones import BackboneSpec, build_split
-from benchmark.bounds import IntervalNet
-from benchmark.errors import NotApplicable, SplitbenchError
-from benchmark.pruning import apply_kept, find_chains, prune_chain, require_chains
+from benchmark.core.errors import NotApplicable, SplitbenchError
+from benchmark.kit.bounds import IntervalNet
+from benchmark.kit.chains import apply_kept, find_chains, prune_chain, require_chains
+from benchmark.models.backbones import BackboneSpec, build_split
 
 
 def _split(name="test_resnet", split="layer1", seed=0):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.backbones import BackboneSpec
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
 from tests.helpers import assert_trains_no_pruning, fitted_frozen
 
 SPEC = BackboneSpec("test_resnet", "layer1")

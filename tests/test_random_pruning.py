@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.backbones import BackboneSpec
-from benchmark.channels import observed_mask
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.kit.channels import observed_mask
+from benchmark.models.backbones import BackboneSpec
 from tests.helpers import smoke_defense
 
 

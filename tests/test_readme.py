@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark.registry import DEFENSES, load_plugin
-from benchmark.trainer import Trainer
+from benchmark.core.registry import DEFENSES, load_plugin
+from benchmark.models.trainer import Trainer
 from tests.helpers import smoke_defense
 
 README = Path(__file__).resolve().parent.parent / "README.md"

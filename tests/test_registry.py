@@ -7,9 +7,9 @@ from importlib import metadata
 
 import pytest
 
-from benchmark import registry
-from benchmark.errors import SplitbenchError
-from benchmark.registry import ATTACKS, DEFENSES, Registry
+from benchmark.core import registry
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.registry import ATTACKS, DEFENSES, Registry
 
 
 def test_duplicate_name_raises():
@@ -41,8 +41,8 @@ def test_names_are_filtered_by_pattern():
 PLUGIN = textwrap.dedent('''
     import dataclasses
     from benchmark import MethodCard, register_defense
-    from benchmark.interfaces import Defense, DefenseConfig, train_task
-    from benchmark.config import field
+    from benchmark.api.contract import Defense, DefenseConfig, train_task
+    from benchmark.core.fields import field
 
     @dataclasses.dataclass(frozen=True)
     class Cfg(DefenseConfig):

@@ -8,9 +8,9 @@ import textwrap
 import pytest
 
 import benchmark
-from benchmark.errors import SplitbenchError
-from benchmark.records import SCHEMA_VERSION, iter_records, load_frame
-from benchmark.registry import ATTACKS, DEFENSES, load_plugin
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.registry import ATTACKS, DEFENSES, load_plugin
+from benchmark.store.records import SCHEMA_VERSION, iter_records, load_frame
 
 TINY = textwrap.dedent("""
     name: tiny
@@ -104,8 +104,8 @@ def test_same_seed_same_records_on_cpu(finished_run, tmp_path):
 FAILING = textwrap.dedent('''
     import dataclasses, torch
     from benchmark import MethodCard, register_attack, register_defense
-    from benchmark.config import field
-    from benchmark.interfaces import Access, Attack, AttackKind, AttackOutput, Defense, DefenseConfig
+    from benchmark.core.fields import field
+    from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, Defense, DefenseConfig
 
     CARD = MethodCard(paper="test", year=2024, url="https://example.org", threat_model="t", knob="k", inferred=())
 
@@ -145,7 +145,7 @@ FAILING = textwrap.dedent('''
         knob = "level"
         card = CARD
         def fit(self, data, trainer):
-            from benchmark.errors import NotApplicable
+            from benchmark.core.errors import NotApplicable
             raise NotApplicable("needs an operation this backbone does not have")
 ''')
 
@@ -255,7 +255,7 @@ def test_paper_numbers_are_shown_beside_ours(suite_file, tmp_path):
 def test_records_carry_per_sample_outcomes_with_a_checksum(finished_run):
     import numpy as np
 
-    from benchmark.records import read_outcomes
+    from benchmark.store.records import read_outcomes
 
     root, _ = finished_run
     for path, rec in iter_records(root / "out"):
@@ -292,9 +292,9 @@ def test_a_new_budget_reruns_nothing_and_writes_a_new_manifest(finished_run):
 def test_the_model_cache_key_names_device_precision_and_versions(finished_run):
     import torch
 
-    from benchmark.runner import model_cache_key
-    from benchmark.scenarios.digits import Digits, DigitsConfig
-    from benchmark.suite import expand, load_suite
+    from benchmark.data.scenarios.digits import Digits, DigitsConfig
+    from benchmark.engine.runner import model_cache_key
+    from benchmark.suites.suite import expand, load_suite
 
     root, _ = finished_run
     spec, _ = expand(load_suite(str(root / "tiny.yaml")))[0]
@@ -308,7 +308,7 @@ def test_the_model_cache_key_names_device_precision_and_versions(finished_run):
 def test_reconstruction_cells_save_a_small_gallery_png(finished_run):
     from PIL import Image
 
-    from benchmark.io import sha256_file
+    from benchmark.core.io import sha256_file
 
     root, _ = finished_run
     recs = [(p, r) for p, r in iter_records(root / "out") if r["config"]["attack"]["kind"] == "reconstruction"]
@@ -349,8 +349,8 @@ def test_a_gallery_png_holds_the_images_pixel_for_pixel(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from benchmark.io import sha256_file
-    from benchmark.records import write_gallery
+    from benchmark.core.io import sha256_file
+    from benchmark.store.records import write_gallery
 
     rng = np.random.default_rng(0)
     grid = rng.integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)  # eval row above a reconstruction row
@@ -382,9 +382,9 @@ def test_the_reconstruction_floor_is_the_attackers_mean_aux_image_of_each_task_c
     import numpy as np
     import torch
 
-    from benchmark.evaluation import ModelEvaluation
-    from benchmark.interfaces import AttackKind
-    from benchmark.runner import Runner
+    from benchmark.api.contract import AttackKind
+    from benchmark.engine.evaluation import ModelEvaluation
+    from benchmark.engine.runner import Runner
 
     ev = ModelEvaluation(np.ones(len(tiny_data.eval), np.float32), np.ones(len(tiny_data.val), np.float32), [], 0.0)
     truth = Runner.truth(tiny_data, np.arange(4), ev, AttackKind.RECONSTRUCTION)
@@ -404,7 +404,7 @@ def test_every_attack_also_answers_the_attackers_hold_out_and_trains_without_it(
         kind = rec["config"]["attack"]["kind"]
         assert rec["config"]["eval"]["holdout"] == {"fraction": 0.2, "reconstruction": 32}
         assert "holdout/leakage" in rec["metrics"] and "holdout/leakage_raw" in rec["metrics"]
-        from benchmark.records import read_outcomes
+        from benchmark.store.records import read_outcomes
 
         out = read_outcomes(path, rec)
         assert list(out["holdout/sample"]) == list(range(8))
@@ -452,7 +452,7 @@ LAZY = textwrap.dedent("""
 
 
 def test_an_optimisation_attack_far_above_the_best_release_error_is_flagged_not_converged(suite_file, tmp_path):
-    from benchmark.scoring.convergence import flags, not_converged
+    from benchmark.measure.scoring.convergence import flags, not_converged
 
     assert not_converged(0.5, 0.001) and not not_converged(0.005, 0.0001) and not not_converged(0.02, 0.01)
     assert flags({"a": {"release_error": 0.5, "attack.objective_last": 1.0}, "b": {"release_error": 0.01}}) == {

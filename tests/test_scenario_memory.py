@@ -21,11 +21,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import benchmark.scenarios.store as store
-from benchmark.config import build_config
-from benchmark.data import DataOptions, resize_uint8
-from benchmark.errors import SplitbenchError
-from benchmark.registry import SCENARIOS
+import benchmark.data.scenarios.store as store
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import build_config
+from benchmark.core.registry import SCENARIOS
+from benchmark.data.types import DataOptions, resize_uint8
 from tests import fixtures
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import build_config
-from benchmark.data import SPLITS, DataOptions
-from benchmark.errors import SplitbenchError
-from benchmark.registry import SCENARIOS
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import build_config
+from benchmark.core.registry import SCENARIOS
+from benchmark.data.types import SPLITS, DataOptions
 from tests import fixtures
 
 

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.interfaces import AttackKind, AttackOutput
-from benchmark.scoring import Truth, scorer_for
-from benchmark.scoring.attribute import best_guess_from
-from benchmark.scoring.intervals import (
+from benchmark.api.contract import AttackKind, AttackOutput
+from benchmark.measure.intervals import (
     CrossedDraw,
     IndexDraw,
     TrackResample,
@@ -21,7 +19,9 @@ from benchmark.scoring.intervals import (
     identity,
     rank_intervals,
 )
-from benchmark.scoring.reconstruction import floor_images
+from benchmark.measure.scoring import Truth, scorer_for
+from benchmark.measure.scoring.attribute import best_guess_from
+from benchmark.measure.scoring.reconstruction import floor_images
 
 
 def truth(n, images=None, task=None, sensitive=None, utility=None, draws=1):

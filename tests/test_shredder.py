@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from attacks.inversion_kit import eot_draws
-from benchmark.backbones import BackboneSpec
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
 from tests.helpers import smoke_defense
 
 SPEC = BackboneSpec("test_resnet", "layer1")
 
 
 def _fit(data, lam, noise_epochs=3):
-    from benchmark.trainer import Trainer
+    from benchmark.models.trainer import Trainer
 
     torch.manual_seed(0)
     d = smoke_defense(DEFENSES.get("shredder"), SPEC, data.info, seed=1, lam=lam, noise_epochs=noise_epochs)
@@ -23,7 +23,7 @@ def _fit(data, lam, noise_epochs=3):
 
 
 def test_the_learned_noise_grows_with_lambda_on_a_frozen_task_network(tiny_data):
-    from benchmark.trainer import Trainer
+    from benchmark.models.trainer import Trainer
 
     torch.manual_seed(0)
     plain = smoke_defense(DEFENSES.get("no_pruning"), SPEC, tiny_data.info, seed=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.backbones import BackboneSpec
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
 from defenses.siamese import contrastive_loss, rms_distances
 from tests.helpers import assert_trains_no_pruning, smoke_defense
 
@@ -24,7 +24,7 @@ def test_contrastive_loss_by_hand():
 
 
 def _fit(data, alpha, epochs):
-    from benchmark.trainer import Trainer
+    from benchmark.models.trainer import Trainer
 
     torch.manual_seed(0)
     d = smoke_defense(DEFENSES.get("siamese"), SPEC, data.info, seed=2, alpha=alpha,

@@ -24,9 +24,9 @@ from markupsafe import escape
 
 import benchmark
 from benchmark.cli import main
-from benchmark.errors import SplitbenchError
-from benchmark.registry import DEFENSES, load_plugin
-from benchmark.scoring.intervals import Estimate
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.registry import DEFENSES, load_plugin
+from benchmark.measure.intervals import Estimate
 from leaderboard.site import build_site, plots
 from leaderboard.site import gather as site_gather
 from leaderboard.site.views import site_tracks

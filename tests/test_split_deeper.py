@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.backbones import BackboneSpec
-from benchmark.errors import NotApplicable
-from benchmark.registry import DEFENSES
+from benchmark.core.errors import NotApplicable
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
 from tests.helpers import assert_trains_no_pruning, fitted_frozen, smoke_defense
 
 SPEC = BackboneSpec("test_resnet", "layer1")

@@ -18,14 +18,14 @@ from attacks.substitute_client import (
     sent_energy,
     sent_error,
 )
-from benchmark.backbones import seeded
-from benchmark.channels import apply_channel_mask, as_spatial, observed_mask
-from benchmark.config import build_config
-from benchmark.data import Split
-from benchmark.errors import AccessError, SplitbenchError
-from benchmark.interfaces import Access
-from benchmark.metrics import reconstruction_scores
-from benchmark.registry import DEFENSES
+from benchmark.api.contract import Access
+from benchmark.core.errors import AccessError, SplitbenchError
+from benchmark.core.fields import build_config
+from benchmark.core.registry import DEFENSES
+from benchmark.data.types import Split
+from benchmark.kit.channels import apply_channel_mask, as_spatial, observed_mask
+from benchmark.measure.metrics import reconstruction_scores
+from benchmark.models.backbones import seeded
 from tests.helpers import fitted_frozen, make_target, smoke_defense
 
 AUX = frozenset({Access.AUX_PAIRS})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.data import TensorSplit
-from benchmark.trainer import ParamGroup, Trainer, TrainingDiverged
+from benchmark.data.types import TensorSplit
+from benchmark.models.trainer import ParamGroup, Trainer, TrainingDiverged
 
 
 def test_each_group_gets_only_its_own_loss_gradient():
@@ -82,7 +82,7 @@ def test_fit_detects_divergence_at_the_end_of_the_epoch():
 
 
 def test_optimizers_use_the_fused_kernel_where_it_exists():
-    from benchmark.trainer import fusable
+    from benchmark.models.trainer import fusable
 
     cpu = [torch.nn.Parameter(torch.zeros(3))]
     assert fusable(cpu) is True and fusable([]) is None
@@ -109,7 +109,7 @@ def test_a_gradient_in_another_layout_than_its_parameter_is_applied_element_for_
 
 
 def test_modules_train_channels_last_on_the_cpu():
-    from benchmark.trainer import place
+    from benchmark.models.trainer import place
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
     net(torch.zeros(1, 3, 5, 5))

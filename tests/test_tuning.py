@@ -9,20 +9,20 @@ import textwrap
 import pytest
 
 import benchmark
-from benchmark.attacking import candidates, split_aux, tune
-from benchmark.config import build_config, to_dict
-from benchmark.errors import SplitbenchError
-from benchmark.records import iter_records
-from benchmark.registry import ATTACKS
-from benchmark.suite import parse_suite
-from benchmark.trainer import Trainer
-from benchmark.tuning import Tuning
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import build_config, to_dict
+from benchmark.core.registry import ATTACKS
+from benchmark.engine.attacking import candidates, split_aux, tune
+from benchmark.models.trainer import Trainer
+from benchmark.store.records import iter_records
+from benchmark.suites.suite import parse_suite
+from benchmark.suites.tuning import Tuning
 from tests.helpers import Forbidden, fitted_frozen
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_every_declared_search_space_is_valid(name):
-    from benchmark.tuning import check_space
+    from benchmark.suites.tuning import check_space
 
     cls = ATTACKS.get(name)
     if cls.search_space:
@@ -125,7 +125,7 @@ def test_an_attack_asked_to_tune_without_a_search_space_is_named(monkeypatch):
 
 
 def test_tuning_can_be_switched_on_from_the_command_line():
-    from benchmark.suite import apply_overrides
+    from benchmark.suites.suite import apply_overrides
 
     suite = parse_suite({k: v for k, v in base_suite().items() if k != "tuning"}, "x.yaml")
     assert suite.tuning == {}

@@ -16,8 +16,8 @@ import yaml
 from scipy.stats import t as student_t
 
 from benchmark.cli import main
-from benchmark.errors import SplitbenchError
-from benchmark.records import environment, fingerprint_key, machine_fingerprint
+from benchmark.core.errors import SplitbenchError
+from benchmark.store.records import environment, fingerprint_key, machine_fingerprint
 from leaderboard import verification
 from leaderboard.entry import check_run, submit, write_checksums
 from leaderboard.site import build_site
@@ -277,7 +277,8 @@ def test_site_shows_one_line_per_verifying_machine(built, tmp_path):
 
 # -- provenance per record -------------------------------------------------------------------------------------------
 def test_each_record_names_the_code_that_wrote_it(built, tmp_path, monkeypatch):
-    import benchmark.runner
+    import benchmark
+    from benchmark.engine import runner as runner_module
 
     calls = []
 
@@ -285,7 +286,7 @@ def test_each_record_names_the_code_that_wrote_it(built, tmp_path, monkeypatch):
         calls.append(len(calls))
         return {"git_commit": ("a" if len(calls) == 1 else "b") * 40, "git_dirty": False}
 
-    monkeypatch.setattr(benchmark.runner, "git_provenance", provenance)
+    monkeypatch.setattr(runner_module, "git_provenance", provenance)
     out = tmp_path / "run"
     summary = benchmark.run(str(built["root"] / "verifytest.yaml"), out=out, progress=False, latency_repeats=1,
                             cache_dir=built["run"] / "cache")  # the models come from the cache: only attacks run

@@ -7,7 +7,7 @@ folder it is written to.
 
 The site needs packages the rest of splitbench does not (Jinja2, matplotlib, seaborn): the ``site`` extra,
 ``pip install 'splitbench[site]'``. Without them, importing this package raises one
-:class:`~benchmark.errors.SplitbenchError` that says so.
+:class:`~benchmark.core.errors.SplitbenchError` that says so.
 
 Example:
     >>> from leaderboard.site import build_site
@@ -15,13 +15,13 @@ Example:
     PosixPath('site/index.html')
 """
 
-from benchmark.errors import SplitbenchError
+from benchmark.core.errors import SplitbenchError
 
 # the ``site`` extra's packages (and MarkupSafe, which Jinja2 brings)
 SITE_PACKAGES = ("jinja2", "markupsafe", "matplotlib", "seaborn")
 
 try:
-    from .build import build_site, cmd_site
+    from leaderboard.site.build import build_site, cmd_site
 except ImportError as exc:
     missing = (exc.name or "").partition(".")[0]
     if missing not in SITE_PACKAGES:

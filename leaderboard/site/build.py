@@ -32,12 +32,11 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from benchmark.errors import SplitbenchError
-from benchmark.records import package_version
-
-from . import plots
-from .gather import ENTRIES_DIR, Source, default_sources, load_sources
-from .views import DefenseView, SiteRow, SiteTrack, defense_views, site_tracks, slug
+from benchmark.core.errors import SplitbenchError
+from benchmark.store.records import package_version
+from leaderboard.site import plots
+from leaderboard.site.gather import ENTRIES_DIR, Source, default_sources, load_sources
+from leaderboard.site.views import DefenseView, SiteRow, SiteTrack, defense_views, site_tracks, slug
 
 MARKER = ".splitbench-site"
 STATIC = ("site.css", "sort.js", "favicon.svg")
@@ -194,7 +193,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(num=fmt_num, si=fmt_si, sortkey=sort_key, rank=rank_of, rankkey=rank_key, slug=slug,
                        flat=flat, noun=noun, day=day)
     env.tests.update(finite=_finite, link=is_link)
-    from benchmark.scoring.convergence import rule_text
+    from benchmark.measure.scoring.convergence import rule_text
 
     env.globals["convergence_rule"] = rule_text()
     return env

@@ -5,7 +5,7 @@ A source is either a **run directory** (the ``--out`` of ``splitbench run``: ``r
 ``verification.json``: one result per verifying machine, or a single result in the older form, each shown as one
 :class:`Verification` line). Entries of the ``standard`` suite are official; everything else is shown apart. Entries
 are not validated here (``splitbench verify`` does that): this module reads only what the pages show, and turns
-anything it cannot read into one :class:`~benchmark.errors.SplitbenchError` line.
+anything it cannot read into one :class:`~benchmark.core.errors.SplitbenchError` line.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from benchmark.errors import SplitbenchError
-from benchmark.io import json_number, sha256_file
-from benchmark.records import iter_records, load_frame
-from benchmark.scoring.table import CellData, Track
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.io import json_number, sha256_file
+from benchmark.store.records import iter_records, load_frame
 from leaderboard.entry import OFFICIAL_SUITES
+from leaderboard.protocol import CellData, Track
 from leaderboard.render import build_tracks, paper_rows
 
 ENTRIES_DIR = Path(__file__).resolve().parent.parent / "entries"

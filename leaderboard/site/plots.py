@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
-from benchmark.scoring.intervals import Estimate
+from benchmark.measure.intervals import Estimate
 
 # Okabe and Ito's colour-blind-safe set (without its yellow and black, which vanish on white or read as grey)
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C6D31", "#7B3294")

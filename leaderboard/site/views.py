@@ -1,11 +1,11 @@
 """The site's own view of the sources: tracks that may span several entries, and one page's worth per defense.
 
-Rows keep the numbers :mod:`benchmark.scoring.table` computed for their own run (admission, Δutility and
+Rows keep the numbers :mod:`leaderboard.protocol` computed for their own run (admission, Δutility and
 guards are per run, against that run's reference). A track shown on the site gathers the rows of every source
 of the same suite and (scenario, backbone, split); where several sources meet on one track, the rows each run
 ranked are ranked again together, replicate by replicate: every source of a track resamples with the same
 crossed draw (it depends only on the track and its sizes), so a rank interval there is the same computation as in
-one run (:func:`benchmark.scoring.intervals.rank_intervals`). Rows whose replicates cannot be lined up (other
+one run (:func:`benchmark.measure.intervals.rank_intervals`). Rows whose replicates cannot be lined up (other
 seeds or sizes) are ranked on their point estimates only.
 """
 
@@ -18,10 +18,9 @@ import re
 
 import numpy as np
 
-from benchmark.scoring.intervals import Estimate, rank_intervals
-from benchmark.scoring.table import VIEWS, Matched, Row, Track
-
-from .gather import Gallery, Source
+from benchmark.measure.intervals import Estimate, rank_intervals
+from leaderboard.protocol import VIEWS, Matched, Row, Track
+from leaderboard.site.gather import Gallery, Source
 
 
 def slug(text: str) -> str:
@@ -199,7 +198,7 @@ def _order(e: Estimate) -> float:
 
 
 def rerank(rows: list[SiteRow], view: str) -> None:
-    """Rank together, in ``view`` (a key of :data:`~benchmark.scoring.table.VIEWS`), the rows each source ranked on
+    """Rank together, in ``view`` (a key of :data:`~leaderboard.protocol.VIEWS`), the rows each source ranked on
     its own (so each run's admission rules still hold), replicate by replicate where their draws line up."""
     figure = VIEWS[view]
     eligible = [r for r in rows if getattr(r.row, view) is not None]

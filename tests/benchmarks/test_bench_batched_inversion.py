@@ -35,11 +35,11 @@ import attacks.deep_image_prior as dip
 from attacks.deep_image_prior import DeepImagePrior, DeepImagePriorConfig
 from attacks.learned_prior import LearnedPriorConfig, LearnedPriorInversion
 from attacks.optimization import RMLEConfig, RMLEInversion
-from benchmark.backbones import BackboneSpec
-from benchmark.cache import ModelCache
-from benchmark.interfaces import Access
-from benchmark.registry import DEFENSES
-from benchmark.trainer import Trainer
+from benchmark.api.contract import Access
+from benchmark.core.registry import DEFENSES
+from benchmark.models.backbones import BackboneSpec
+from benchmark.models.trainer import Trainer
+from benchmark.store.cache import ModelCache
 from tests.helpers import make_target, smoke_defense
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ ATTACKS = {
 
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
-    from benchmark.scenarios.digits import Digits, DigitsConfig
+    from benchmark.data.scenarios.digits import Digits, DigitsConfig
 
     if CUDA and not torch.cuda.is_available():
         pytest.skip("SPLITBENCH_BENCH_DEVICE asks for CUDA but no GPU is present")

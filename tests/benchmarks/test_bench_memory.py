@@ -62,9 +62,9 @@ from pathlib import Path
 args = json.loads(sys.argv[1])
 sys.path.insert(0, args["repo"])
 import datasets, numpy, torch  # noqa: F401  (imported before the peak is reset, so they are not counted)
-from benchmark.config import build_config
-from benchmark.data import DataOptions
-from benchmark.registry import SCENARIOS
+from benchmark.core.fields import build_config
+from benchmark.data.types import DataOptions
+from benchmark.core.registry import SCENARIOS
 
 def status():
     out = {}
@@ -87,7 +87,7 @@ cls = SCENARIOS.get(args["scenario"])
 scenario = cls(build_config(cls.Config, args["config"]))
 options = DataOptions(Path(args["data_root"]))
 if args["call"] == "prepare":
-    from benchmark.scenarios.hf import load_hf_table
+    from benchmark.data.scenarios.hf import load_hf_table
     load_hf_table(cls.hub_id, cls.hub_config, cls.name, options, cls.subfolder)
     print(json.dumps({}))
     raise SystemExit

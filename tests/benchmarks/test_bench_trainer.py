@@ -4,7 +4,7 @@ Slow lane only (``pytest -m slow -s tests/benchmarks/test_bench_trainer.py``). B
 the same seeded timm classifier on the embedded digits' defender split (normalised float tensors on the device)
 with Adam, the same batch size and epochs; the bare loop is ``zero_grad / forward / loss.backward / step`` over a
 ``randperm`` per epoch, with the trainer's numerics (its memory format and fused Adam, see
-:func:`benchmark.trainer.place`), so the ratio is the harness's own cost. They alternate for
+:func:`benchmark.models.trainer.place`), so the ratio is the harness's own cost. They alternate for
 ``SPLITBENCH_BENCH_ROUNDS`` rounds after a warm-up epoch each, and the printed ratio is the trainer's median
 samples per second over the bare loop's (target: at least 0.9). A third loop, the bare one with PyTorch's
 defaults (contiguous layout, Adam's default kernel), gives what the trainer's numerics policy buys.
@@ -26,9 +26,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.backbones import create_model
-from benchmark.data import TensorSplit
-from benchmark.trainer import ParamGroup, Trainer, place
+from benchmark.data.types import TensorSplit
+from benchmark.models.backbones import create_model
+from benchmark.models.trainer import ParamGroup, Trainer, place
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ LR = 1e-3
 
 @pytest.fixture(scope="module")
 def data():
-    from benchmark.scenarios.digits import Digits, DigitsConfig
+    from benchmark.data.scenarios.digits import Digits, DigitsConfig
 
     if CUDA and not torch.cuda.is_available():
         pytest.skip("SPLITBENCH_BENCH_DEVICE asks for CUDA but no GPU is present")

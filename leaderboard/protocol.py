@@ -1,0 +1,759 @@
+"""From a run's records to leaderboard rows: per-sample outcomes pooled over seeds, every figure with a 95%
+bootstrap interval, one ranked row per defense per track.
+
+The protocol (also in the README):
+
+- **Rows.** One row per defense @ knob per track (scenario, backbone, split), pooled over seeds.
+- **Uncertainty.** One crossed (seed x eval sample) bootstrap draw per track (:class:`~.intervals.TrackResample`)
+  is shared by every row, every family and the reference: paired Δutility, a family's maximum, the privacy score,
+  the admission decision and the ranks are all computed replicate by replicate.
+- **Leakage per family.** A row's leakage in a family (attribute, reconstruction, transfer) is that of the family's
+  **representative**: the attack that leaks most on the attacker's own hold-out (a share of aux every attack
+  trains without and also answers; the suite's ``holdout``), each on its scorer's fixed scale (attribute advantage
+  over the task-label floor, SSIM gain over the task-class mean aux image, transfer advantage of the best —
+  adaptive — unintended model); below a floor it is "at floor" (0). The choice reads no eval: the strongest attack
+  on eval (a maximum over eval, biased upward and chosen by looking at it) is shown apart as "best on eval".
+  Records without a hold-out fall back to the strongest on eval, and say so.
+- **Privacy score** = the worse of the attribute and reconstruction families (the threats of split inference;
+  the server is meant to learn the task, so transfer is its own column and view). Lower is better.
+- **Admission** (which setting of a defense is ranked), by the suite's rule:
+
+  - ``preregistered``: each defense names one setting per track before eval is scored (the suite's
+    ``preregistered``); it is admitted when the lower 95% bound of its paired *validation* Δutility is at or above
+    ``-budget``, so a setting near the budget is not admitted by luck. The row also says in what share of
+    replicates its validation Δutility is within the budget.
+  - ``selection``: the defense's most private knob setting (its ``knob_more_private`` end) whose validation
+    Δutility is within the budget. The choice is redone inside every bootstrap replicate; each row shows how
+    often it was chosen, and a ranked row chosen in fewer than :data:`BORDERLINE` of them is *borderline*.
+
+  Eval is read only to score; every setting's row stays visible as the privacy-utility curve.
+- **Matched utility.** A second view: each defense's privacy score interpolated on its privacy-utility curve at
+  validation Δutility = ``-budget`` (per replicate, so with an interval).
+- **Threat model.** A defense that denies attackers its client weights is ranked only in the black-box view
+  (attacks that need no client weights), never in the main view, so opting out cannot buy a better rank.
+- **Ranks.** A row's rank is that of its point estimate; its rank interval is the central 95% of its rank over the
+  replicates (in the selection rule, the rank of whatever setting the defense chose in that replicate).
+- **Client cost.** Every row's client MACs, parameters and bytes sent as a ratio to the reference's on the same
+  track; MACs and parameters as deployed on the suite's ``deployment`` backbone where the track has one (the tiny
+  track backbone says little about a real client), else on the track. A suite's ``cost_budget`` (e.g.
+  ``{client_macs: 1.5}``) is a second admission condition: a setting whose ratio exceeds it is not admitted. The
+  **Pareto view** lists the ranked rows that no other ranked row beats on both privacy (its 95% interval entirely
+  below) and client MACs (a ratio lower by more than 1%).
+- **Sanity guards.** A track whose reference utility interval reaches down to the task's majority rate is
+  flagged and not ranked. An attack whose leakage interval on the reference reaches 0 is flagged as weak on the
+  track and not used for the secondary "relative to the reference" view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.io import json_number
+from benchmark.measure.intervals import NAN, Estimate, TrackResample, estimate, identity, rank_intervals
+from benchmark.measure.metrics import COST_NAMES, COST_RATIOS, DEPLOYED, check_cost_budget
+from benchmark.measure.scoring import scorer_for
+from benchmark.measure.scoring.base import Samples, mean_of
+from benchmark.store.records import read_outcomes
+
+FAMILIES = ("attribute", "reconstruction", "transfer")
+PRIVACY_FAMILIES = ("attribute", "reconstruction")
+ADMISSION_RULES = ("selection", "preregistered")
+#: a ranked row chosen in fewer replicates than this is borderline (selection rule)
+BORDERLINE = 0.8
+
+
+@dataclasses.dataclass
+class CellData:
+    """One record of a run, with its per-sample outcomes loaded on first use."""
+
+    path: Path
+    record: dict[str, Any]
+    _outcomes: dict[str, np.ndarray] | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.record["config"]
+
+    @property
+    def track(self) -> tuple[str, str, str]:
+        c = self.config
+        return c["scenario"]["name"], c["backbone"]["name"], c["backbone"]["split"]
+
+    @property
+    def defense(self) -> str:
+        return self.config["defense"]["name"]
+
+    @property
+    def knob_value(self) -> float:
+        return float(self.config["defense"]["knob_value"])
+
+    @property
+    def row_key(self) -> tuple[str, float]:
+        return self.defense, self.knob_value
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def attack(self) -> str:
+        a = self.config["attack"]
+        return a.get("label") or a["name"]
+
+    @property
+    def kind(self) -> str:
+        return self.config["attack"]["kind"]
+
+    @property
+    def aux_fraction(self) -> float:
+        """The share of its aux data the attack trained with (1.0: all; the attacker-knowledge axis)."""
+        return float(self.config.get("eval", {}).get("aux_fraction", 1.0))
+
+    @property
+    def white_box_attack(self) -> bool:
+        return "white_box_client" in self.config["attack"].get("requires", [])
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
+
+    def metric(self, name: str) -> float:
+        v = self.record["metrics"].get(name)
+        return json_number(v)
+
+    def outcomes(self) -> dict[str, np.ndarray]:
+        if self._outcomes is None:
+            self._outcomes = read_outcomes(self.path, self.record)
+        return self._outcomes
+
+    def attack_samples(self, prefix: str = "attack/") -> Samples:
+        """The attack's per-sample outcomes on eval (``attack/``) or on the attacker's hold-out (``holdout/``)."""
+        return {k[len(prefix):]: v for k, v in self.outcomes().items() if k.startswith(prefix)}
+
+
+@dataclasses.dataclass
+class AttackSummary:
+    """One attack on one row: status, its headline leakage with interval, and point figures beside it."""
+
+    attack: str
+    kind: str
+    white_box: bool
+    status: str  # ok / failed / not_applicable / missing
+    tuned: bool = False  # its configuration was chosen on the attacker's aux data (benchmark.suites.tuning)
+    leakage: Estimate = NAN
+    figures: dict[str, float] = dataclasses.field(default_factory=dict)
+    reason: str = ""
+    reps: np.ndarray | None = dataclasses.field(default=None, repr=False)  # leakage per replicate
+    #: its leakage on the attacker's own hold-out (pooled over seeds; NaN for records without one): what a
+    #: family's representative is chosen by
+    holdout: float = math.nan
+    #: seeds whose cell is flagged not converged (:mod:`benchmark.measure.scoring.convergence`), of ``seeds`` that ran
+    not_converged: int = 0
+    seeds: int = 0
+
+    @property
+    def at_floor(self) -> bool:
+        """No more than the floor: 0 on the scale, the signed figure in ``figures["leakage_raw"]``."""
+        return self.leakage.value == 0.0 and self.figures.get("leakage_raw", 0.0) < 0.0
+
+
+@dataclasses.dataclass
+class Row:
+    """One defense @ knob on one track, pooled over its seeds."""
+
+    defense: str
+    knob: str
+    knob_value: float
+    more_private: str
+    white_box_client: bool
+    seeds: tuple[int, ...]
+    utility: Estimate = NAN
+    val_utility: Estimate = NAN
+    delta_utility: Estimate = NAN
+    val_delta_utility: Estimate = NAN
+    attacks: dict[str, AttackSummary] = dataclasses.field(default_factory=dict)
+    family: dict[str, Estimate] = dataclasses.field(default_factory=dict)  # the representative's eval leakage
+    family_attack: dict[str, str] = dataclasses.field(default_factory=dict)  # the representative
+    #: family -> how the representative was chosen: "holdout" (the attacker's own), or "eval" where the records
+    #: have no hold-out (then it is the strongest on eval, an optimistic choice)
+    family_chosen_on: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: the strongest attack of each family on eval, per replicate (secondary and optimistic: chosen on eval)
+    family_best_eval: dict[str, Estimate] = dataclasses.field(default_factory=dict)
+    family_best_eval_attack: dict[str, str] = dataclasses.field(default_factory=dict)
+    privacy: Estimate = NAN
+    privacy_blackbox: Estimate = NAN
+    relative: float = math.nan
+    cost: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: client_macs / client_params / payload_bytes as a ratio to the reference's on the track (see Track.cost_basis)
+    cost_ratio: dict[str, float] = dataclasses.field(default_factory=dict)
+    pareto: bool = False  # on the privacy x client-MACs Pareto front of the ranked rows
+    complete: bool = True
+    admissible: bool = False
+    selected: bool = False
+    preregistered: bool = False
+    #: share of replicates in which this setting is the defense's choice (selection rule) or its validation
+    #: Δutility is within the budget (preregistered rule); NaN without a bootstrap
+    selection: float = math.nan
+    borderline: bool = False
+    rank: tuple[int, int] | None = None  # rank interval (low, high) over replicates
+    rank_blackbox: tuple[int, int] | None = None
+    rank_transfer: tuple[int, int] | None = None
+    rank_point: dict[str, int] = dataclasses.field(default_factory=dict)  # view -> the point estimate's rank
+    note: str = ""
+    not_applicable: str = ""  # why the defense cannot run on this track (e.g. an unsupported operation)
+    cells: tuple[tuple[str, str, str], ...] = ()  # (config hash, status, per-sample file sha256) of each cell:
+    # two rows with the same cells are the same results, e.g. a reference run shipped in several entries
+    #: per-replicate values of the track's shared draw: "privacy", "privacy_blackbox", "transfer", "val_delta";
+    #: "rank/<view>" on a ranked row: what its rank is computed from (the defense's choice per replicate)
+    reps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.defense}@{self.knob_value:g}"
+
+    @property
+    def tuned(self) -> str:
+        """How many of the row's attacks that ran were tuned on the attacker's aux data ("2/5")."""
+        ran = [a for a in self.attacks.values() if a.status == "ok"]
+        return f"{sum(a.tuned for a in ran)}/{len(ran)}"
+
+
+@dataclasses.dataclass
+class Matched:
+    """A defense's privacy score at matched utility: interpolated on its curve at validation Δutility = -budget."""
+
+    defense: str
+    privacy: Estimate = NAN
+    reached: bool = False  # some setting spends at least the budget (else: its most private setting's score)
+    settings: int = 0
+    rank: tuple[int, int] | None = None
+    rank_point: int | None = None
+    reps: np.ndarray | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass
+class Track:
+    """The rows of one (scenario, backbone, split) and what the reader must know about them."""
+
+    scenario: str
+    backbone: str
+    split: str
+    rows: list[Row]
+    reference: str
+    budget: float
+    attacks: list[str]
+    kinds: dict[str, str]
+    admission: str = "selection"
+    replicates: int = 1
+    task_chance: float = math.nan
+    flags: list[str] = dataclasses.field(default_factory=list)
+    weak_attacks: list[str] = dataclasses.field(default_factory=list)
+    floors: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
+    matched: dict[str, Matched] = dataclasses.field(default_factory=dict)
+    #: the attacker-knowledge axis: aux share < 1 -> (defense, knob value) -> privacy score with the attacks that
+    #: ran at that share (and the attacks it covers)
+    knowledge: dict[float, dict[tuple[str, float], Estimate]] = dataclasses.field(default_factory=dict)
+    knowledge_attacks: dict[float, list[str]] = dataclasses.field(default_factory=dict)
+    #: the suite's cost budget (cost -> largest ratio to the reference admitted) and where MACs and parameters were
+    #: measured ("deployed on NAME@SPLIT" or "on this track")
+    cost_budget: dict[str, float] = dataclasses.field(default_factory=dict)
+    cost_basis: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.scenario, self.backbone, self.split
+
+    @property
+    def label(self) -> str:
+        """``backbone@split``, the key a suite's per-track settings (``preregistered``, ``deployment``) use."""
+        return f"{self.backbone}@{self.split}"
+
+    @property
+    def ranked(self) -> bool:
+        return not self.flags
+
+    def selected(self) -> list[Row]:
+        return [r for r in self.rows if r.selected]
+
+    def not_converged(self) -> list[tuple[str, str, int, int]]:
+        """(row label, attack, seeds flagged, seeds run) of every attack flagged not converged on some seed."""
+        return [(r.label, a.attack, a.not_converged, a.seeds) for r in self.rows for a in r.attacks.values()
+                if a.not_converged]
+
+    def tuned(self, attack: str) -> bool:
+        return any(r.attacks[attack].tuned for r in self.rows if attack in r.attacks)
+
+
+COST = ("client_ms_b1_p50", "client_ms_bB_p50", "payload_bytes", "client_params", "client_macs")
+PARETO_COST = "client_macs"
+#: the ranking views: the row figure each ranks by, as a key of ``Row.reps``
+VIEWS = {"rank": "privacy", "rank_blackbox": "privacy_blackbox", "rank_transfer": "transfer"}
+
+
+def _by_seed(cells: Iterable[CellData]) -> dict[int, CellData]:
+    out: dict[int, CellData] = {}
+    for c in sorted(cells, key=lambda c: c.seed):
+        out.setdefault(c.seed, c)
+    return out
+
+
+def _pooled(per_seed: list[Mapping[str, np.ndarray]], where: str) -> tuple[Samples, int, int]:
+    """Per-seed attack samples pooled seed after seed, with (seeds, samples per seed). Every seed must be scored
+    on the same first ``n`` eval samples, the layout the crossed bootstrap resamples."""
+    n = len(per_seed[0]["sample"])
+    for s in per_seed:
+        if not np.array_equal(np.asarray(s["sample"]), np.arange(n)):
+            raise SplitbenchError(f"{where}: the seeds were not all scored on the first {n} eval samples, so they "
+                                  "cannot be resampled together (records of another version?)")
+    keys = per_seed[0].keys()
+    return {k: np.concatenate([np.asarray(s[k]) for s in per_seed], axis=-1) for k in keys}, len(per_seed), n
+
+
+def _nanmax(arrays: list[np.ndarray]) -> np.ndarray:
+    stacked = np.stack(arrays)
+    out = np.full(stacked.shape[1:], np.nan)
+    ok = ~np.all(np.isnan(stacked), axis=0)
+    out[ok] = np.nanmax(stacked[:, ok], axis=0)
+    return out
+
+
+def representative(attacks: list[AttackSummary]) -> tuple[AttackSummary, str]:
+    """A family's representative among ``attacks`` (all ran) and what it was chosen on: the one that leaks most on
+    the attacker's own hold-out when every one was scored there, else (records without a hold-out) the strongest
+    on eval, which is an optimistic choice."""
+    if all(not math.isnan(a.holdout) for a in attacks):
+        return max(attacks, key=lambda a: (a.holdout, a.attack)), "holdout"
+    return max(attacks, key=lambda a: a.leakage.value), "eval"
+
+
+def matched_privacy(x: np.ndarray, y: np.ndarray, target: float) -> tuple[float, bool]:
+    """Privacy at matched utility on one curve: ``y`` (privacy) interpolated at ``x`` (validation Δutility) =
+    ``target``; when every setting keeps more utility than that, the most private setting's score (not reached);
+    NaN when no setting is within the budget."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if not len(x) or x.max() < target:
+        return math.nan, False
+    if x.min() >= target:
+        return float(y.min()), False
+    order = np.argsort(x, kind="stable")
+    return float(np.interp(target, x[order], y[order])), True
+
+
+class TableBuilder:
+    """Builds :class:`Track` s from the cells of one manifest.
+
+    Args:
+        cells: the manifest's records.
+        reference: the defense Δutility is paired against (and that is always admitted).
+        budget: the utility budget.
+        replicates: bootstrap replicates of every interval.
+        admission: ``selection`` or ``preregistered`` (see the module docstring).
+        preregistered: defense -> {track label ``backbone@split`` or ``*``: knob value}, for the preregistered rule.
+        cost_budget: cost (one of :data:`COST_RATIOS`) -> the largest ratio to the reference's that is admitted.
+    """
+
+    def __init__(self, cells: list[CellData], reference: str, budget: float, replicates: int,
+                 admission: str = "selection", preregistered: Mapping[str, Mapping[str, float]] | None = None,
+                 cost_budget: Mapping[str, float] | None = None):
+        if not 0.0 <= budget <= 1.0:
+            raise SplitbenchError(f"utility budget must be in [0, 1], got {budget}")
+        if replicates < 1:
+            raise SplitbenchError(f"bootstrap replicates must be at least 1, got {replicates}")
+        if admission not in ADMISSION_RULES:
+            raise SplitbenchError(f"admission rule {admission!r} is not one of {', '.join(ADMISSION_RULES)}")
+        if admission == "preregistered" and not preregistered:
+            raise SplitbenchError("the preregistered admission rule needs each defense's preregistered setting")
+        self.cells = cells
+        self.reference = reference
+        self.budget = budget
+        self.replicates = replicates
+        self.admission = admission
+        self.preregistered = {d: dict(v) for d, v in (preregistered or {}).items()}
+        self.cost_budget = check_cost_budget(cost_budget or {}, "cost budget")
+
+    def build(self) -> list[Track]:
+        by_track: dict[tuple, list[CellData]] = defaultdict(list)
+        for c in self.cells:
+            by_track[c.track].append(c)
+        return [self.track(key, cells) for key, cells in sorted(by_track.items())]
+
+    # -- one track --------------------------------------------------------------------------------------------------
+    def resample(self, key: tuple[str, str, str], cells: list[CellData]) -> TrackResample:
+        """The track's one crossed draw, sized from its records' outcomes."""
+        prefixes, n_val = set(), set()
+        for c in cells:
+            if "outcomes" not in c.record:
+                continue
+            out = c.outcomes()
+            if "model/utility" in out:
+                prefixes.add(len(out["model/utility"]))
+            if "model/val_utility" in out:
+                n_val.add(len(out["model/val_utility"]))
+            if c.status == "ok" and "attack/sample" in out:
+                prefixes.add(len(out["attack/sample"]))
+        if len(n_val) > 1:
+            raise SplitbenchError(f"track {' · '.join(key)}: models were validated on different numbers of samples "
+                                  f"({sorted(n_val)}); records of one track must share the validation split")
+        seeds = sorted({c.seed for c in cells})
+        return TrackResample(seeds, sorted(prefixes), n_val.pop() if n_val else 0, self.replicates, key)
+
+    def track(self, key: tuple[str, str, str], cells: list[CellData]) -> Track:
+        shares = [c for c in cells if c.aux_fraction != 1.0]
+        cells = [c for c in cells if c.aux_fraction == 1.0]
+        t = self._track(key, cells)
+        if shares:
+            self.knowledge(t, key, cells, shares)
+        return t
+
+    def knowledge(self, t: Track, key: tuple[str, str, str], cells: list[CellData], shares: list[CellData]) -> None:
+        """Each row's privacy score against the attackers that had only a share of their aux data: the attacks
+        run at that share stand in for their full-aux runs; the others keep their full-aux cells."""
+        resample = self.resample(key, cells + shares)
+        for f in sorted({c.aux_fraction for c in shares}, reverse=True):
+            mine = [c for c in shares if c.aux_fraction == f]
+            swapped = {c.attack for c in mine}
+            t.knowledge_attacks[f] = sorted(swapped)
+            by_row: dict[tuple[str, float], list[CellData]] = defaultdict(list)
+            for c in [c for c in cells if c.attack not in swapped] + mine:
+                by_row[c.row_key].append(c)
+            kinds = {c.attack: c.kind for c in cells + mine}
+            attacks = sorted({c.attack for c in cells})
+            t.knowledge[f] = {rk: self.row(rc, [], attacks, kinds, resample, f"{' · '.join(key)} at {f:g} aux").privacy
+                              for rk, rc in by_row.items()}
+
+    def _track(self, key: tuple[str, str, str], cells: list[CellData]) -> Track:
+        attacks = sorted({c.attack for c in cells})
+        kinds = {c.attack: c.kind for c in cells}
+        by_row: dict[tuple[str, float], list[CellData]] = defaultdict(list)
+        for c in cells:
+            by_row[c.row_key].append(c)
+        t = Track(*key, rows=[], reference=self.reference, budget=self.budget, attacks=attacks, kinds=kinds,
+                  admission=self.admission, replicates=self.replicates, seeds=tuple(sorted({c.seed for c in cells})),
+                  cost_budget=dict(self.cost_budget))
+        resample = self.resample(key, cells)
+        ref_keys = sorted(k for k in by_row if k[0] == self.reference)
+        ref_cells = by_row[ref_keys[0]] if ref_keys else []
+        if not ref_keys:
+            t.flags.append(f"the reference defense {self.reference!r} was not run on this track: no Δutility, no "
+                           "admission, no ranks")
+        for rk in sorted(by_row):
+            t.rows.append(self.row(by_row[rk], ref_cells, attacks, kinds, resample, " · ".join(key)))
+        ref_row = next((r for r in t.rows if (r.defense, r.knob_value) == (ref_keys[0] if ref_keys else None)), None)
+        self.guards(t, ref_row, ref_cells)
+        if ref_row is not None:
+            self.cost_ratios(t, ref_row)
+            (self.preregistered_admission if self.admission == "preregistered" else self.select)(t, ref_row)
+            self.matched(t)
+        if t.ranked:
+            self.rank(t)
+            self.pareto(t)
+        return t
+
+    def row(self, cells: list[CellData], ref_cells: list[CellData], attacks: list[str], kinds: dict[str, str],
+            resample: TrackResample, where: str) -> Row:
+        first = cells[0].config["defense"]
+        r = Row(first["name"], first["knob"], float(first["knob_value"]), first.get("more_private", "higher"),
+                bool(first.get("white_box_client", True)), tuple(sorted({c.seed for c in cells})))
+        r.cells = tuple(sorted((str(c.record.get("config_hash") or c.path.name), str(c.status),
+                                str((c.record.get("outcomes") or {}).get("sha256") or "")) for c in cells))
+        models = _by_seed(c for c in cells if "outcomes" in c.record)
+        if models:
+            self.utilities(r, models, _by_seed(c for c in ref_cells if "outcomes" in c.record), resample)
+            deployed = sorted({m for s in models for m in models[s].record["metrics"] if m.startswith(DEPLOYED)})
+            r.cost = {m: float(np.nanmean([models[s].metric(m) for s in models])) for m in (*COST, *deployed)}
+        reasons = {c.record.get("reason") or "" for c in cells if c.status == "not_applicable"}
+        if all(c.status == "not_applicable" for c in cells) and any(x.startswith("defense not applicable") for x in
+                                                                     reasons):
+            r.not_applicable = sorted(reasons)[0].removeprefix("defense not applicable: ")
+        for a in attacks:
+            mine = [c for c in cells if c.attack == a]
+            r.attacks[a] = self.attack_summary(a, kinds[a], mine, resample, f"{where}: {r.label} {a}")
+        self.families(r)
+        return r
+
+    def utilities(self, r: Row, models: dict[int, CellData], refs: dict[int, CellData],
+                  resample: TrackResample) -> None:
+        """Utility and validation utility, and both paired against the reference on the seeds they share."""
+        def outcome(cell: CellData, name: str) -> np.ndarray:
+            return np.asarray(cell.outcomes()[name], dtype=np.float64)
+
+        for attr, name, split, base in (("utility", "model/utility", "eval", models),
+                                        ("delta_utility", "model/utility", "eval", refs),
+                                        ("val_utility", "model/val_utility", "val", models),
+                                        ("val_delta_utility", "model/val_utility", "val", refs)):
+            paired = base is refs
+            seeds = sorted(set(models) & set(refs)) if paired else sorted(models)
+            if not seeds or any(name not in models[s].outcomes() for s in seeds):
+                continue
+            values = [outcome(models[s], name) - (outcome(refs[s], name) if paired else 0.0) for s in seeds]
+            point, reps = resample.apply(mean_of(np.concatenate(values)), len(seeds), len(values[0]), split)
+            setattr(r, attr, estimate(point, reps))
+            if attr == "val_delta_utility":
+                r.reps["val_delta"] = reps if reps is not None else np.asarray([point])
+
+    def attack_summary(self, attack: str, kind: str, cells: list[CellData], resample: TrackResample,
+                       where: str) -> AttackSummary:
+        s = self._attack_summary(attack, kind, cells, resample, where)
+        s.tuned = any(c.config["attack"].get("tuning") for c in cells)
+        return s
+
+    def _attack_summary(self, attack: str, kind: str, cells: list[CellData], resample: TrackResample,
+                        where: str) -> AttackSummary:
+        wb = bool(cells and cells[0].white_box_attack)
+        if not cells:
+            return AttackSummary(attack, kind, wb, "missing")
+        statuses = {c.status for c in cells}
+        if "failed" in statuses:
+            reason = next(c.record.get("reason") or "" for c in cells if c.status == "failed")
+            return AttackSummary(attack, kind, wb, "failed", reason=reason)
+        if statuses == {"not_applicable"}:
+            return AttackSummary(attack, kind, wb, "not_applicable", reason=cells[0].record.get("reason") or "")
+        ok = _by_seed(c for c in cells if c.status == "ok")
+        samples, k, n = _pooled([ok[s].attack_samples() for s in sorted(ok)], where)
+        stats = scorer_for(kind).statistics(samples)
+        point, reps = resample.apply(stats["leakage"], k, n)
+        point_draw = identity(k, n)
+        figures = {name: float(np.asarray(stat(point_draw))[0]) for name, stat in stats.items()}
+        held = [ok[s].attack_samples("holdout/") for s in sorted(ok)]
+        holdout = math.nan
+        if all(h.get("sample") is not None and len(h["sample"]) for h in held):
+            pooled = {key: np.concatenate([np.asarray(h[key]) for h in held], axis=-1) for key in held[0]}
+            m = len(pooled["sample"])
+            h_stats = scorer_for(kind).statistics(pooled)
+            holdout = float(h_stats.get("leakage_raw", h_stats["leakage"])(identity(1, m))[0])
+            figures["holdout_leakage"] = holdout
+        flagged = sum(1 for c in ok.values() if c.metric("not_converged") == 1.0)
+        return AttackSummary(attack, kind, wb, "ok", leakage=estimate(point, reps), figures=figures,
+                             reps=reps if reps is not None else np.asarray([point]), holdout=holdout,
+                             not_converged=flagged, seeds=len(ok))
+
+    def families(self, r: Row) -> None:
+        """Each family's representative (the attack that leaks most on the attacker's own hold-out) and the
+        privacy scores, replicate by replicate on the shared draw; beside it the strongest attack on eval."""
+        parts: dict[str, np.ndarray] = {}
+        parts_bb: dict[str, np.ndarray] = {}
+        points: dict[str, float] = {}
+        points_bb: dict[str, float] = {}
+        for fam in FAMILIES:
+            members = [a for a in r.attacks.values() if a.kind == fam]
+            if not members:
+                continue
+            if any(a.status in ("failed", "missing") for a in members):
+                r.complete = False
+                r.family[fam] = NAN
+                continue
+            ok = [a for a in members if a.status == "ok" and not math.isnan(a.leakage.value)]
+            if not ok:
+                continue  # not applicable on this track
+            best = max(ok, key=lambda a: a.leakage.value)
+            r.family_best_eval[fam] = estimate(best.leakage.value, _nanmax([a.reps for a in ok])
+                                               if self.replicates > 1 else None)
+            r.family_best_eval_attack[fam] = best.attack
+            rep_attack, r.family_chosen_on[fam] = representative(ok)
+            r.family[fam] = rep_attack.leakage
+            r.family_attack[fam] = rep_attack.attack
+            if fam == "transfer":
+                r.reps["transfer"] = rep_attack.reps
+            else:
+                parts[fam], points[fam] = rep_attack.reps, rep_attack.leakage.value
+                bb = [a for a in ok if not a.white_box]
+                if bb:
+                    bb_attack, _ = representative(bb)
+                    parts_bb[fam], points_bb[fam] = bb_attack.reps, bb_attack.leakage.value
+        for name, p, v in (("privacy", parts, points), ("privacy_blackbox", parts_bb, points_bb)):
+            if r.complete and p:
+                reps = _nanmax(list(p.values()))
+                setattr(r, name, estimate(max(v.values()), reps if self.replicates > 1 else None))
+                r.reps[name] = reps
+
+    # -- guards, admission, ranks -----------------------------------------------------------------------------------
+    def guards(self, t: Track, ref: Row | None, ref_cells: list[CellData]) -> None:
+        if ref is None:
+            return
+        tasks = [c.outcomes()["model/task"] for c in _by_seed(x for x in ref_cells if "outcomes" in x.record).values()
+                 if "model/task" in c.outcomes()]
+        if tasks:
+            labels = np.concatenate(tasks)
+            t.task_chance = float(np.bincount(labels.astype(np.int64)).max() / len(labels))
+            lo = ref.utility.lo if ref.utility.has_interval else ref.utility.value
+            if not lo > t.task_chance:
+                t.flags.append(f"the reference {ref.label} is not clearly above task chance (utility "
+                               f"{ref.utility.value:.3f}, interval from {lo:.3f}; majority rate {t.task_chance:.3f}): "
+                               "nothing on this track is ranked")
+        for a, s in ref.attacks.items():
+            if s.status == "ok":
+                lo = s.leakage.lo if s.leakage.has_interval else s.leakage.value
+                if not lo > 0:
+                    t.weak_attacks.append(a)
+                t.floors[a] = {k: v for k, v in s.figures.items()
+                               if k in ("attribute_floor", "attribute_majority", "ssim_baseline", "psnr_baseline",
+                                        "unintended_chance")}
+        if ref.privacy.has_interval and ref.privacy.lo > 0:
+            for r in t.rows:
+                r.relative = r.privacy.value / ref.privacy.value if ref.privacy.value else math.nan
+
+    def cost_ratios(self, t: Track, ref: Row) -> None:
+        """Each row's client cost as a ratio to the reference's: MACs and parameters as deployed where every row of
+        the track was deployed on one backbone, else on the track; bytes sent on the track."""
+        labels = {k[len(DEPLOYED):].rsplit("/", 1)[0] for r in t.rows for k in r.cost if k.startswith(DEPLOYED)}
+        deployed = sorted(labels)[0] if len(labels) == 1 else None
+        if deployed and not all(f"{DEPLOYED}{deployed}/client_macs" in r.cost for r in t.rows if r.cost):
+            deployed = None
+        t.cost_basis = f"deployed on {deployed}" if deployed else "on this track"
+        for r in t.rows:
+            for m in COST_RATIOS:
+                key = f"{DEPLOYED}{deployed}/{m}" if deployed and m != "payload_bytes" else m
+                mine, theirs = r.cost.get(key, math.nan), ref.cost.get(key, math.nan)
+                r.cost_ratio[m] = mine / theirs if theirs and not math.isnan(theirs) else math.nan
+
+    def over_cost(self, r: Row, ref: Row) -> str:
+        """Why the row is outside the suite's cost budget ("" when it is within, or is the reference)."""
+        if r is ref:
+            return ""
+        for m, limit in sorted(self.cost_budget.items()):
+            ratio = r.cost_ratio.get(m, math.nan)
+            if math.isnan(ratio):
+                return f"its {COST_NAMES[m]} was not measured, so the cost budget cannot admit it"
+            if ratio > limit + 1e-9:
+                return f"its {COST_NAMES[m]} is {ratio:.2f}x the reference's, above the cost budget of {limit:g}x"
+        return ""
+
+    def pareto(self, t: Track) -> None:
+        """Mark the ranked rows that no other ranked row beats on both privacy (interval entirely below) and client
+        MACs (ratio lower by more than 1%)."""
+        rows = [r for r in t.selected() if r.rank is not None and not math.isnan(r.privacy.value)
+                and not math.isnan(r.cost_ratio.get(PARETO_COST, math.nan))]
+
+        def beats(q: Row, r: Row) -> bool:
+            q_hi = q.privacy.hi if q.privacy.has_interval else q.privacy.value
+            r_lo = r.privacy.lo if r.privacy.has_interval else r.privacy.value
+            return q_hi < r_lo and q.cost_ratio[PARETO_COST] < 0.99 * r.cost_ratio[PARETO_COST]
+
+        for r in rows:
+            r.pareto = not any(beats(q, r) for q in rows if q is not r)
+
+    def _within(self, r: Row) -> np.ndarray:
+        """Per replicate: is the row's validation Δutility within the budget."""
+        v = r.reps.get("val_delta", np.asarray([r.val_delta_utility.value]))
+        return np.nan_to_num(v, nan=-np.inf) >= -self.budget - 1e-12
+
+    def _by_defense(self, t: Track) -> dict[str, list[Row]]:
+        out: dict[str, list[Row]] = defaultdict(list)
+        for r in t.rows:
+            if not r.not_applicable:
+                out[r.defense].append(r)
+        return out
+
+    def select(self, t: Track, ref: Row) -> None:
+        """Selection rule: per defense, the most private knob whose validation Δutility is within the budget, in
+        the point estimate and again in every replicate."""
+        for name, rows in self._by_defense(t).items():
+            rows = sorted(rows, key=lambda r: r.knob_value, reverse=rows[0].more_private == "higher")
+            if name == ref.defense:
+                rows = [ref]
+            over = {id(r): self.over_cost(r, ref) for r in rows}
+            for r in rows:
+                r.admissible = r is ref or (not math.isnan(r.val_delta_utility.value)
+                                            and r.val_delta_utility.value >= -t.budget - 1e-12 and not over[id(r)])
+            pick = next((r for r in rows if r.admissible), None)
+            reps = {figure: np.full(self.replicates, np.nan) for figure in VIEWS.values()}
+            taken = np.zeros(self.replicates, dtype=bool)
+            for r in rows:  # most private first: each replicate takes the first setting within its budget
+                now = ~taken & (np.ones(self.replicates, bool) if r is ref else self._within(r) & (not over[id(r)]))
+                r.selection = float(now.mean()) if self.replicates > 1 else math.nan
+                for figure in VIEWS.values():
+                    if figure in r.reps:
+                        reps[figure][now] = r.reps[figure][now]
+                taken |= now
+            if pick is None:
+                for r in rows:
+                    r.note = over[id(r)] and f"not admitted: {over[id(r)]}" or \
+                        "no knob setting within the utility budget on validation data"
+                continue
+            pick.selected = True
+            pick.borderline = self.replicates > 1 and pick.selection < BORDERLINE
+            for figure in VIEWS.values():
+                pick.reps[f"rank/{figure}"] = reps[figure]
+
+    def preregistered_admission(self, t: Track, ref: Row) -> None:
+        """Preregistered rule: the one setting each defense named for this track, admitted when the lower bound of
+        its validation Δutility is within the budget."""
+        for name, rows in self._by_defense(t).items():
+            if name == ref.defense:
+                pick = ref
+            else:
+                want = self.preregistered.get(name, {})
+                value = want.get(t.label, want.get("*"))
+                if value is None:
+                    raise SplitbenchError(f"track {t.label}: defense {name!r} has no preregistered setting (the "
+                                          "preregistered admission rule needs one per defense and track)")
+                pick = next((r for r in rows if abs(r.knob_value - float(value)) < 1e-12), None)
+                if pick is None:
+                    raise SplitbenchError(f"track {t.label}: the preregistered setting {name}@{float(value):g} is not "
+                                          f"in the run (it ran {', '.join(r.label for r in rows)})")
+            pick.preregistered = True
+            e = pick.val_delta_utility
+            lo = e.lo if e.has_interval else e.value
+            over = self.over_cost(pick, ref)
+            pick.admissible = pick is ref or (not math.isnan(lo) and lo >= -t.budget - 1e-12 and not over)
+            pick.selection = float(self._within(pick).mean()) if self.replicates > 1 else math.nan
+            if over:
+                pick.note = f"the preregistered setting is not admitted: {over}"
+                continue
+            if not pick.admissible:
+                pick.note = (f"the preregistered setting is not admitted: the lower bound of its validation Δutility "
+                             f"({lo:.3f}) is below -{t.budget:.3f}")
+                continue
+            pick.selected = True
+            for figure in VIEWS.values():
+                if figure in pick.reps:
+                    pick.reps[f"rank/{figure}"] = pick.reps[figure]
+
+    def matched(self, t: Track) -> None:
+        """Each defense's privacy at matched utility (validation Δutility = -budget), per replicate."""
+        for name, rows in self._by_defense(t).items():
+            rows = [r for r in rows if "privacy" in r.reps and "val_delta" in r.reps and r.white_box_client]
+            if not rows:
+                continue
+            x = np.asarray([r.val_delta_utility.value for r in rows])
+            y = np.asarray([r.privacy.value for r in rows])
+            point, reached = matched_privacy(x, y, -t.budget)
+            m = Matched(name, reached=reached, settings=len(rows))
+            if self.replicates > 1:
+                xs = np.stack([r.reps["val_delta"] for r in rows])
+                ys = np.stack([r.reps["privacy"] for r in rows])
+                m.reps = np.asarray([matched_privacy(xs[:, b], ys[:, b], -t.budget)[0]
+                                     for b in range(self.replicates)])
+            m.privacy = estimate(point, m.reps)
+            t.matched[name] = m
+
+    def rank(self, t: Track) -> None:
+        chosen = t.selected()
+        eligible = {
+            "rank": [r for r in chosen if r.white_box_client and r.complete and not math.isnan(r.privacy.value)],
+            "rank_blackbox": [r for r in chosen if r.complete and not math.isnan(r.privacy_blackbox.value)],
+            "rank_transfer": [r for r in chosen if "transfer" in r.family
+                              and not math.isnan(r.family["transfer"].value)],
+        }
+        for view, rows in eligible.items():
+            figure = VIEWS[view]
+            points = [(r.family["transfer"] if figure == "transfer" else getattr(r, figure)).value for r in rows]
+            reps = (np.stack([r.reps[f"rank/{figure}"] for r in rows])
+                    if self.replicates > 1 and rows else None)
+            for r, (p, lo, hi) in zip(rows, rank_intervals(points, reps)):
+                setattr(r, view, (lo, hi))
+                r.rank_point[view] = p
+        ms = [m for m in t.matched.values() if not math.isnan(m.privacy.value)]
+        reps = np.stack([m.reps for m in ms]) if self.replicates > 1 and ms else None
+        for m, (p, lo, hi) in zip(ms, rank_intervals([m.privacy.value for m in ms], reps)):
+            m.rank, m.rank_point = (lo, hi), p
