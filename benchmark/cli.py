@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
                           description="Render a static HTML site (readable offline) from leaderboard entries and "
                                       "run directories: tracks, ranked tables, plots, heatmaps, galleries.")
     site.add_argument("sources", nargs="*", metavar="ENTRY_OR_RUN",
-                      help="entry folders or run directories (default: every entry under leaderboard/entries)")
+                      help="entry folders or run directories (default: every entry under entries)")
     site.add_argument("--out", default="site", help="output folder (default: site/)")
 
     hw = sub.add_parser("hardware", parents=[share["device"], share["data"], share["plugin"]],
@@ -134,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("run_dir", help="the --out directory of `splitbench run`")
     submit.add_argument("--card", required=True, help="the entry card (entry.yaml)")
     submit.add_argument("--out", required=True, help="the entry folder to write")
+
+    shared = sub.add_parser("share", help="store the files several entries hold in common once, by checksum",
+                           description="In a folder of entry folders, move every file that two or more entries list "
+                                       "with the same sha256 into DIR/objects/ and remove the copies. Entries keep "
+                                       "listing all their files; check, verify and site read them from there.")
+    shared.add_argument("collection", nargs="?", default="entries",
+                       help="the folder of entry folders (default: entries)")
 
     verify = sub.add_parser("verify", parents=[share["device"], share["data"]],
                         help="re-run sampled cells of an entry and compare every metric",
@@ -301,6 +308,15 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return cmd_submit(args)
 
 
+def _cmd_share(args: argparse.Namespace) -> int:
+    from leaderboard.objects import share
+
+    s = share(Path(args.collection))
+    print(f"splitbench: {s['entries']} entries in {args.collection}: {s['files_moved']} copies now stored once "
+          f"({s['objects']} shared files); {s['bytes_before'] / 1e6:.1f} MB -> {s['bytes_after'] / 1e6:.1f} MB")
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from leaderboard.submission import cmd_verify
 
@@ -317,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(message)s", stream=sys.stderr)
     try:
         handler = {"list": _cmd_list, "run": _cmd_run, "leaderboard": _cmd_leaderboard, "site": _cmd_site,
-                   "hardware": _cmd_hardware, "submit": _cmd_submit, "verify": _cmd_verify}[args.command]
+                   "hardware": _cmd_hardware, "submit": _cmd_submit, "share": _cmd_share,
+                   "verify": _cmd_verify}[args.command]
         return handler(args)
     except SplitbenchError as exc:
         if args.traceback:

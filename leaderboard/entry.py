@@ -18,7 +18,7 @@ and shown apart (:func:`is_official`).
 
 Example:
     >>> from leaderboard.entry import submit, is_official
-    >>> entry = submit("runs/quick", "entry.yaml", "leaderboard/entries/my-defense",
+    >>> entry = submit("runs/quick", "entry.yaml", "entries/my-defense",
     ...                plugins=["my_defense.py"])                       # doctest: +SKIP
     >>> is_official(entry)                                              # doctest: +SKIP
     False

@@ -382,7 +382,7 @@ def unofficial_notice(suite: str, tracks: list[Track]) -> str:
     count = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
     what = "a smoke test and demo whose ranks are not official" if suite == "quick" else "not an official track"
     return (f"**Not an official ranking:** suite `{suite}` ({count}) is {what}; the official ranking is the "
-            "`standard-cpu` suite's (Fashion-MNIST, 5 seeds), in the entries under `leaderboard/entries/` "
+            "`standard-cpu` suite's (Fashion-MNIST, 5 seeds), in the entries under `entries/` "
             "(`splitbench site` renders them).")
 
 

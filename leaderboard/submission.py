@@ -6,7 +6,7 @@ lines and an exit code: 0 for a written entry or one verified exactly or found c
 from the entry (exactly) or lies outside its seed spread (another machine). Bad input raises
 :class:`~benchmark.core.errors.SplitbenchError`, which the CLI prints as one line with exit code 2.
 
-The folder ``leaderboard/entries/`` holds the shipped entries (data, not code).
+The folder ``entries/`` holds the shipped entries (data, not code).
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ from leaderboard.entry import (
     parse_resolved_suite,
     track_of,
 )
+from leaderboard.objects import complete_entry
 
 #: Family-wise error rate of a consistency check (Bonferroni over the figures judged).
 ALPHA = 0.05
@@ -479,14 +480,10 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
     reported, with status ``mismatch`` (exact) or ``inconsistent``.
 
     Example:
-        >>> result = verify_entry("leaderboard/entries/my-defense", cells=2, trust_code=True)   # doctest: +SKIP
+        >>> result = verify_entry("entries/my-defense", cells=2, trust_code=True)   # doctest: +SKIP
         >>> result["status"]                                                                     # doctest: +SKIP
         'consistent'
     """
-    import benchmark
-    from benchmark.engine.runner import check_device
-    from benchmark.store.records import environment
-    from benchmark.suites.suite import expand
 
     if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
         raise SplitbenchError(f"--cells {cells!r}: expected a positive number of cells to re-run")
@@ -495,9 +492,23 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
                               "re-run seeds with the entry's seed spread)")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise SplitbenchError(f"alpha {alpha!r}: expected a family-wise error rate between 0 and 1")
+    with complete_entry(entry) as root:  # files stored once for several entries are put back (in a temporary copy)
+        return _verify_complete(Path(entry), root, cells, seed, device, data_root, download, seeds, report,
+                                trust_code, alpha)
+
+
+def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str, data_root: str | Path | None,
+                     download: bool, seeds: int | None, report: str | Path | None, trust_code: bool,
+                     alpha: float) -> dict[str, Any]:
+    """:func:`verify_entry` on ``root``, a folder with every file of ``entry`` (messages and the report name
+    ``entry``)."""
+    import benchmark
+    from benchmark.engine.runner import check_device
+    from benchmark.store.records import environment
+    from benchmark.suites.suite import expand
+
     t0 = time.perf_counter()
-    entry = Path(entry)
-    card, contents = check_entry(entry)
+    card, contents = check_entry(root)
     mid = str(contents.manifest["manifest_id"])
     if report is not None:
         _check_report_path(Path(report), entry)
@@ -506,7 +517,7 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
     here = environment(device)
     _check_libraries(entry, contents, here)
     _check_trust(entry, card, trust_code)
-    plugins = entry_plugins(entry, card)
+    plugins = entry_plugins(root, card)
     check_code(card, plugins, str(entry / CARD_FILE))
     suite = parse_resolved_suite(contents)
 

@@ -47,7 +47,7 @@ def build_site(sources: Sequence[str | Path] | None, out: str | Path) -> Path:
 
     Args:
         sources: entry folders or run directories; empty or ``None`` for every entry under
-            ``leaderboard/entries/`` (an empty or missing folder gives a site that says so).
+            ``entries/`` (an empty or missing folder gives a site that says so).
         out: the folder to write; created if missing, replaced if it holds an earlier site.
 
     Example:
@@ -273,7 +273,7 @@ class SiteWriter:
         self.render("index.html.j2", "index.html", official=[t for t in self.tracks if t.official],
                     unofficial=[t for t in self.tracks if not t.official], defenses=self.defenses,
                     sources=self.sources, from_default=self.from_default,
-                    entries_dir=f"{ENTRIES_DIR.parent.name}/{ENTRIES_DIR.name}/", nav="index")
+                    entries_dir=f"{ENTRIES_DIR.name}/", nav="index")
         (self.root / MARKER).write_text("written by `splitbench site`; the folder is replaced on the next build\n")
 
     def palette_css(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ from benchmark.core.errors import SplitbenchError
 from benchmark.core.io import json_number, sha256_file
 from benchmark.store.records import iter_records, load_frame
 from leaderboard.entry import OFFICIAL_SUITES
+from leaderboard.objects import complete_entry
 from leaderboard.protocol import CellData, Track
 from leaderboard.render import build_tracks, paper_rows
 
-ENTRIES_DIR = Path(__file__).resolve().parent.parent / "entries"
+ENTRIES_DIR = Path(__file__).resolve().parents[2] / "entries"  # the checkout's entries/ (data, not code)
 
 
 @dataclasses.dataclass
@@ -155,7 +157,7 @@ class Source:
 
 
 def default_sources() -> list[Path]:
-    """Every entry folder under ``leaderboard/entries/`` (none when the folder is missing)."""
+    """Every entry folder under ``entries/`` (none when the folder is missing)."""
     if not ENTRIES_DIR.is_dir():
         return []
     return sorted(p for p in ENTRIES_DIR.iterdir() if p.is_dir() and (p / "entry.yaml").is_file())
@@ -190,10 +192,16 @@ def load_source(path: Path) -> Source:
 
 def _load_entry(path: Path) -> Source:
     card = _read_yaml(path / "entry.yaml")
-    run = path / "run"
+    files = complete_entry(path)
+    root = files.__enter__()
+    run = root / "run"
     if not (run / "records").is_dir():
-        raise SplitbenchError(f"{path}: entry has no run directory (expected {run}/records/ beside entry.yaml)")
+        raise SplitbenchError(f"{path}: entry has no run directory (expected {path / 'run'}/records/ beside "
+                              "entry.yaml)")
     src = _load_run(path, run, "entry")
+    # an entry whose files are partly stored once in its collection is read from a temporary complete copy: it
+    # lives as long as this source (the site copies gallery images from it), and goes when the source does
+    weakref.finalize(src, files.__exit__, None, None, None)
     src.card = card
     report = path / "verification.json"
     if report.is_file():
