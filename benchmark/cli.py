@@ -309,7 +309,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_share(args: argparse.Namespace) -> int:
-    from leaderboard.objects import share
+    from leaderboard.entry.objects import share
 
     s = share(Path(args.collection))
     print(f"splitbench: {s['entries']} entries in {args.collection}: {s['files_moved']} copies now stored once "

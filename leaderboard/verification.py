@@ -82,7 +82,7 @@ from leaderboard.entry import (
     parse_resolved_suite,
     track_of,
 )
-from leaderboard.objects import complete_entry
+from leaderboard.entry.objects import complete_entry
 
 #: Family-wise error rate of a consistency check (Bonferroni over the figures judged).
 ALPHA = 0.05

@@ -11,7 +11,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.core.errors import SplitbenchError
 from leaderboard.entry import check_entry
-from leaderboard.objects import complete_entry, listed_files, missing_files, object_path, share
+from leaderboard.entry.objects import complete_entry, listed_files, missing_files, object_path, share
 from tests.test_entries import built, copy_entry, entry, seed_drawing, sha  # noqa: F401  (fixtures and helpers)
 
 

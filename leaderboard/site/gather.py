@@ -22,7 +22,7 @@ from benchmark.core.errors import SplitbenchError
 from benchmark.core.io import json_number, sha256_file
 from benchmark.store.records import iter_records, load_frame
 from leaderboard.entry import OFFICIAL_SUITES
-from leaderboard.objects import complete_entry
+from leaderboard.entry.objects import complete_entry
 from leaderboard.protocol import CellData, Track
 from leaderboard.render import build_tracks, paper_rows
 

@@ -26,10 +26,9 @@ from typing import Any
 
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.io import sha256_file
+from leaderboard.entry.layout import CARD_FILE, CHECKSUMS_FILE
 
 OBJECTS_DIR = "objects"
-CHECKSUMS_FILE = "checksums.json"  # as leaderboard.entry writes it
-CARD_FILE = "entry.yaml"
 
 
 def object_path(collection: Path, digest: str) -> Path:
