@@ -63,8 +63,9 @@ def test_an_edited_shared_object_fails_the_check_of_every_entry_using_it(collect
     obj = object_path(root, digest)
     obj.write_text(obj.read_text().replace("entry_test_noise", "entry_test_nois3"))
     for e in (a, b):
-        with complete_entry(e) as full, pytest.raises(SplitbenchError, match="sha256 does not match"):
+        with pytest.raises(SplitbenchError, match="sha256 does not match") as err, complete_entry(e) as full:
             check_entry(full)
+        assert str(err.value).startswith(str(e / rel))  # the entry's path, not the temporary copy's
     with pytest.raises(SplitbenchError, match="sha256 does not match .*nothing was moved"):
         share(root)
 

@@ -87,7 +87,10 @@ def complete_entry(entry: str | Path) -> Iterator[Path]:
             dst = root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(src, dst)
-        yield root
+        try:
+            yield root
+        except SplitbenchError as exc:  # name the entry's own paths, not the temporary copy's
+            raise SplitbenchError(str(exc).replace(str(root), str(entry))) from None
 
 
 def share(collection: str | Path) -> dict[str, Any]:
