@@ -20,7 +20,7 @@ Example:
     >>> w = torch.nn.Parameter(torch.zeros(1))
     >>> t = Trainer(progress=False)
     >>> hist = t.optimize({"w": ParamGroup([w], lr=0.1)}, lambda step: {"w": (w - 1).pow(2).sum()}, steps=200)
-    >>> round(float(w), 2)
+    >>> round(float(w.detach()), 2)
     1.0
 """
 
