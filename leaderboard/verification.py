@@ -486,7 +486,7 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
     import benchmark
     from benchmark.engine.runner import check_device
     from benchmark.store.records import environment
-    from benchmark.suites.suite import expand
+    from benchmark.suites.expand import expand
 
     if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
         raise SplitbenchError(f"--cells {cells!r}: expected a positive number of cells to re-run")

@@ -56,7 +56,9 @@ from benchmark.store.records import (
     write_outcomes,
     write_record,
 )
-from benchmark.suites.suite import Cell, ModelSpec, Suite, expand, load_suite, parse_suite, suite_to_raw
+from benchmark.suites.expand import expand
+from benchmark.suites.model import Cell, ModelSpec, Suite
+from benchmark.suites.parse import load_suite, parse_suite, suite_to_raw
 
 log = logging.getLogger("splitbench")
 
@@ -576,7 +578,7 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
         >>> summary = run("quick", out="runs/quick", defenses=["no_pruning"], attacks=["attribute_inference"])
         ... # doctest: +SKIP
     """
-    from benchmark.suites.suite import restrict
+    from benchmark.suites.narrow import restrict
 
     s = suite if isinstance(suite, Suite) else load_suite(suite)
     if latency_repeats < 1:
