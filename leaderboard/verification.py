@@ -484,7 +484,7 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
         'consistent'
     """
     import benchmark
-    from benchmark.engine.runner import check_device
+    from benchmark.engine.checks import check_device
     from benchmark.store.records import environment
     from benchmark.suites.expand import expand
 

@@ -293,7 +293,7 @@ def test_the_model_cache_key_names_device_precision_and_versions(finished_run):
     import torch
 
     from benchmark.data.scenarios.digits import Digits, DigitsConfig
-    from benchmark.engine.runner import model_cache_key
+    from benchmark.engine.identity import model_cache_key
     from benchmark.suites.expand import expand
     from benchmark.suites.parse import load_suite
 
