@@ -44,7 +44,7 @@ MOVED = {
     "benchmark.scoring.convergence": "benchmark.measure.scoring.convergence",
     "benchmark.scoring.intervals": "benchmark.measure.intervals",
     "benchmark.scoring.table": "leaderboard.protocol",
-    "benchmark.suite": "benchmark.suites.suite",
+    "benchmark.suite": "benchmark.suites",
     "benchmark.tuning": "benchmark.suites.tuning",
     "benchmark.records": "benchmark.store.records",
     "benchmark.manifest": "benchmark.store.manifest",

@@ -214,7 +214,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 if args.verbose:
                     _print_fields(describe(cls.Config))
     if what in ("all", "suites"):
-        from benchmark.suites.suite import load_suite
+        from benchmark.suites.parse import load_suite
 
         print("suites:")
         for name, _ in registry.SUITES.items():
@@ -280,7 +280,8 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 def _cmd_hardware(args: argparse.Namespace) -> int:
     from benchmark.core import registry
     from benchmark.engine.hardware import hardware_table, load_rows, run_hardware
-    from benchmark.suites.suite import load_suite, restrict
+    from benchmark.suites.narrow import restrict
+    from benchmark.suites.parse import load_suite
 
     if args.table:
         print(hardware_table(load_rows([Path(d) for d in args.table]), args.format), end="")

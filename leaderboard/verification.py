@@ -503,9 +503,9 @@ def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str
     """:func:`verify_entry` on ``root``, a folder with every file of ``entry`` (messages and the report name
     ``entry``)."""
     import benchmark
-    from benchmark.engine.runner import check_device
+    from benchmark.engine.checks import check_device
     from benchmark.store.records import environment
-    from benchmark.suites.suite import expand
+    from benchmark.suites.expand import expand
 
     t0 = time.perf_counter()
     card, contents = check_entry(root)

@@ -147,7 +147,8 @@ def test_failed_cells_give_exit_code_1(suite_file, tmp_path, capsys):
 
 def test_set_values_are_read_as_yaml(suite_file, tmp_path):
     from benchmark.cli import _kv
-    from benchmark.suites.suite import apply_overrides, load_suite
+    from benchmark.suites.narrow import apply_overrides
+    from benchmark.suites.parse import load_suite
 
     over = _kv(["attack.inversion_decoder.max_aux=30", "train.lr=0.01", "defense.random_pruning.prune_ratio=0.25"],
                "--set")

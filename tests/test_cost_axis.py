@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmark.core.errors import SplitbenchError
-from benchmark.suites.suite import load_suite, parse_suite
+from benchmark.suites.parse import load_suite, parse_suite
 from leaderboard.render import build_tracks, render_run, to_csv
 from tests.fake_runs import FakeCell
 

@@ -11,7 +11,7 @@ import benchmark
 from benchmark.core.errors import NotApplicable, SplitbenchError
 from benchmark.core.registry import DEFENSES
 from benchmark.models.backbones import BackboneSpec
-from benchmark.suites.suite import parse_suite
+from benchmark.suites.parse import parse_suite
 from leaderboard.render import render_run
 from tests.helpers import smoke_defense
 
@@ -126,7 +126,7 @@ def test_a_deployment_split_the_backbone_lacks_stops_the_run_before_training(tmp
 
 
 def test_the_resolved_suite_keeps_the_deployment(tmp_path):
-    from benchmark.suites.suite import suite_to_raw
+    from benchmark.suites.parse import suite_to_raw
 
     suite = parse_suite(__import__("yaml").safe_load(SUITE), "deploy")
     again = parse_suite(suite_to_raw(suite), "again")

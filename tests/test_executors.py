@@ -292,7 +292,7 @@ def test_a_runner_re_created_from_its_spec_plans_the_same_cells(reference, tmp_p
 
     from benchmark.data.types import DataOptions
     from benchmark.engine.runner import Runner, RunOptions
-    from benchmark.suites.suite import load_suite
+    from benchmark.suites.parse import load_suite
 
     suite = load_suite(reference / "pool.yaml")
     one = next(c.file_name for _, cs in Runner(suite, RunOptions(out=tmp_path / "o")).plan() for c in cs)

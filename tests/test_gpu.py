@@ -42,12 +42,12 @@ def test_tiny_suite_end_to_end_on_cuda(tmp_path):
 
 def test_data_is_moved_to_the_gpu_once(tmp_path):
     from benchmark.engine.runner import Runner, RunOptions
-    from benchmark.suites.suite import load_suite
+    from benchmark.suites.parse import load_suite
 
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY)
     runner = Runner(load_suite(str(suite)), RunOptions(out=tmp_path / "o", device="cuda", progress=False))
-    from benchmark.suites.suite import expand
+    from benchmark.suites.expand import expand
 
     spec = expand(runner.suite)[0][0]
     data = runner.data_for(spec)

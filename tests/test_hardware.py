@@ -11,7 +11,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.core.errors import SplitbenchError
 from benchmark.engine.hardware import KEYS, fingerprint, hardware_table, load_rows, run_hardware
-from benchmark.suites.suite import load_suite
+from benchmark.suites.parse import load_suite
 
 SUITE = textwrap.dedent("""
     name: hw

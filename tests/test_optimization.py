@@ -17,7 +17,7 @@ from benchmark.api.contract import Access
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.fields import build_config
 from benchmark.core.registry import DEFENSES
-from benchmark.suites.suite import load_suite
+from benchmark.suites.parse import load_suite
 from tests.helpers import fitted_frozen, float64, make_target, reconstruction_scores_of, smoke_defense
 
 

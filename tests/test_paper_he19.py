@@ -11,7 +11,8 @@ import pytest
 import benchmark
 from benchmark.core.fields import to_dict
 from benchmark.models.backbones import split_points
-from benchmark.suites.suite import expand, load_suite
+from benchmark.suites.expand import expand
+from benchmark.suites.parse import load_suite
 from tests.fixtures import write_cifar10
 
 TINY = {"train.epochs": 1, "train.batch_size": 16, "attack.optimization.steps": 2,

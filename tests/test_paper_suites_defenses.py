@@ -10,7 +10,8 @@ import json
 import pytest
 
 import benchmark
-from benchmark.suites.suite import expand, load_suite
+from benchmark.suites.expand import expand
+from benchmark.suites.parse import load_suite
 from tests.fixtures import write_cifar100, write_fairface
 
 TINY = {"train.epochs": 1, "train.batch_size": 16, "attack.attribute_inference.epochs": 1,

@@ -293,8 +293,9 @@ def test_the_model_cache_key_names_device_precision_and_versions(finished_run):
     import torch
 
     from benchmark.data.scenarios.digits import Digits, DigitsConfig
-    from benchmark.engine.runner import model_cache_key
-    from benchmark.suites.suite import expand, load_suite
+    from benchmark.engine.identity import model_cache_key
+    from benchmark.suites.expand import expand
+    from benchmark.suites.parse import load_suite
 
     root, _ = finished_run
     spec, _ = expand(load_suite(str(root / "tiny.yaml")))[0]

@@ -6,7 +6,8 @@ import pytest
 
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.registry import SUITES
-from benchmark.suites.suite import expand, load_suite, parse_suite
+from benchmark.suites.expand import expand
+from benchmark.suites.parse import load_suite, parse_suite
 
 
 @pytest.mark.parametrize("name", SUITES.names())
@@ -109,7 +110,7 @@ def test_eval_counts_and_release_draws_reach_the_cells():
 
 @pytest.mark.parametrize("name", SUITES.names())
 def test_a_resolved_suite_reads_back_to_the_same_cells(name):
-    from benchmark.suites.suite import suite_to_raw
+    from benchmark.suites.parse import suite_to_raw
 
     suite = load_suite(name)
     again = parse_suite(suite_to_raw(suite), "resolved")
@@ -125,14 +126,15 @@ def _cells(suite):
 
 def _read_back(suite):
     """The suite as a worker process re-creates it (:meth:`benchmark.engine.runner.Runner.to_spec`)."""
-    from benchmark.suites.suite import suite_to_raw
+    from benchmark.suites.parse import suite_to_raw
 
     return parse_suite(suite_to_raw(suite), "resolved")
 
 
 def test_standard_cpu_narrowed_to_one_backbone_reads_back_with_its_deployment():
     from benchmark.models.backbones import BackboneSpec
-    from benchmark.suites.suite import restrict, suite_to_raw
+    from benchmark.suites.narrow import restrict
+    from benchmark.suites.parse import suite_to_raw
 
     raw = suite_to_raw(load_suite("standard-cpu"))  # one track; give it a second one, deployed too
     raw["backbones"].append({"name": "test_resnet", "split": "layer2", "pretrained": False})
@@ -160,7 +162,7 @@ def test_standard_cpu_narrowed_to_one_backbone_reads_back_with_its_deployment():
     ("paper-dcp", {"defenses": ["random_pruning", "no_pruning"], "attacks": ["inversion_decoder"]}, []),
 ])
 def test_a_narrowed_paper_suite_keeps_the_numbers_of_the_cells_it_runs_and_reads_back(name, narrowing, numbers):
-    from benchmark.suites.suite import restrict
+    from benchmark.suites.narrow import restrict
 
     full = load_suite(name)
     narrowed = restrict(full, **narrowing)
@@ -171,7 +173,7 @@ def test_a_narrowed_paper_suite_keeps_the_numbers_of_the_cells_it_runs_and_reads
 
 
 def test_a_narrowed_tuned_suite_tunes_the_attacks_it_kept_and_reads_back():
-    from benchmark.suites.suite import restrict
+    from benchmark.suites.narrow import restrict
 
     full = load_suite("standard")
     assert "inversion_decoder" in full.tuning and "attribute_inference" in full.tuning
@@ -201,7 +203,7 @@ def prereg(**defense_extra):
 
 
 def test_preregistered_settings_reach_the_manifest_with_a_hash_and_read_back():
-    from benchmark.suites.suite import suite_to_raw
+    from benchmark.suites.parse import suite_to_raw
 
     s = parse_suite(prereg(preregistered=0.25), "t")
     pres = s.presentation()
@@ -236,7 +238,7 @@ def test_bad_admission_settings_are_one_line_each(change, message):
 
 
 def test_an_override_that_drops_a_preregistered_setting_is_refused_and_the_rule_can_be_switched():
-    from benchmark.suites.suite import restrict
+    from benchmark.suites.narrow import restrict
 
     s = parse_suite(prereg(preregistered=0.25), "t")
     with pytest.raises(SplitbenchError, match="preregistered setting random_pruning@0.25 is not among"):
@@ -250,7 +252,7 @@ def test_an_override_that_drops_a_preregistered_setting_is_refused_and_the_rule_
 
 
 def test_the_attacker_knowledge_axis_adds_cells_at_each_share_and_leaves_the_main_ones_alone():
-    from benchmark.suites.suite import suite_to_raw
+    from benchmark.suites.parse import suite_to_raw
 
     raw = base()
     raw["attacks"] = ["attribute_inference", "inversion_decoder"]

@@ -15,7 +15,7 @@ from benchmark.core.registry import ATTACKS
 from benchmark.engine.attacking import candidates, split_aux, tune
 from benchmark.models.trainer import Trainer
 from benchmark.store.records import iter_records
-from benchmark.suites.suite import parse_suite
+from benchmark.suites.parse import parse_suite
 from benchmark.suites.tuning import Tuning
 from tests.helpers import Forbidden, fitted_frozen
 
@@ -125,7 +125,7 @@ def test_an_attack_asked_to_tune_without_a_search_space_is_named(monkeypatch):
 
 
 def test_tuning_can_be_switched_on_from_the_command_line():
-    from benchmark.suites.suite import apply_overrides
+    from benchmark.suites.narrow import apply_overrides
 
     suite = parse_suite({k: v for k, v in base_suite().items() if k != "tuning"}, "x.yaml")
     assert suite.tuning == {}

@@ -137,7 +137,7 @@ def _release_cost(defense: Defense, x_all: Tensor, trainer: Trainer, repeats: in
 
 
 def deployed_client(defense: Defense, target: Any, device: torch.device, batch: int) -> tuple[Defense, Tensor]:
-    """``defense`` deployed on ``target``'s real backbone (a suite's :class:`~benchmark.suites.suite.DeploymentSpec`;
+    """``defense`` deployed on ``target``'s real backbone (a suite's :class:`~benchmark.suites.model.DeploymentSpec`;
     :meth:`Defense.deployed_on`) on ``device``, and ``batch`` synthetic normalized inputs of its image size (what
     is timed does not depend on pixel values). Raises :class:`~benchmark.core.errors.NotApplicable` like
     ``deployed_on``."""

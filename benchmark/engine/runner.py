@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 import traceback
 from collections.abc import Iterable
@@ -42,7 +41,9 @@ from benchmark.engine.attacking import (
     take_rows,
     tune,
 )
+from benchmark.engine.checks import check_device, check_writable
 from benchmark.engine.evaluation import ModelEvaluation, client_cost, deployed_cost, evaluate, release_and_score
+from benchmark.engine.identity import model_cache_key
 from benchmark.engine.summary import RunSummary
 from benchmark.measure.scoring import Truth, convergence, scorer_for
 from benchmark.models.trainer import Trainer, place
@@ -56,7 +57,9 @@ from benchmark.store.records import (
     write_outcomes,
     write_record,
 )
-from benchmark.suites.suite import Cell, ModelSpec, Suite, expand, load_suite, parse_suite, suite_to_raw
+from benchmark.suites.expand import expand
+from benchmark.suites.model import Cell, ModelSpec, Suite
+from benchmark.suites.parse import load_suite, parse_suite, suite_to_raw
 
 log = logging.getLogger("splitbench")
 
@@ -87,18 +90,6 @@ class CellResult:
     outcomes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     traceback: str | None = None
     gallery: np.ndarray | None = None  # uint8 [2, K, H, W, C]: eval images above their reconstructions
-
-
-def model_cache_key(spec: ModelSpec, data: ScenarioData, device: torch.device, amp: bool) -> dict[str, Any]:
-    """Everything a trained model depends on: its spec, the data, the device type, the precision and the library
-    versions (a model trained under other versions is retrained, not silently reused)."""
-    import timm
-
-    from benchmark.store.records import package_version
-
-    return {**spec.as_dict(), "data": data_fingerprint(data), "device_type": device.type,
-            "precision": "bf16-autocast" if amp else "fp32", "torch": torch.__version__, "timm": timm.__version__,
-            "splitbench": package_version()}
 
 
 class Runner:
@@ -445,7 +436,7 @@ class Runner:
                 summary.failures.append(f"{cell.file_name}: {result.reason}")
                 log.warning("%s %s: failed: %s", label, cell.attack.label, result.reason)
             else:
-                log.info("%s %s: %s", label, cell.attack.label, _brief(result))
+                log.info("%s %s: %s", label, cell.attack.label, _brief(cell, result))
         self.flag_convergence(label, cells)
         return summary
 
@@ -500,61 +491,11 @@ class Runner:
         write_record(path, rec)
 
 
-def check_device(name: str) -> torch.device:
-    """``--device``: a device string torch understands and this machine has, else one clear error."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise SplitbenchError(f"--device {name!r} is not a device (expected cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise SplitbenchError(f"--device {name} was asked for but no CUDA GPU is available (use --device cpu)")
-        if device.index is not None and device.index >= n:
-            raise SplitbenchError(f"--device {name}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
-    elif device.type != "cpu":
-        raise SplitbenchError(f"--device {name}: only cpu and cuda devices are supported")
-    return device
-
-
-def check_writable(path: Path, flag: str) -> None:
-    """An output folder that exists as a folder or can be created, and can be written to."""
-    if path.exists() and not path.is_dir():
-        raise SplitbenchError(f"{flag} {path}: exists and is not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise SplitbenchError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from exc
-
-
-def _brief(result: CellResult) -> str:
-    m = result.metrics
+def _brief(cell: Cell, result: CellResult) -> str:
+    """The log's line for a finished cell: its status, or its attack kind's scorer's summary of the metrics."""
     if result.status != "ok":
         return f"{result.status} ({result.reason})"
-    parts = [f"leakage {m.get('leakage', float('nan')):.3f}"]
-    if "attribute_accuracy" in m:
-        parts.append(f"accuracy {m['attribute_accuracy']:.3f} (floor {m['attribute_floor']:.3f})")
-    if "ssim" in m:
-        parts.append(f"SSIM {m['ssim']:.3f} (floor {m['ssim_baseline']:.3f}), PSNR {m['psnr']:.2f} dB")
-    if "unintended_acc_max" in m:
-        parts.append(f"best unintended {m.get('adaptive_unintended_acc_max', m['unintended_acc_max']):.3f} "
-                     f"(chance {m['unintended_chance']:.3f})")
-    return ", ".join(parts)
-
-
-def data_fingerprint(data: ScenarioData) -> str:
-    """A hash of every image and label, so a cached model is never reused on different data."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for sp in (data.train, data.val, data.aux, data.eval):
-        for t in (sp.images, sp.task, sp.sensitive):
-            if t is not None:
-                h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:20]
+    return scorer_for(ATTACKS.get(cell.attack.name).kind).brief(result.metrics)
 
 
 def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: str = "cpu",
@@ -576,7 +517,7 @@ def run(suite: str | Suite = "quick", out: str | Path = "runs/quick", device: st
         >>> summary = run("quick", out="runs/quick", defenses=["no_pruning"], attacks=["attribute_inference"])
         ... # doctest: +SKIP
     """
-    from benchmark.suites.suite import restrict
+    from benchmark.suites.narrow import restrict
 
     s = suite if isinstance(suite, Suite) else load_suite(suite)
     if latency_repeats < 1:

@@ -28,7 +28,7 @@ def _now() -> str:
 def write_manifest(out: Path, suite: str, source: str, cells: list[str], presentation: dict[str, Any],
                    paper: dict[str, Any], env: dict[str, Any], resolved: dict[str, Any] | None = None) -> str:
     """Write (or refresh) the manifest of these cells and settings; return its id. ``resolved`` is the whole suite
-    as run (:func:`benchmark.suites.suite.suite_to_raw`), so that any of its cells can be re-run from the manifest."""
+    as run (:func:`benchmark.suites.parse.suite_to_raw`), so that any of its cells can be re-run from the manifest."""
     mid = config_hash({"cells": sorted(cells), "presentation": presentation}, 12)
     path = Path(out) / "manifests" / f"{mid}.json"
     created = _now()

@@ -156,6 +156,6 @@ def _check_reference(contents: RunContents) -> None:
 
 def parse_resolved_suite(contents: RunContents):
     """The suite as it was run, read back from the manifest (every method it names must be registered)."""
-    from benchmark.suites.suite import parse_suite
+    from benchmark.suites.parse import parse_suite
 
     return parse_suite(copy.deepcopy(contents.manifest["resolved_suite"]), str(contents.manifest_path))

@@ -76,3 +76,9 @@ class AttributeScorer(Scorer):
             "leakage_raw": raw,
             "leakage": at_floor(raw),
         }
+
+    def brief(self, metrics) -> str:
+        line = super().brief(metrics)
+        if "attribute_accuracy" in metrics:
+            line += f", accuracy {metrics['attribute_accuracy']:.3f} (floor {metrics['attribute_floor']:.3f})"
+        return line

@@ -91,6 +91,11 @@ class Scorer(ABC):
         draw = IndexDraw(np.arange(n)[None, :])
         return {name: float(stat(draw)[0]) for name, stat in self.statistics(samples).items()}
 
+    def brief(self, metrics: Mapping[str, float]) -> str:
+        """One line for the run's log from a cell's point metrics: the headline, then (in subclasses) the figures
+        that read it."""
+        return f"{self.headline} {metrics.get(self.headline, float('nan')):.3f}"
+
 
 def pool(per_seed: list[Mapping[str, np.ndarray]]) -> Samples:
     """Concatenate per-seed outcomes along the sample axis (the last one)."""

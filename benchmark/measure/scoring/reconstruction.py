@@ -68,3 +68,10 @@ class ReconstructionScorer(Scorer):
             "leakage_raw": raw,
             "leakage": at_floor(raw),
         }
+
+    def brief(self, metrics) -> str:
+        line = super().brief(metrics)
+        if "ssim" in metrics:
+            line += (f", SSIM {metrics['ssim']:.3f} (floor {metrics['ssim_baseline']:.3f}), "
+                     f"PSNR {metrics['psnr']:.2f} dB")
+        return line

@@ -81,3 +81,10 @@ class TransferScorer(Scorer):
         stats["leakage_raw"] = stats[headline]
         stats["leakage"] = at_floor(stats[headline])
         return stats
+
+    def brief(self, metrics) -> str:
+        line = super().brief(metrics)
+        if "unintended_acc_max" in metrics:
+            best = metrics.get("adaptive_unintended_acc_max", metrics["unintended_acc_max"])
+            line += f", best unintended {best:.3f} (chance {metrics['unintended_chance']:.3f})"
+        return line

@@ -1,0 +1,22 @@
+"""A suite expanded into its trained models, each with its attack cells, in the order they run."""
+
+from __future__ import annotations
+
+from benchmark.core.registry import ATTACKS, DEFENSES
+from benchmark.suites.model import Cell, ModelSpec, Suite
+
+
+def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
+    """The suite's models, each with its attack cells, in a stable order (reference defense first)."""
+    plan = []
+    defenses = sorted(suite.defenses, key=lambda d: d.name != suite.reference)
+    for scenario in suite.scenarios:
+        for backbone in suite.backbones:
+            for seed in suite.seeds:
+                for d in defenses:
+                    m = ModelSpec(suite.name, scenario, backbone, d, seed)
+                    draws = suite.release_draws if DEFENSES.get(d.name).stochastic_release else 1
+                    plan.append((m, [Cell(m, a, suite.eval_count(ATTACKS.get(a.name).kind.value), draws,
+                                          suite.tuning.get(a.label), suite.holdout, f)
+                                     for a in suite.attacks for f in (1.0, *suite.aux_fractions.get(a.label, ()))]))
+    return plan

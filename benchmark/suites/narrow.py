@@ -1,0 +1,214 @@
+"""A suite narrowed or overridden from the command line: the scenarios, backbones, defenses, attacks and seeds
+chosen (:func:`restrict`) and ``--set`` overrides (:func:`apply_overrides`). What comes out is a valid suite in its
+own right."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from benchmark.core.errors import SplitbenchError
+from benchmark.core.fields import build_config, to_dict
+from benchmark.core.registry import ATTACKS, DEFENSES, SCENARIOS
+from benchmark.models.backbones import BackboneSpec
+from benchmark.models.trainer import TrainConfig
+from benchmark.suites.model import ADMISSION_RULES, AttackEntry, DefenseEntry, Holdout, ScenarioEntry, Suite
+from benchmark.suites.parse import check_admission, defense_entries, parse_eval_counts, positive_int
+from benchmark.suites.tuning import parse_tuning
+
+
+def _split_names(values: Sequence[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = []
+    for v in values:
+        out += [p.strip() for p in str(v).split(",") if p.strip()]
+    return out or None
+
+
+def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Sequence[str] | None = None,
+             defenses: Sequence[str] | None = None, attacks: Sequence[str] | None = None,
+             seeds: Sequence[int] | None = None, scenario_args: dict[str, Any] | None = None,
+             overrides: dict[str, Any] | None = None) -> Suite:
+    """Narrow (or override) a suite from the command line.
+
+    - scenarios / defenses / attacks: keep the suite's entries with these names (attacks: or labels); a name
+      the suite lacks is
+      added with its default config (defenses at their default knob value).
+    - backbones: ``NAME@SPLIT`` or ``NAME``; a bare name keeps the suite's entries of that name, or else uses
+      the model's split point matching the suite's first split, or its second feature stage.
+    - seeds: replace the suite's seeds.
+    - scenario_args: config fields applied to every selected scenario (``--scenario-arg key=value``).
+    - overrides: ``{"train.KEY": v, "defense.NAME.KEY": v, "attack.NAME_OR_LABEL.KEY": v}`` (``--set``),
+      applied after selection; ``train.KEY`` applies to every defense's shared training settings; the suite-level
+      ``eval_counts.KIND``, ``tuning.KEY`` (e.g. ``tuning.budget=4`` tunes every attack that declares a search
+      space), ``release_draws``, ``bootstrap`` and ``utility_budget`` may be set too.
+    """
+    changes: dict[str, Any] = {}
+    names = _split_names(scenarios)
+    if names or scenario_args:
+        chosen = []
+        for n in names or [s.name for s in suite.scenarios]:
+            existing = [s for s in suite.scenarios if s.name == n]
+            cls = SCENARIOS.get(n)
+            base = to_dict(existing[0].config) if existing else {}
+            base.update(scenario_args or {})
+            chosen.append(ScenarioEntry(n, build_config(cls.Config, base, f"scenario {n!r} (--scenario-arg)")))
+        changes["scenarios"] = tuple(chosen)
+    names = _split_names(backbones)
+    if names:
+        from benchmark.models.backbones import check_backbone_name, create_model, split_points
+
+        chosen_b: list[BackboneSpec] = []
+        for n in names:
+            name, _, split = n.partition("@")
+            check_backbone_name(name)
+            if split:
+                chosen_b.append(BackboneSpec(name, split))
+                continue
+            same = [b for b in suite.backbones if b.name == name]
+            if same:
+                chosen_b += same
+                continue
+            points = split_points(create_model(name, 2, 32))
+            pref = suite.backbones[0].split
+            chosen_b.append(BackboneSpec(name, pref if pref in points else points[min(1, len(points) - 1)]))
+        changes["backbones"] = tuple(chosen_b)
+    names = _split_names(defenses)
+    if names:
+        chosen_d: list[DefenseEntry] = []
+        for n in names:
+            DEFENSES.get(n)
+            same = [d for d in suite.defenses if d.name == n]
+            chosen_d += same or defense_entries(n, None, None, suite.train, f"--defense {n}")
+        changes["defenses"] = tuple(chosen_d)
+    names = _split_names(attacks)
+    if names:
+        chosen_a: list[AttackEntry] = []
+        for n in names:
+            same = [a for a in suite.attacks if n in (a.name, a.label)]
+            if not same:
+                cls = ATTACKS.get(n)
+                same = [AttackEntry(n, build_config(cls.Config, {}, f"--attack {n}"))]
+            chosen_a += [a for a in same if a not in chosen_a]
+        changes["attacks"] = tuple(chosen_a)
+    if seeds:
+        changes["seeds"] = tuple(int(s) for s in seeds)
+    out = _drop_dangling(dataclasses.replace(suite, **changes))
+    if overrides:
+        return apply_overrides(out, overrides)
+    check_admission(out, f"suite {suite.name} (narrowed from the command line)")
+    return out
+
+
+def _drop_dangling(suite: Suite) -> Suite:
+    """The suite without what names a backbone, defense or attack it no longer runs after narrowing: deployment
+    entries of other backbones, paper numbers of other cells, tuning of other attacks. A narrowed suite is then a
+    valid suite in its own right, which :func:`~benchmark.suites.parse.parse_suite` reads back from
+    :func:`~benchmark.suites.parse.suite_to_raw` (as every worker process and a manifest's re-run do) instead of
+    rejecting what this process accepted."""
+    backbones = {b.label for b in suite.backbones}
+    defenses = {d.name for d in suite.defenses}
+    labels = {a.label for a in suite.attacks}
+    runs = labels | {a.name for a in suite.attacks}  # tuning names an attack by label or name
+    changes: dict[str, Any] = {}
+    if any(label not in backbones for label in suite.deployment):
+        changes["deployment"] = {k: v for k, v in suite.deployment.items() if k in backbones}
+    if any(label not in labels for label in suite.aux_fractions):
+        changes["aux_fractions"] = {k: v for k, v in suite.aux_fractions.items() if k in labels}
+    prereg = {d: {k: v for k, v in per.items() if k == "*" or k in backbones}
+              for d, per in suite.preregistered.items() if d in defenses}
+    if prereg != suite.preregistered:
+        changes["preregistered"] = prereg
+    numbers = suite.paper.get("numbers")
+    if numbers:
+        kept = [n for n in numbers if n["defense"] in defenses and n["attack"] in labels
+                and ("backbone" not in n or n["backbone"] in backbones)]
+        if len(kept) < len(numbers):
+            changes["paper"] = {**suite.paper, "numbers": kept}
+    if any(label not in labels for label in suite.tuning):
+        changes["tuning"] = {k: t for k, t in suite.tuning.items() if k in labels}
+    raw = suite.tuning_raw
+    if raw:
+        raw = dict(raw)
+        if isinstance(raw.get("spaces"), dict):
+            raw["spaces"] = {k: v for k, v in raw["spaces"].items() if k in runs}
+        if isinstance(raw.get("attacks"), list):
+            raw["attacks"] = [n for n in raw["attacks"] if n in runs]
+            if not raw["attacks"]:
+                raw = None  # it tuned none of the attacks left: the narrowed suite tunes nothing
+        if raw != suite.tuning_raw:
+            changes["tuning_raw"] = raw
+    return dataclasses.replace(suite, **changes) if changes else suite
+
+
+def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
+    """Apply ``--set`` overrides (see :func:`restrict`); every key is validated."""
+    train_over: dict[str, Any] = {}
+    per_defense: dict[str, dict[str, Any]] = {}
+    per_attack: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    counts = dict(suite.eval_counts)
+    where = f"suite {suite.name} (--set)"
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] == "eval_counts" and len(parts) == 2:
+            counts.update(parse_eval_counts({parts[1]: value}, where))
+        elif parts[0] == "tuning" and len(parts) == 2:
+            top.setdefault("tuning_raw", dict(suite.tuning_raw or {}))[parts[1]] = value
+        elif parts[0] == "holdout" and len(parts) == 2:
+            base = to_dict(suite.holdout) if suite.holdout is not None else {}
+            current = top.get("holdout")
+            base.update(to_dict(current) if current is not None else {})
+            top["holdout"] = build_config(Holdout, {**base, parts[1]: value}, "--set holdout")
+        elif key == "holdout" and value is None:
+            top["holdout"] = None
+        elif key == "admission":
+            if value not in ADMISSION_RULES:
+                raise SplitbenchError(f"--set admission={value!r}: expected one of {', '.join(ADMISSION_RULES)}")
+            top[key] = value
+            if value == "selection":
+                top["preregistered"] = {}
+        elif key in ("release_draws", "bootstrap"):
+            top[key] = positive_int(value, key, where)
+        elif key == "utility_budget":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise SplitbenchError(f"--set utility_budget={value!r}: expected a number in [0, 1]")
+            top[key] = float(value)
+        elif parts[0] == "train" and len(parts) == 2:
+            train_over[parts[1]] = value
+        elif parts[0] == "defense" and len(parts) == 3:
+            DEFENSES.get(parts[1])
+            per_defense.setdefault(parts[1], {})[parts[2]] = value
+        elif parts[0] == "attack" and len(parts) == 3:
+            if parts[1] not in {a.label for a in suite.attacks}:
+                ATTACKS.get(parts[1])
+            per_attack.setdefault(parts[1], {})[parts[2]] = value
+        else:
+            raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY, attack.NAME.KEY, "
+                                  "eval_counts.KIND, tuning.KEY, holdout.KEY, release_draws, bootstrap, "
+                                  "utility_budget or admission")
+    train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
+    defenses = []
+    for d in suite.defenses:
+        cls = DEFENSES.get(d.name)
+        vals = to_dict(d.config)
+        vals["train"] = {**vals["train"], **train_over}
+        vals.update(per_defense.get(d.name, {}))
+        defenses.append(DefenseEntry(d.name, build_config(cls.Config, vals, f"--set defense.{d.name}")))
+    attacks = []
+    for a in suite.attacks:
+        cls = ATTACKS.get(a.name)
+        values = {**to_dict(a.config), **per_attack.get(a.name, {}), **per_attack.get(a.label, {})}
+        attacks.append(AttackEntry(a.name, build_config(cls.Config, values, f"--set attack.{a.label}"), a.label))
+    unused = (set(per_defense) - {d.name for d in suite.defenses}) | (
+        set(per_attack) - {a.name for a in suite.attacks} - {a.label for a in suite.attacks})
+    if unused:
+        raise SplitbenchError(f"--set names {sorted(unused)}, which the selected suite does not run")
+    if "tuning_raw" in top:
+        top["tuning"] = parse_tuning(top["tuning_raw"], attacks, where)
+    out = dataclasses.replace(suite, train=train, defenses=tuple(defenses), attacks=tuple(attacks),
+                              eval_counts=counts, **top)
+    check_admission(out, where)  # e.g. an overridden knob that leaves a preregistered setting unrun
+    return out
