@@ -40,7 +40,7 @@ from benchmark.core.registry import DEFENSES
 from benchmark.models.backbones import BackboneSpec
 from benchmark.models.trainer import Trainer
 from benchmark.store.cache import ModelCache
-from tests.helpers import make_target, smoke_defense
+from tests.support.helpers import make_target, smoke_defense
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,1 @@
+"""splitbench's tests, in folders that mirror the layers of benchmark/."""

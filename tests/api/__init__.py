@@ -1,0 +1,1 @@
+"""Contract tests every registered defense and attack gets for free."""

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (slow): each prints its figures."""

@@ -1,0 +1,1 @@
+"""Tests of the splitbench command and the README's examples."""

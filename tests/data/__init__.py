@@ -1,0 +1,1 @@
+"""Tests of the data layer: the scenarios and their on-disk formats."""

@@ -1,0 +1,1 @@
+"""Tests of the runner, the executors, evaluation and the hardware measurements."""

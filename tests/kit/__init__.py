@@ -1,0 +1,1 @@
+"""Tests of the method author's kit: chain pruning and interval bounds."""

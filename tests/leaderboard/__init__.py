@@ -1,0 +1,1 @@
+"""Tests of the leaderboard protocol, tables, entries, verification and the site."""

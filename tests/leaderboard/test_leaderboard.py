@@ -1,0 +1,351 @@
+"""Leaderboard math on hand-made records: strongest attack per family on fixed scales, privacy score with
+intervals, knob selection on validation data only, threat-model views, guards, manifests, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmark.core.errors import SplitbenchError
+from leaderboard.render import build_tracks, render_run, to_csv
+from tests.support.fake_runs import FakeCell, write_run
+
+
+def cells(defense, knob, attr=None, recon=None, wb_recon=None, xfer=None, **kw):
+    out = []
+    for attack, value in (("attr", attr), ("recon", recon), ("wb_recon", wb_recon), ("xfer", xfer)):
+        if value is not None:
+            out.append(FakeCell(defense, knob, attack, value, **kw))
+    return out
+
+
+def only_track(run_dir, **kw):
+    (t,), _ = build_tracks(run_dir, **kw)
+    return t
+
+
+def row(track, defense, knob=None):
+    rows = [r for r in track.rows if r.defense == defense and (knob is None or r.knob_value == knob)]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_the_strongest_attack_of_each_family_sets_the_row_and_a_weak_reference_cannot_inflate_it(tmp_path):
+    # The weak white-box attack barely beats its floor on the reference (SSIM 0.31 vs 0.30): under the old
+    # normalisation by the reference it would have made `a` look 3x worse than no defense.
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8, wb_recon=0.31, utility=0.95)
+              + cells("a", 0.5, attr=0.3, recon=0.5, wb_recon=0.33, utility=0.95))
+    t = only_track(tmp_path)
+    a = row(t, "a")
+    assert a.family_attack["reconstruction"] == "recon"
+    assert a.family["reconstruction"].value == pytest.approx((0.5 - 0.3) / 0.7)
+    assert a.family["attribute"].value == pytest.approx((0.3 - 0.2) / 0.8)  # floor from the task label: 0.2
+    assert a.privacy.value == pytest.approx(max((0.5 - 0.3) / 0.7, 0.1 / 0.8))
+    assert a.privacy.value <= 1.0 and a.privacy.lo <= a.privacy.value <= a.privacy.hi
+    assert "wb_recon" in t.weak_attacks  # its interval on the reference reaches 0
+
+
+def test_ranks_carry_their_interval_over_the_replicates(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.95, recon=0.9, utility=0.9)
+              + cells("a", 0.5, attr=0.30, recon=0.35, utility=0.9)
+              + cells("b", 0.5, attr=0.31, recon=0.36, utility=0.9))
+    t = only_track(tmp_path)
+    a, b, ref = row(t, "a"), row(t, "b"), row(t, "ref")
+    assert a.rank_point["rank"] == 1 and b.rank_point["rank"] == 2
+    assert a.rank == (1, 2) and b.rank == (1, 2)  # a tie: which is better flips between replicates
+    assert ref.rank == (3, 3) and ref.rank_point["rank"] == 3
+    md = render_run(tmp_path, write=False)
+    assert "| 1 (1–2) | `a` |" in md and "| 2 (1–2) | `b` |" in md and "| 3 | `ref` |" in md
+
+
+def test_knob_selection_reads_validation_utility_only(tmp_path):
+    # On eval the 0.9 setting looks fine (utility 0.95) but on validation it drops 10 points: the defender,
+    # who may not look at eval, must pick 0.5. The reverse for the 0.7 setting.
+    run = cells("ref", 0, attr=0.9, recon=0.8, utility=0.95, val_utility=0.95)
+    run += cells("d", 0.5, attr=0.6, recon=0.6, utility=0.80, val_utility=0.94)
+    run += cells("d", 0.7, attr=0.5, recon=0.5, utility=0.80, val_utility=0.90)
+    run += cells("d", 0.9, attr=0.2, recon=0.3, utility=0.95, val_utility=0.85)
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    chosen = [r for r in t.rows if r.defense == "d" and r.selected]
+    assert [r.knob_value for r in chosen] == [0.5]
+    assert not row(t, "d", 0.9).admissible and row(t, "d", 0.5).admissible
+
+
+def test_the_choice_is_redone_in_every_replicate_and_a_coin_flip_is_borderline(tmp_path):
+    # d@0.9 sits right at the budget on validation (Δ = -0.02 on 200 samples): chosen by the point estimate, but
+    # in about half the replicates it falls outside and d@0.5 (well within) is chosen instead
+    run = cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95)
+    run += cells("d", 0.5, attr=0.6, recon=0.6, val_utility=0.95)
+    run += cells("d", 0.9, attr=0.2, recon=0.3, val_utility=0.93)
+    run += cells("e", 0.5, attr=0.5, recon=0.5, val_utility=0.99)
+    write_run(tmp_path, run, bootstrap=400)
+    t = only_track(tmp_path)
+    hi, lo = row(t, "d", 0.9), row(t, "d", 0.5)
+    assert hi.selected and not lo.selected
+    assert 0.2 < hi.selection < 0.8 and hi.borderline
+    assert hi.selection + lo.selection == pytest.approx(1.0)  # every replicate chooses one of them
+    assert row(t, "e", 0.5).selection == 1.0 and not row(t, "e", 0.5).borderline
+    # d's rank interval spans what it is in the replicates where the safer setting is chosen instead
+    assert hi.rank[1] >= row(t, "e", 0.5).rank_point["rank"]
+    md = render_run(tmp_path, write=False)
+    assert "(borderline)" in md and "chosen in" in md
+
+
+def _prereg_run(tmp_path, val_hi=0.93):
+    run = cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95)
+    run += cells("d", 0.5, attr=0.6, recon=0.6, val_utility=0.95)
+    run += cells("d", 0.9, attr=0.2, recon=0.3, val_utility=val_hi)
+    return run
+
+
+def test_a_preregistered_setting_is_admitted_only_when_its_lower_bound_clears_the_budget(tmp_path):
+    write_run(tmp_path / "near", _prereg_run(tmp_path), admission="preregistered",
+              preregistered={"d": {"*": 0.9}})
+    t = only_track(tmp_path / "near")
+    d = row(t, "d", 0.9)
+    assert d.preregistered and not d.selected and not row(t, "d", 0.5).selected
+    assert d.val_delta_utility.lo < -0.02 and "not admitted" in d.note
+    md = render_run(tmp_path / "near", write=False)
+    assert "its preregistered setting is not clearly within the utility budget" in md
+    write_run(tmp_path / "safe", _prereg_run(tmp_path), admission="preregistered",
+              preregistered={"d": {"b@l1": 0.5}})
+    t = only_track(tmp_path / "safe")
+    d = row(t, "d", 0.5)
+    assert d.preregistered and d.selected and d.selection == 1.0 and d.rank is not None
+    assert not row(t, "d", 0.9).selected  # the more private setting is on the curve, never ranked
+
+
+def test_a_preregistered_setting_missing_from_the_run_is_one_clear_error(tmp_path):
+    write_run(tmp_path, _prereg_run(tmp_path), admission="preregistered", preregistered={"d": {"*": 0.7}})
+    with pytest.raises(SplitbenchError, match=r"preregistered setting d@0.7 is not in the run \(it ran d@0.5, d@0.9"):
+        build_tracks(tmp_path)
+    write_run(tmp_path / "none", _prereg_run(tmp_path), admission="preregistered", preregistered={"x": {"*": 1}})
+    with pytest.raises(SplitbenchError, match="'d' has no preregistered setting"):
+        build_tracks(tmp_path / "none")
+
+
+def test_privacy_at_matched_utility_interpolates_the_curve_at_the_budget(tmp_path):
+    from leaderboard.protocol import matched_privacy
+
+    assert matched_privacy(np.array([-0.01, -0.03]), np.array([0.6, 0.2]), -0.02) == (pytest.approx(0.4), True)
+    assert matched_privacy(np.array([0.0, -0.01]), np.array([0.6, 0.5]), -0.02) == (0.5, False)  # not reached
+    assert math.isnan(matched_privacy(np.array([-0.05]), np.array([0.1]), -0.02)[0])  # nothing within budget
+    run = cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95)
+    run += cells("d", 0.5, attr=0.6, recon=0.6, val_utility=0.94)
+    run += cells("d", 0.9, attr=0.2, recon=0.3, val_utility=0.92)
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    m = t.matched["d"]
+    p5, p9 = row(t, "d", 0.5).privacy.value, row(t, "d", 0.9).privacy.value
+    assert m.reached and m.privacy.value == pytest.approx((p5 + p9) / 2)  # -0.02 is halfway from -0.01 to -0.03
+    assert m.privacy.has_interval and m.rank is not None
+    assert "### Privacy at matched utility" in render_run(tmp_path, write=False)
+
+
+def test_leakage_below_the_floor_shows_as_at_floor(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8) + cells("a", 0.5, attr=0.1, recon=0.25))
+    a = row(only_track(tmp_path), "a")
+    assert a.family["attribute"].value == 0.0 and a.attacks["attr"].at_floor
+    assert a.attacks["attr"].figures["leakage_raw"] == pytest.approx((0.1 - 0.2) / 0.8)
+    assert a.family["attribute"].lo >= 0.0
+    assert "at floor (raw -0.12)" in render_run(tmp_path, write=False)
+
+
+def test_one_draw_is_shared_so_the_privacy_score_is_the_worse_family_in_every_replicate(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8) + cells("a", 0.5, attr=0.5, recon=0.55))
+    a = row(only_track(tmp_path), "a")
+    reps = a.reps["privacy"]
+    attr = a.attacks["attr"].reps
+    recon = a.attacks["recon"].reps
+    assert np.allclose(reps, np.maximum(attr, recon))
+    assert a.privacy.lo >= min(a.family["attribute"].lo, a.family["reconstruction"].lo)
+
+
+def test_knob_selection_follows_the_declared_private_end(tmp_path):
+    run = cells("ref", 0, attr=0.9, recon=0.8)
+    run += cells("keep", 0.1, attr=0.3, recon=0.4, more_private="lower")
+    run += cells("keep", 0.5, attr=0.6, recon=0.6, more_private="lower")
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    assert row(t, "keep", 0.1).selected and not row(t, "keep", 0.5).selected
+
+
+def test_a_defense_denying_white_box_access_is_ranked_only_in_the_black_box_view(tmp_path):
+    run = cells("ref", 0, attr=0.9, recon=0.8, wb_recon=0.9)
+    run += cells("open", 0.5, attr=0.5, recon=0.6, wb_recon=0.7)
+    closed = cells("closed", 0.5, attr=0.3, recon=0.35)
+    closed.append(FakeCell("closed", 0.5, "wb_recon", status="not_applicable", white_box_client=False))
+    for c in closed:
+        c.white_box_client = False
+    write_run(tmp_path, run + closed)
+    t = only_track(tmp_path)
+    c = row(t, "closed")
+    assert c.rank is None and c.rank_blackbox is not None
+    assert row(t, "open").rank is not None
+    md = render_run(tmp_path, write=False)
+    assert "| bb only | `closed` |" in md
+
+
+def test_a_failed_attack_leaves_the_row_unranked_and_a_missing_family_is_skipped(tmp_path):
+    run = cells("ref", 0, recon=0.8)  # no attribute attack run at all: the attribute family is simply absent
+    run += cells("a", 0.5, recon=0.4)
+    run.append(FakeCell("b", 0.5, "recon", status="failed"))
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    assert row(t, "a").privacy.value == pytest.approx((0.4 - 0.3) / 0.7)
+    assert "attribute" not in row(t, "a").family
+    b = row(t, "b")
+    assert not b.complete and b.rank is None and math.isnan(b.privacy.value)
+
+
+def test_not_applicable_attribute_attacks_leave_reconstruction_as_the_score(tmp_path):
+    run = cells("ref", 0, recon=0.8) + cells("a", 0.5, recon=0.5)
+    run += [FakeCell("ref", 0, "attr", status="not_applicable"), FakeCell("a", 0.5, "attr", status="not_applicable")]
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    assert row(t, "a").complete and row(t, "a").privacy.value == pytest.approx(0.2 / 0.7)
+
+
+def test_delta_utility_is_paired_over_the_seeds_both_rows_have(tmp_path):
+    run = cells("ref", 0, attr=0.9, utility=0.9, seed=0)
+    run += cells("a", 0.5, attr=0.5, utility=0.8, seed=0) + cells("a", 0.5, attr=0.5, utility=0.6, seed=1)
+    write_run(tmp_path, run)
+    a = row(only_track(tmp_path), "a")
+    assert a.seeds == (0, 1)
+    assert a.delta_utility.value == pytest.approx(-0.1)  # seed 1 has no reference: not in the pairing
+    assert a.utility.value == pytest.approx(0.7)         # but it counts for utility itself
+
+
+def test_two_seeds_widen_the_interval_when_they_disagree(tmp_path):
+    one = tmp_path / "one"
+    write_run(one, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5, seed=0))
+    two = tmp_path / "two"
+    write_run(two, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.3, seed=0) + cells("a", 0.5, attr=0.7, seed=1))
+    w1 = row(only_track(one), "a").family["attribute"]
+    w2 = row(only_track(two), "a").family["attribute"]
+    assert w1.value == pytest.approx(w2.value)
+    assert (w2.hi - w2.lo) > 1.5 * (w1.hi - w1.lo)
+
+
+def test_missing_reference_and_a_reference_at_chance_are_flagged_and_not_ranked(tmp_path):
+    write_run(tmp_path / "noref", cells("a", 0.5, attr=0.5) + cells("b", 0.5, attr=0.4))
+    t = only_track(tmp_path / "noref")
+    assert t.flags and all(r.rank is None for r in t.rows)
+    # task labels alternate, so the majority rate is 0.5; a reference at 0.52 on 200 samples is not clearly above
+    write_run(tmp_path / "chance", cells("ref", 0, attr=0.9, utility=0.52) + cells("a", 0.5, attr=0.4, utility=0.62))
+    t = only_track(tmp_path / "chance")
+    assert any("not clearly above task chance" in f for f in t.flags)
+    assert all(r.rank is None for r in t.rows)
+    assert "**Not ranked:**" in render_run(tmp_path / "chance", write=False)
+
+
+def test_a_second_run_with_other_settings_is_a_new_manifest_and_never_mixed_in(tmp_path):
+    first = write_run(tmp_path, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5))
+    second = write_run(tmp_path, cells("ref", 0, attr=0.9, seed=1) + cells("a", 0.5, attr=0.3, seed=1))
+    assert first != second
+    t, man = build_tracks(tmp_path)
+    assert man["manifest_id"] == second and man["others"] == [first]
+    assert row(t[0], "a").seeds == (1,)  # the first run's records are not averaged in as another seed
+    t_old, _ = build_tracks(tmp_path, manifest=first)
+    assert row(t_old[0], "a").seeds == (0,)
+    assert f"other manifests in this folder: {first}" in render_run(tmp_path, write=False)
+
+
+def test_csv_has_a_column_per_family_with_interval_bounds(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8, xfer=0.9) + cells("a", 0.5, attr=0.5, recon=0.5,
+                                                                                xfer=0.6))
+    header = to_csv(build_tracks(tmp_path)[0]).splitlines()[0].split(",")
+    for col in ("privacy", "attribute", "reconstruction", "transfer", "utility", "delta_utility"):
+        assert col in header and f"{col}_lo" in header and f"{col}_hi" in header
+
+
+def test_transfer_is_its_own_view_and_not_part_of_the_privacy_score(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9, xfer=0.95) + cells("a", 0.5, attr=0.3, xfer=0.99))
+    a = row(only_track(tmp_path), "a")
+    assert a.family["transfer"].value == pytest.approx((0.99 - 0.5) / 0.5)
+    assert a.privacy.value == pytest.approx(0.1 / 0.8)
+    assert a.rank_transfer is not None
+
+
+def test_the_attribute_scale_is_undefined_when_the_task_determines_the_attribute():
+    from benchmark.measure.scoring.attribute import AttributeScorer
+
+    n = 50
+    task = np.arange(n) % 2
+    samples = {"sample": np.arange(n), "correct": np.ones(n), "task": task, "sensitive": task.copy()}
+    point = AttributeScorer().point(samples)
+    assert point["attribute_floor"] == 1.0 and math.isnan(point["leakage"])
+
+
+# -- bad input -------------------------------------------------------------------------------------------------------
+def test_a_run_without_manifest_is_one_clear_error(tmp_path):
+    (tmp_path / "records").mkdir()
+    with pytest.raises(SplitbenchError, match="no run manifest"):
+        render_run(tmp_path, write=False)
+
+
+def test_a_manifest_naming_a_missing_record_names_the_file(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5))
+    victim = sorted((tmp_path / "records").glob("*a@0.5*.json"))[0]
+    victim.unlink()
+    with pytest.raises(SplitbenchError, match=victim.name):
+        render_run(tmp_path, write=False)
+    assert "`a`" not in render_run(tmp_path, write=False, partial=True).split("### Ranking")[1].split("###")[0]
+
+
+def test_a_tampered_outcomes_file_is_refused_with_its_name(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5))
+    npz = sorted((tmp_path / "records").glob("*a@0.5*.npz"))[0]
+    npz.write_bytes(npz.read_bytes() + b"x")
+    with pytest.raises(SplitbenchError, match=npz.name):
+        render_run(tmp_path, write=False)
+
+
+@pytest.mark.parametrize("kw, match", [({"budget": 1.5}, "budget"), ({"budget": -0.1}, "budget"),
+                                       ({"replicates": 0}, "bootstrap")])
+def test_bad_presentation_settings(tmp_path, kw, match):
+    write_run(tmp_path, cells("ref", 0, attr=0.9))
+    with pytest.raises(SplitbenchError, match=match):
+        render_run(tmp_path, write=False, **kw)
+
+
+def test_the_manifest_lists_exactly_the_cells(tmp_path):
+    mid = write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8))
+    man = json.loads((tmp_path / "manifests" / f"{mid}.json").read_text())
+    assert sorted(man["cells"]) == sorted(p.name for p in (tmp_path / "records").glob("*.json"))
+    assert man["presentation"]["utility_budget"] == 0.02
+
+
+def test_an_unofficial_suite_says_in_one_line_that_its_ranks_are_not_official(tmp_path):
+    write_run(tmp_path, cells("ref", 0, attr=0.9) + cells("a", 0.5, attr=0.5))
+    md = render_run(tmp_path, write=False)
+    (line,) = [x for x in md.splitlines() if x.startswith("**Not an official ranking:**")]
+    assert "suite `fake` (1 seed) is not an official track" in line and "standard-cpu" in line
+
+
+def test_a_family_is_represented_by_the_attack_strongest_on_the_attackers_hold_out_not_on_eval(tmp_path):
+    # on eval `recon` leaks most (0.7) but on the attacker's own hold-out `wb_recon` does: the row shows wb_recon's
+    # eval figure, and recon's 0.7 only as the optimistic "best on eval"
+    run = [FakeCell("ref", 0, "recon", 0.8, holdout=0.7), FakeCell("ref", 0, "wb_recon", 0.75, holdout=0.8)]
+    run += [FakeCell("a", 0.5, "recon", 0.7, holdout=0.4), FakeCell("a", 0.5, "wb_recon", 0.5, holdout=0.6)]
+    write_run(tmp_path, run)
+    a = row(only_track(tmp_path), "a")
+    assert a.family_attack["reconstruction"] == "wb_recon" and a.family_chosen_on["reconstruction"] == "holdout"
+    assert a.family["reconstruction"].value == pytest.approx((0.5 - 0.3) / 0.7)
+    assert a.family_best_eval_attack["reconstruction"] == "recon"
+    assert a.family_best_eval["reconstruction"].value == pytest.approx((0.7 - 0.3) / 0.7)
+    assert a.privacy.value == pytest.approx((0.5 - 0.3) / 0.7)
+    assert a.attacks["recon"].holdout == pytest.approx((0.4 - 0.3) / 0.7)
+    md = render_run(tmp_path, write=False)
+    assert "(wb_recon)" in md and "recon. 0.57" in md  # best on eval, beside it
+
+
+def test_records_without_a_hold_out_fall_back_to_the_strongest_on_eval_and_say_so(tmp_path):
+    write_run(tmp_path, cells("ref", 0, recon=0.8, wb_recon=0.75) + cells("a", 0.5, recon=0.7, wb_recon=0.5))
+    a = row(only_track(tmp_path), "a")
+    assert a.family_attack["reconstruction"] == "recon" and a.family_chosen_on["reconstruction"] == "eval"
+    assert "chosen on eval" in render_run(tmp_path, write=False)

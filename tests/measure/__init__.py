@@ -1,0 +1,1 @@
+"""Tests of the metrics, the scorers and the bootstrap intervals."""

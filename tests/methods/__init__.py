@@ -1,0 +1,1 @@
+"""One file per defense or attack: what its paper says it does."""

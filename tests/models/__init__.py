@@ -1,0 +1,1 @@
+"""Tests of split backbones and the trainer."""

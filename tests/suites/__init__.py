@@ -1,0 +1,1 @@
+"""Tests of suite files, their expansion and narrowing, and attack tuning."""

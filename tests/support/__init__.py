@@ -1,0 +1,1 @@
+"""What tests share and never collect: tiny fixtures on disk, helpers, fake runs, the tiny suite."""
