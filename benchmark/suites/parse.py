@@ -82,19 +82,23 @@ ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "p
 
 # -- loading ------------------------------------------------------------------------------------------------
 def load_suite(name_or_path: str | Path) -> Suite:
-    """Load a built-in suite by name, or a suite YAML file by path."""
+    """Load a built-in suite by name, or a suite YAML file by path.
+
+    The suite's ``source`` (in its errors and in every manifest a run writes) is the path as given for a file, and
+    ``benchmark/suites/NAME.yaml`` for a built-in suite, whatever folder splitbench is installed in."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         if not p.is_file():
             raise SplitbenchError(f"suite file {str(p)!r} does not exist")
-        path = p
+        path, source = p, str(p)
     else:
         path = SUITES.get(str(name_or_path))
+        source = f"benchmark/suites/{Path(path).name}"
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as exc:
-        raise SplitbenchError(f"suite file {path}: not valid YAML ({exc})") from exc
-    return parse_suite(raw, str(path))
+        raise SplitbenchError(f"suite file {source}: not valid YAML ({exc})") from exc
+    return parse_suite(raw, source)
 
 
 def _check_keys(obj: Any, allowed: Sequence[str], where: str) -> None:

@@ -279,3 +279,11 @@ def test_bad_aux_fractions_are_one_line_each(value, message):
     raw["aux_fraction"] = value
     with pytest.raises(SplitbenchError, match=message):
         parse_suite(raw, "t")
+
+
+def test_a_built_in_suite_names_its_file_inside_the_package_not_the_install_folder():
+    """Its source goes into every manifest a run writes: a shipped entry must not carry a machine's folder."""
+    from benchmark.suites import load_suite
+
+    assert load_suite("quick").source == "benchmark/suites/quick.yaml"
+    assert load_suite("standard-cpu").source == "benchmark/suites/standard-cpu.yaml"
