@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.core.errors import NotApplicable, SplitbenchError
-from benchmark.kit.chains import _is_norm, _norm_affine, trace
+from benchmark.kit.chains import is_norm, norm_affine, trace
 
 #: a box: element-wise lower and upper bounds of one tensor
 Box = tuple[Tensor, Tensor]
@@ -225,8 +225,8 @@ class IntervalNet:
             else:
                 mid, rad = F.linear(mid, w, b), F.linear(rad, w.abs())
             return mid - rad, mid + rad
-        if _is_norm(m):
-            s, t = (v.double() for v in _norm_affine(m))
+        if is_norm(m):
+            s, t = (v.double() for v in norm_affine(m))
             shape = (1, -1) + (1,) * (x[0].ndim - 2)
             s, t = s.view(shape), t.view(shape)
             lo, hi = torch.minimum(x[0] * s, x[1] * s), torch.maximum(x[0] * s, x[1] * s)

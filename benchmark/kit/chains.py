@@ -82,7 +82,7 @@ def _layer_kind(m: nn.Module) -> str | None:
     return None
 
 
-def _is_norm(m: nn.Module) -> bool:
+def is_norm(m: nn.Module) -> bool:
     """Per-channel batch norms over dim 1 (timm's BatchNormAct2d adds a channel-wise activation)."""
     return isinstance(m, nn.BatchNorm2d) and m.track_running_stats
 
@@ -120,7 +120,7 @@ def _follow(start: fx.Node, kind: str, mods: Mapping[str, nn.Module], calls: Cou
                 if _layer_kind(m) == kind:
                     consumers.append(user.target)
                     continue
-                if kind == "conv" and _is_norm(m):
+                if kind == "conv" and is_norm(m):
                     norms.append(user.target)
                 elif not (isinstance(m, _ELEMENTWISE_MODULES) or (kind == "conv" and isinstance(m, _POOLS))):
                     return None
@@ -219,7 +219,7 @@ def apply_kept(module: nn.Module, kept: Mapping[str, Sequence[int]]) -> None:
 
 
 # -- weights seen from a chain -------------------------------------------------------------------------------------
-def _norm_affine(norm: nn.Module) -> tuple[Tensor, Tensor]:
+def norm_affine(norm: nn.Module) -> tuple[Tensor, Tensor]:
     scale = norm.running_var.add(norm.eps).rsqrt()
     if norm.weight is not None:
         scale = scale * norm.weight
@@ -235,7 +235,7 @@ def incoming_weights(module: nn.Module, chain: Chain) -> tuple[Tensor, Tensor]:
     w = p.weight.detach().flatten(1).float()
     b = torch.zeros(chain.width, device=w.device) if p.bias is None else p.bias.detach().float()
     if chain.norms:
-        s, t = _norm_affine(module.get_submodule(chain.norms[0]))
+        s, t = norm_affine(module.get_submodule(chain.norms[0]))
         w, b = w * s.float()[:, None], b * s.float() + t.float()
     return w, b
 

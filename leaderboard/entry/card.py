@@ -15,7 +15,7 @@ import yaml
 from benchmark.core.errors import SplitbenchError, did_you_mean
 from benchmark.core.io import atomic_write_text
 from benchmark.store.manifest import load_manifest
-from leaderboard.entry.layout import _TYPE_WORDS, CARD_FILE, CARD_KEYS, CARD_VERSION, OFFICIAL_SUITES, RUN_DIR
+from leaderboard.entry.layout import CARD_FILE, CARD_KEYS, CARD_VERSION, OFFICIAL_SUITES, RUN_DIR, TYPE_WORDS
 
 
 def schema_versions() -> list[int]:
@@ -36,12 +36,12 @@ def card_schema(version: int = CARD_VERSION) -> dict[str, Any]:
 
 def read_card(path: str | Path) -> dict[str, Any]:
     """Read and validate a card file (YAML, read with ``safe_load``)."""
-    card = _load_yaml(Path(path))
+    card = load_yaml(Path(path))
     validate_card(card, str(path))
     return card
 
 
-def _load_yaml(path: Path) -> Any:
+def load_yaml(path: Path) -> Any:
     if not path.is_file():
         raise SplitbenchError(f"{path}: card file does not exist (expected a YAML file with the keys "
                               f"{', '.join(CARD_KEYS[:-1])})")
@@ -132,7 +132,7 @@ def _describe(err: Any, schema: dict[str, Any]) -> str:
                 f"got {_show(err.instance)}")
     expected = _description(schema, path)
     if err.validator == "type":
-        return f"key {key!r} must be {_TYPE_WORDS.get(err.validator_value, err.validator_value)} ({expected}), " \
+        return f"key {key!r} must be {TYPE_WORDS.get(err.validator_value, err.validator_value)} ({expected}), " \
                f"got {_show(err.instance)}"
     if err.validator == "const":
         return f"key {key!r} must be {json.dumps(err.validator_value)} ({expected}), got {_show(err.instance)}"

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.io import atomic_write_text, sha256_file
-from leaderboard.entry.layout import _HEX64, CHECKSUMS_FILE, VERIFICATION_FILE
+from leaderboard.entry.layout import CHECKSUMS_FILE, HEX64, VERIFICATION_FILE
 
 
 def _files_under(root: Path) -> list[str]:
@@ -48,7 +48,7 @@ def check_checksums(root: Path) -> dict[str, str]:
         parts = PurePosixPath(rel).parts
         if (PurePosixPath(rel).is_absolute() or ".." in parts or "\\" in rel or rel in (CHECKSUMS_FILE,
                                                                                           VERIFICATION_FILE)
-                or not isinstance(digest, str) or not _HEX64.match(digest)):
+                or not isinstance(digest, str) or not HEX64.match(digest)):
             raise SplitbenchError(f"{path}: entry {rel!r}: expected a path inside the entry and a sha256 hex digest")
         f = root / rel
         if not f.is_file():

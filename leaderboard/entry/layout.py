@@ -16,8 +16,8 @@ PLUGIN_DIR = "plugin"
 #: The card's keys in the order ``entry.yaml`` is written.
 CARD_KEYS = ("schema_version", "name", "authors", "paper", "code_url", "license", "hardware", "contact", "defense",
              "code", "suite")
-_TOP_LEVEL = {CARD_FILE, CHECKSUMS_FILE, VERIFICATION_FILE, RUN_DIR, PLUGIN_DIR}
-_TYPE_WORDS = {"string": "a string", "array": "a list", "object": "a mapping", "integer": "an integer",
+TOP_LEVEL = {CARD_FILE, CHECKSUMS_FILE, VERIFICATION_FILE, RUN_DIR, PLUGIN_DIR}
+TYPE_WORDS = {"string": "a string", "array": "a list", "object": "a mapping", "integer": "an integer",
                "number": "a number", "boolean": "true or false"}
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import SplitbenchError
-from leaderboard.entry.card import _load_yaml, read_card, validate_card, write_card
+from leaderboard.entry.card import load_yaml, read_card, validate_card, write_card
 from leaderboard.entry.checksums import check_checksums, write_checksums
-from leaderboard.entry.layout import _TOP_LEVEL, CARD_FILE, CARD_KEYS, CHECKSUMS_FILE, PLUGIN_DIR, RUN_DIR
+from leaderboard.entry.layout import CARD_FILE, CARD_KEYS, CHECKSUMS_FILE, PLUGIN_DIR, RUN_DIR, TOP_LEVEL
 from leaderboard.entry.provenance import check_code
 from leaderboard.entry.runcheck import RunContents, check_run, parse_resolved_suite
 
@@ -31,7 +31,7 @@ def submit(run_dir: str | Path, card_path: str | Path, out: str | Path, plugins:
     if out.exists() or out.is_symlink():
         raise SplitbenchError(f"{out}: already exists; submit never overwrites an entry (choose another --out, or "
                               "remove the old entry first)")
-    card = _load_yaml(card_path)
+    card = load_yaml(card_path)
     if not isinstance(card, dict):
         raise SplitbenchError(f"{card_path}: the card must be a YAML mapping with the keys "
                               f"{', '.join(CARD_KEYS[:-1])}")
@@ -95,8 +95,8 @@ def check_entry(entry: str | Path) -> tuple[dict[str, Any], RunContents]:
     check_checksums(entry)
     card = read_card(entry / CARD_FILE)
     for item in sorted(entry.iterdir()):
-        if item.name not in _TOP_LEVEL:
-            raise SplitbenchError(f"{item}: not part of an entry (expected only {', '.join(sorted(_TOP_LEVEL))})")
+        if item.name not in TOP_LEVEL:
+            raise SplitbenchError(f"{item}: not part of an entry (expected only {', '.join(sorted(TOP_LEVEL))})")
     run = entry / RUN_DIR
     manifests = sorted((run / "manifests").glob("*.json"))
     if len(manifests) != 1:
