@@ -1,4 +1,5 @@
-"""The ``splitbench`` command: ``list``, ``run``, ``leaderboard``, ``hardware``, ``site``, ``submit``, ``verify``.
+"""The ``splitbench`` command: ``list``, ``run``, ``leaderboard``, ``hardware``, ``site``, ``submit``, ``share``,
+``verify``.
 
 Errors a user can cause exit with status 2 and one line on stderr (``--traceback`` for the full stack); a run
 in which some cells failed exits with status 1.
