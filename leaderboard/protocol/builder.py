@@ -1,302 +1,33 @@
-"""From a run's records to leaderboard rows: per-sample outcomes pooled over seeds, every figure with a 95%
-bootstrap interval, one ranked row per defense per track.
+"""Building a track's rows from its cells: pooling over seeds, the families' representatives, admission, matched
+utility, ranks and the cost axis, all replicate by replicate (:class:`TableBuilder`)."""
 
-The protocol (also in the README):
-
-- **Rows.** One row per defense @ knob per track (scenario, backbone, split), pooled over seeds.
-- **Uncertainty.** One crossed (seed x eval sample) bootstrap draw per track (:class:`~.intervals.TrackResample`)
-  is shared by every row, every family and the reference: paired Δutility, a family's maximum, the privacy score,
-  the admission decision and the ranks are all computed replicate by replicate.
-- **Leakage per family.** A row's leakage in a family (attribute, reconstruction, transfer) is that of the family's
-  **representative**: the attack that leaks most on the attacker's own hold-out (a share of aux every attack
-  trains without and also answers; the suite's ``holdout``), each on its scorer's fixed scale (attribute advantage
-  over the task-label floor, SSIM gain over the task-class mean aux image, transfer advantage of the best —
-  adaptive — unintended model); below a floor it is "at floor" (0). The choice reads no eval: the strongest attack
-  on eval (a maximum over eval, biased upward and chosen by looking at it) is shown apart as "best on eval".
-  Records without a hold-out fall back to the strongest on eval, and say so.
-- **Privacy score** = the worse of the attribute and reconstruction families (the threats of split inference;
-  the server is meant to learn the task, so transfer is its own column and view). Lower is better.
-- **Admission** (which setting of a defense is ranked), by the suite's rule:
-
-  - ``preregistered``: each defense names one setting per track before eval is scored (the suite's
-    ``preregistered``); it is admitted when the lower 95% bound of its paired *validation* Δutility is at or above
-    ``-budget``, so a setting near the budget is not admitted by luck. The row also says in what share of
-    replicates its validation Δutility is within the budget.
-  - ``selection``: the defense's most private knob setting (its ``knob_more_private`` end) whose validation
-    Δutility is within the budget. The choice is redone inside every bootstrap replicate; each row shows how
-    often it was chosen, and a ranked row chosen in fewer than :data:`BORDERLINE` of them is *borderline*.
-
-  Eval is read only to score; every setting's row stays visible as the privacy-utility curve.
-- **Matched utility.** A second view: each defense's privacy score interpolated on its privacy-utility curve at
-  validation Δutility = ``-budget`` (per replicate, so with an interval).
-- **Threat model.** A defense that denies attackers its client weights is ranked only in the black-box view
-  (attacks that need no client weights), never in the main view, so opting out cannot buy a better rank.
-- **Ranks.** A row's rank is that of its point estimate; its rank interval is the central 95% of its rank over the
-  replicates (in the selection rule, the rank of whatever setting the defense chose in that replicate).
-- **Client cost.** Every row's client MACs, parameters and bytes sent as a ratio to the reference's on the same
-  track; MACs and parameters as deployed on the suite's ``deployment`` backbone where the track has one (the tiny
-  track backbone says little about a real client), else on the track. A suite's ``cost_budget`` (e.g.
-  ``{client_macs: 1.5}``) is a second admission condition: a setting whose ratio exceeds it is not admitted. The
-  **Pareto view** lists the ranked rows that no other ranked row beats on both privacy (its 95% interval entirely
-  below) and client MACs (a ratio lower by more than 1%).
-- **Sanity guards.** A track whose reference utility interval reaches down to the task's majority rate is
-  flagged and not ranked. An attack whose leakage interval on the reference reaches 0 is flagged as weak on the
-  track and not used for the secondary "relative to the reference" view.
-"""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from benchmark.core.errors import SplitbenchError
-from benchmark.core.io import json_number
-from benchmark.measure.intervals import NAN, Estimate, TrackResample, estimate, identity, rank_intervals
+from benchmark.measure.intervals import NAN, TrackResample, estimate, identity, rank_intervals
 from benchmark.measure.metrics import COST_NAMES, COST_RATIOS, DEPLOYED, check_cost_budget
 from benchmark.measure.scoring import scorer_for
 from benchmark.measure.scoring.base import Samples, mean_of
-from benchmark.store.records import read_outcomes
-
-FAMILIES = ("attribute", "reconstruction", "transfer")
-PRIVACY_FAMILIES = ("attribute", "reconstruction")
-ADMISSION_RULES = ("selection", "preregistered")
-#: a ranked row chosen in fewer replicates than this is borderline (selection rule)
-BORDERLINE = 0.8
-
-
-@dataclasses.dataclass
-class CellData:
-    """One record of a run, with its per-sample outcomes loaded on first use."""
-
-    path: Path
-    record: dict[str, Any]
-    _outcomes: dict[str, np.ndarray] | None = None
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.record["config"]
-
-    @property
-    def track(self) -> tuple[str, str, str]:
-        c = self.config
-        return c["scenario"]["name"], c["backbone"]["name"], c["backbone"]["split"]
-
-    @property
-    def defense(self) -> str:
-        return self.config["defense"]["name"]
-
-    @property
-    def knob_value(self) -> float:
-        return float(self.config["defense"]["knob_value"])
-
-    @property
-    def row_key(self) -> tuple[str, float]:
-        return self.defense, self.knob_value
-
-    @property
-    def seed(self) -> int:
-        return int(self.config["seed"])
-
-    @property
-    def attack(self) -> str:
-        a = self.config["attack"]
-        return a.get("label") or a["name"]
-
-    @property
-    def kind(self) -> str:
-        return self.config["attack"]["kind"]
-
-    @property
-    def aux_fraction(self) -> float:
-        """The share of its aux data the attack trained with (1.0: all; the attacker-knowledge axis)."""
-        return float(self.config.get("eval", {}).get("aux_fraction", 1.0))
-
-    @property
-    def white_box_attack(self) -> bool:
-        return "white_box_client" in self.config["attack"].get("requires", [])
-
-    @property
-    def status(self) -> str:
-        return self.record["status"]
-
-    def metric(self, name: str) -> float:
-        v = self.record["metrics"].get(name)
-        return json_number(v)
-
-    def outcomes(self) -> dict[str, np.ndarray]:
-        if self._outcomes is None:
-            self._outcomes = read_outcomes(self.path, self.record)
-        return self._outcomes
-
-    def attack_samples(self, prefix: str = "attack/") -> Samples:
-        """The attack's per-sample outcomes on eval (``attack/``) or on the attacker's hold-out (``holdout/``)."""
-        return {k[len(prefix):]: v for k, v in self.outcomes().items() if k.startswith(prefix)}
-
-
-@dataclasses.dataclass
-class AttackSummary:
-    """One attack on one row: status, its headline leakage with interval, and point figures beside it."""
-
-    attack: str
-    kind: str
-    white_box: bool
-    status: str  # ok / failed / not_applicable / missing
-    tuned: bool = False  # its configuration was chosen on the attacker's aux data (benchmark.suites.tuning)
-    leakage: Estimate = NAN
-    figures: dict[str, float] = dataclasses.field(default_factory=dict)
-    reason: str = ""
-    reps: np.ndarray | None = dataclasses.field(default=None, repr=False)  # leakage per replicate
-    #: its leakage on the attacker's own hold-out (pooled over seeds; NaN for records without one): what a
-    #: family's representative is chosen by
-    holdout: float = math.nan
-    #: seeds whose cell is flagged not converged (:mod:`benchmark.measure.scoring.convergence`), of ``seeds`` that ran
-    not_converged: int = 0
-    seeds: int = 0
-
-    @property
-    def at_floor(self) -> bool:
-        """No more than the floor: 0 on the scale, the signed figure in ``figures["leakage_raw"]``."""
-        return self.leakage.value == 0.0 and self.figures.get("leakage_raw", 0.0) < 0.0
-
-
-@dataclasses.dataclass
-class Row:
-    """One defense @ knob on one track, pooled over its seeds."""
-
-    defense: str
-    knob: str
-    knob_value: float
-    more_private: str
-    white_box_client: bool
-    seeds: tuple[int, ...]
-    utility: Estimate = NAN
-    val_utility: Estimate = NAN
-    delta_utility: Estimate = NAN
-    val_delta_utility: Estimate = NAN
-    attacks: dict[str, AttackSummary] = dataclasses.field(default_factory=dict)
-    family: dict[str, Estimate] = dataclasses.field(default_factory=dict)  # the representative's eval leakage
-    family_attack: dict[str, str] = dataclasses.field(default_factory=dict)  # the representative
-    #: family -> how the representative was chosen: "holdout" (the attacker's own), or "eval" where the records
-    #: have no hold-out (then it is the strongest on eval, an optimistic choice)
-    family_chosen_on: dict[str, str] = dataclasses.field(default_factory=dict)
-    #: the strongest attack of each family on eval, per replicate (secondary and optimistic: chosen on eval)
-    family_best_eval: dict[str, Estimate] = dataclasses.field(default_factory=dict)
-    family_best_eval_attack: dict[str, str] = dataclasses.field(default_factory=dict)
-    privacy: Estimate = NAN
-    privacy_blackbox: Estimate = NAN
-    relative: float = math.nan
-    cost: dict[str, float] = dataclasses.field(default_factory=dict)
-    #: client_macs / client_params / payload_bytes as a ratio to the reference's on the track (see Track.cost_basis)
-    cost_ratio: dict[str, float] = dataclasses.field(default_factory=dict)
-    pareto: bool = False  # on the privacy x client-MACs Pareto front of the ranked rows
-    complete: bool = True
-    admissible: bool = False
-    selected: bool = False
-    preregistered: bool = False
-    #: share of replicates in which this setting is the defense's choice (selection rule) or its validation
-    #: Δutility is within the budget (preregistered rule); NaN without a bootstrap
-    selection: float = math.nan
-    borderline: bool = False
-    rank: tuple[int, int] | None = None  # rank interval (low, high) over replicates
-    rank_blackbox: tuple[int, int] | None = None
-    rank_transfer: tuple[int, int] | None = None
-    rank_point: dict[str, int] = dataclasses.field(default_factory=dict)  # view -> the point estimate's rank
-    note: str = ""
-    not_applicable: str = ""  # why the defense cannot run on this track (e.g. an unsupported operation)
-    cells: tuple[tuple[str, str, str], ...] = ()  # (config hash, status, per-sample file sha256) of each cell:
-    # two rows with the same cells are the same results, e.g. a reference run shipped in several entries
-    #: per-replicate values of the track's shared draw: "privacy", "privacy_blackbox", "transfer", "val_delta";
-    #: "rank/<view>" on a ranked row: what its rank is computed from (the defense's choice per replicate)
-    reps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.defense}@{self.knob_value:g}"
-
-    @property
-    def tuned(self) -> str:
-        """How many of the row's attacks that ran were tuned on the attacker's aux data ("2/5")."""
-        ran = [a for a in self.attacks.values() if a.status == "ok"]
-        return f"{sum(a.tuned for a in ran)}/{len(ran)}"
-
-
-@dataclasses.dataclass
-class Matched:
-    """A defense's privacy score at matched utility: interpolated on its curve at validation Δutility = -budget."""
-
-    defense: str
-    privacy: Estimate = NAN
-    reached: bool = False  # some setting spends at least the budget (else: its most private setting's score)
-    settings: int = 0
-    rank: tuple[int, int] | None = None
-    rank_point: int | None = None
-    reps: np.ndarray | None = dataclasses.field(default=None, repr=False)
-
-
-@dataclasses.dataclass
-class Track:
-    """The rows of one (scenario, backbone, split) and what the reader must know about them."""
-
-    scenario: str
-    backbone: str
-    split: str
-    rows: list[Row]
-    reference: str
-    budget: float
-    attacks: list[str]
-    kinds: dict[str, str]
-    admission: str = "selection"
-    replicates: int = 1
-    task_chance: float = math.nan
-    flags: list[str] = dataclasses.field(default_factory=list)
-    weak_attacks: list[str] = dataclasses.field(default_factory=list)
-    floors: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
-    seeds: tuple[int, ...] = ()
-    matched: dict[str, Matched] = dataclasses.field(default_factory=dict)
-    #: the attacker-knowledge axis: aux share < 1 -> (defense, knob value) -> privacy score with the attacks that
-    #: ran at that share (and the attacks it covers)
-    knowledge: dict[float, dict[tuple[str, float], Estimate]] = dataclasses.field(default_factory=dict)
-    knowledge_attacks: dict[float, list[str]] = dataclasses.field(default_factory=dict)
-    #: the suite's cost budget (cost -> largest ratio to the reference admitted) and where MACs and parameters were
-    #: measured ("deployed on NAME@SPLIT" or "on this track")
-    cost_budget: dict[str, float] = dataclasses.field(default_factory=dict)
-    cost_basis: str = ""
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return self.scenario, self.backbone, self.split
-
-    @property
-    def label(self) -> str:
-        """``backbone@split``, the key a suite's per-track settings (``preregistered``, ``deployment``) use."""
-        return f"{self.backbone}@{self.split}"
-
-    @property
-    def ranked(self) -> bool:
-        return not self.flags
-
-    def selected(self) -> list[Row]:
-        return [r for r in self.rows if r.selected]
-
-    def not_converged(self) -> list[tuple[str, str, int, int]]:
-        """(row label, attack, seeds flagged, seeds run) of every attack flagged not converged on some seed."""
-        return [(r.label, a.attack, a.not_converged, a.seeds) for r in self.rows for a in r.attacks.values()
-                if a.not_converged]
-
-    def tuned(self, attack: str) -> bool:
-        return any(r.attacks[attack].tuned for r in self.rows if attack in r.attacks)
-
-
-COST = ("client_ms_b1_p50", "client_ms_bB_p50", "payload_bytes", "client_params", "client_macs")
-PARETO_COST = "client_macs"
-#: the ranking views: the row figure each ranks by, as a key of ``Row.reps``
-VIEWS = {"rank": "privacy", "rank_blackbox": "privacy_blackbox", "rank_transfer": "transfer"}
+from leaderboard.protocol.model import (
+    ADMISSION_RULES,
+    BORDERLINE,
+    COST,
+    FAMILIES,
+    PARETO_COST,
+    VIEWS,
+    AttackSummary,
+    CellData,
+    Matched,
+    Row,
+    Track,
+)
 
 
 def _by_seed(cells: Iterable[CellData]) -> dict[int, CellData]:
