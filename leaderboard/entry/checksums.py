@@ -32,9 +32,10 @@ def write_checksums(root: Path) -> dict[str, str]:
     return files
 
 
-def check_checksums(root: Path) -> dict[str, str]:
-    """Every file listed in ``checksums.json`` exists and matches; every file of the entry is listed."""
-    path = root / CHECKSUMS_FILE
+def read_checksums(root: Path) -> dict[str, str]:
+    """The files ``checksums.json`` lists (path relative to the entry -> sha256), each a path inside the entry with
+    a sha256 hex digest; one clear error for a missing, unreadable or malformed list. Nothing is hashed here."""
+    path = Path(root) / CHECKSUMS_FILE
     if not path.is_file():
         raise SplitbenchError(f"{path}: missing (an entry lists the sha256 of each of its files there)")
     try:
@@ -50,6 +51,13 @@ def check_checksums(root: Path) -> dict[str, str]:
                                                                                           VERIFICATION_FILE)
                 or not isinstance(digest, str) or not HEX64.match(digest)):
             raise SplitbenchError(f"{path}: entry {rel!r}: expected a path inside the entry and a sha256 hex digest")
+    return files
+
+
+def check_checksums(root: Path) -> dict[str, str]:
+    """Every file listed in ``checksums.json`` exists and matches; every file of the entry is listed."""
+    files = read_checksums(root)
+    for rel, digest in files.items():
         f = root / rel
         if not f.is_file():
             raise SplitbenchError(f"{f}: missing (listed in {CHECKSUMS_FILE})")

@@ -15,7 +15,6 @@ folder against the entry's list, so an edited object fails the check of every en
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.io import sha256_file
+from leaderboard.entry.checksums import read_checksums
 from leaderboard.entry.layout import CARD_FILE, CHECKSUMS_FILE
 
 OBJECTS_DIR = "objects"
@@ -37,18 +37,17 @@ def object_path(collection: Path, digest: str) -> Path:
 
 
 def listed_files(entry: Path) -> dict[str, str]:
-    """The files an entry lists (relative path -> sha256), read from its ``checksums.json``."""
-    path = Path(entry) / CHECKSUMS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SplitbenchError(f"{path}: missing (an entry lists the sha256 of each of its files there)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SplitbenchError(f"{path}: not readable JSON ({exc})") from exc
-    files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-        raise SplitbenchError(f"{path}: expected {{\"algorithm\": \"sha256\", \"files\": {{PATH: SHA256}}}}")
-    return files
+    """The files an entry lists (relative path -> sha256), read and checked as the entry check reads them."""
+    return read_checksums(Path(entry))
+
+
+def stored_object(entry: Path, rel: str, digest: str) -> Path:
+    """The shared file that stands for ``entry/rel`` in the entry's collection; one clear error when there is none."""
+    src = object_path(Path(entry).parent, digest)
+    if not src.is_file():
+        raise SplitbenchError(f"{Path(entry) / rel}: missing, and not stored once in the collection either "
+                              f"(expected {src}, listed in {CHECKSUMS_FILE})")
+    return src
 
 
 def missing_files(entry: Path) -> dict[str, str]:
@@ -80,10 +79,7 @@ def complete_entry(entry: str | Path) -> Iterator[Path]:
         root = Path(tmp) / entry.name
         shutil.copytree(entry, root, copy_function=_link_or_copy)
         for rel, digest in sorted(missing.items()):
-            src = object_path(entry.parent, digest)
-            if not src.is_file():
-                raise SplitbenchError(f"{entry / rel}: missing, and not stored once in the collection either "
-                                      f"(expected {src}, listed in {CHECKSUMS_FILE})")
+            src = stored_object(entry, rel, digest)
             dst = root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(src, dst)
@@ -109,10 +105,7 @@ def share(collection: str | Path) -> dict[str, Any]:
     for e, files in lists.items():  # check everything first: nothing moves unless every file is what it claims
         for rel, digest in files.items():
             here = e / rel
-            src = here if here.is_file() else object_path(collection, digest)
-            if not src.is_file():
-                raise SplitbenchError(f"{here}: missing, and not stored once in the collection either (expected "
-                                      f"{object_path(collection, digest)})")
+            src = here if here.is_file() else stored_object(e, rel, digest)
             if sha256_file(src) != digest:
                 raise SplitbenchError(f"{src}: sha256 does not match {e / CHECKSUMS_FILE} (changed after submit); "
                                       "nothing was moved")
