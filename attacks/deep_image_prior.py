@@ -375,7 +375,7 @@ def fit_generators(target: Target, trainer: Trainer, cfg: DeepImagePriorConfig, 
     def step(i: int) -> dict[str, Tensor]:
         sigma = cfg.noise_sigma(i)
         x = images(noisy_code(sigma) if sigma > 0 else code)
-        mse = eot_mse(wb.release, target.info.normalize(x), z, draws)
+        mse = eot_mse(wb, target.info.normalize(x), z, draws)
         traj.record(mse / energy)
         return {"generator": mse.sum()}
 
@@ -383,7 +383,7 @@ def fit_generators(target: Target, trainer: Trainer, cfg: DeepImagePriorConfig, 
                      desc="dip", stop=traj.stop)
     traj.finish()
     with torch.no_grad(), trainer.autocast():
-        mse = eot_mse(wb.release, target.info.normalize(kept), z, draws)
+        mse = eot_mse(wb, target.info.normalize(kept), z, draws)
     return Fit(kept.clamp(0, 1), mse / energy, mse, traj, draws)
 
 

@@ -36,6 +36,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from benchmark.api.contract import WhiteBox
 from benchmark.kit.channels import as_spatial
 
 
@@ -92,11 +93,15 @@ def eot_draws(stochastic: bool, eot_samples: int, release: Callable[[Tensor, Ten
     return 1 if torch.equal(a, b) else eot_samples
 
 
-def eot_mse(release: Callable[[Tensor, Tensor], Tensor], x: Tensor, z: Tensor, draws: int) -> Tensor:
-    """Per-image feature error ``[B]`` averaged over ``draws`` separate calls of the white-box release."""
-    total = release_mse(release(x, z), z)
-    for _ in range(draws - 1):
-        total = total + release_mse(release(x, z), z)
+def eot_mse(wb: WhiteBox, x: Tensor, z: Tensor, draws: int) -> Tensor:
+    """Per-image feature error ``[B]`` averaged over ``draws`` white-box releases, each with its own draw
+    (:meth:`~benchmark.api.contract.WhiteBox.draws`: the same as that many calls of the white-box release)."""
+    if draws == 1:
+        return release_mse(wb.release(x, z), z)
+    releases = wb.draws(x, z, draws)
+    total = release_mse(releases[0], z)
+    for r in releases[1:]:
+        total = total + release_mse(r, z)
     return total / draws
 
 

@@ -291,7 +291,7 @@ class LatentSearch:
     def mse(self, x: Tensor, observed: Tensor) -> Tensor:
         """Per-image feature MSE ``[B]`` of normalized inputs ``x`` against their observed releases (averaged over
         the release draws of a random release)."""
-        return eot_mse(self.wb.release, x, observed, self.draws)
+        return eot_mse(self.wb, x, observed, self.draws)
 
     @torch.no_grad()
     def screen(self, observed: Tensor, scale: Tensor, restarts: int) -> Tensor:

@@ -328,14 +328,14 @@ def invert(target: Target, trainer: Trainer, cfg: RMLEConfig, seed: int) -> Inve
         def step(_i: int, var: ImageVariable = var, z: Tensor = z, scale: Tensor = scale, energy: Tensor = energy,
                  traj: Trajectory = traj, draws: int = draws) -> dict[str, Tensor]:
             x, prior_image = var.input_and_prior_image()
-            mse = eot_mse(wb.release, x, z, draws)
+            mse = eot_mse(wb, x, z, draws)
             traj.record(mse / energy)
             return {"x": (mse / scale + cfg.tv_weight * total_variation(prior_image, cfg.tv_beta)).sum()}
 
         trainer.optimize({"x": ParamGroup([var.param], cfg.lr)}, step, cap, desc="rmle", stop=traj.stop)
         traj.finish()
         with torch.no_grad(), trainer.autocast():
-            mses.append(eot_mse(wb.release, target.info.normalize(kept).to(kept.dtype), z, draws))
+            mses.append(eot_mse(wb, target.info.normalize(kept).to(kept.dtype), z, draws))
         finals.append(mses[-1] / energy)
         images.append(kept.float())
         trajectories.append(traj)

@@ -91,5 +91,11 @@ class Noise(Defense):
     def white_box_release(self, x: Tensor, observed: Tensor) -> Tensor:
         return self.release(x)  # the mechanism is public, the draw is not: every call draws afresh
 
+    def white_box_draws(self, x: Tensor, observed: Tensor, draws: int) -> list[Tensor]:
+        z = self.client(x)  # deterministic: computed once, the noise drawn per release as separate calls would
+        if self.config.sigma == 0:
+            return [z] * draws
+        return [z + relative_noise(z, self.config.sigma, self.config.distribution) for _ in range(draws)]
+
     def fit(self, data, trainer):
         train_task(self, data, trainer, self.release, [self.client, self.server], "noise")

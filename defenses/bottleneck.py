@@ -105,6 +105,13 @@ class Bottleneck(Defense):
     def white_box_release(self, x: Tensor, observed: Tensor) -> Tensor:
         return self.release(x)
 
+    def white_box_draws(self, x: Tensor, observed: Tensor, draws: int) -> list[Tensor]:
+        mu, logvar = self.encode(x)  # deterministic: encoded once, eps drawn per release as separate calls would
+        if self.config.release == "mean" and not self.training:
+            return [mu] * draws
+        std = (0.5 * logvar).exp()
+        return [mu + std * torch.randn(mu.shape, dtype=mu.dtype, device=mu.device) for _ in range(draws)]
+
     def undefended_release(self, x: Tensor) -> Tensor:
         return self.encode(x)[0]
 

@@ -108,6 +108,10 @@ class Shredder(Defense):
     def white_box_release(self, x: Tensor, observed: Tensor) -> Tensor:
         return self.release(x)  # the learned scales are public to a white-box attacker, the draw is not
 
+    def white_box_draws(self, x: Tensor, observed: Tensor, draws: int) -> list[Tensor]:
+        z = self.client(x)  # deterministic: computed once, the noise drawn per release as separate calls would
+        return [self.noise(z) for _ in range(draws)]
+
     def fit(self, data, trainer):
         train_task(self, data, trainer, self.client, [self.client, self.server], "shredder (task)")
         frozen = [p for m in (self.client, self.server) for p in m.parameters()]

@@ -145,6 +145,16 @@ class Defense(nn.Module, ABC):
         (e.g. which channels were sent). Default: :meth:`release`."""
         return self.release(x)
 
+    def white_box_draws(self, x: Tensor, observed: Tensor, draws: int) -> list[Tensor]:
+        """``draws`` differentiable white-box releases of ``x``, each with its own random draw: what an attacker's
+        expectation over transformation averages. Default: :meth:`white_box_release` called ``draws`` times.
+
+        A defense whose randomness comes after a deterministic client (noise added to the activations, a sampled
+        bottleneck) overrides it to run the client once and draw only the noise ``draws`` times, in the same
+        order as that many calls would: the same releases and, through autograd's sum at the shared client
+        output, the same gradients up to float rounding, at one client pass instead of ``draws``."""
+        return [self.white_box_release(x, observed) for _ in range(draws)]
+
     def undefended_release(self, x: Tensor) -> Tensor:
         """What the client would send for ``x`` without the defense's release-time transformation (channel
         masks, noise): the clean reference representation on which cross-model attackers train their
@@ -304,13 +314,21 @@ class WhiteBox:
     """Differentiable access to the client and the defense's release function (functions only: the defense
     object itself is not handed out)."""
 
-    def __init__(self, release, undefended):
+    def __init__(self, release, undefended, draws=None):
         self._release = release
         self._undefended = undefended
+        self._draws = draws
 
     def release(self, x: Tensor, observed: Tensor) -> Tensor:
         """A differentiable release of ``x`` given the ``observed`` release (e.g. which channels were sent)."""
         return self._release(x, observed)
+
+    def draws(self, x: Tensor, observed: Tensor, n: int) -> list[Tensor]:
+        """``n`` differentiable releases of ``x``, each with its own random draw (for expectation over
+        transformation); the same as ``n`` calls of :meth:`release`, computed as the defense finds cheapest."""
+        if self._draws is None:
+            return [self._release(x, observed) for _ in range(n)]
+        return self._draws(x, observed, n)
 
     def undefended_release(self, x: Tensor) -> Tensor:
         """The client's output for ``x`` before the defense's release-time transformation."""
@@ -355,7 +373,7 @@ class Target:
         self._aux_split = aux
         self._release = defense.release
         self._white_box_allowed = defense.white_box_client
-        self._white_box = WhiteBox(defense.white_box_release, defense.undefended_release)
+        self._white_box = WhiteBox(defense.white_box_release, defense.undefended_release, defense.white_box_draws)
         self._fresh_tail = defense.fresh_tail
         self._designated = defense.designated_model  # called only when an attack asks for it
         self._defense_name = getattr(defense, "name", type(defense).__name__)

@@ -101,6 +101,29 @@ def test_white_box_release_is_differentiable(name, fitted, tiny_data):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_white_box_draws_are_separate_white_box_releases(name, fitted, tiny_data):
+    """A defense's batch of EOT draws must be what as many calls of its white-box release give, draw for draw from
+    the same seed, and the same gradient (an override that computes the client once must change only speed)."""
+    d = fitted(name)
+    x0 = tiny_data.info.normalize(tiny_data.eval.images[:4])
+    with torch.no_grad():
+        observed = d.release(x0)
+    grads, outs = [], []
+    for batched in (False, True):
+        x = x0.clone().requires_grad_(True)
+        torch.manual_seed(3)
+        rs = d.white_box_draws(x, observed, 3) if batched else [d.white_box_release(x, observed) for _ in range(3)]
+        assert len(rs) == 3 and all(r.shape == observed.shape for r in rs)
+        sum(r.float().pow(2).sum() for r in rs).backward()
+        outs.append(torch.stack([r.detach() for r in rs]))
+        grads.append(x.grad)
+    torch.testing.assert_close(outs[1], outs[0])
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
+    if d.stochastic_release and not torch.equal(outs[0][0], outs[0][1]):
+        assert not torch.equal(outs[1][0], outs[1][1]), "every draw must be its own"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_cache_roundtrip_restores_the_same_model(name, fitted, tiny_data, tiny_backbone, tmp_path):
     d = fitted(name)
     cache = ModelCache(tmp_path)
