@@ -282,9 +282,9 @@ class DeepImagePriorConfig:
     grayscale: Literal["auto", "never"] = field(
         "auto", "[inferred] auto: when every aux image has identical channels (grayscale data stored as copies), "
                 "the generators output one channel, replicated; never: one per image channel")
-    eot_samples: int = field(8, "expectation over transformation: release draws (separate calls of the white-box "
-                                "release) the feature term is averaged over at every step when the defense's "
-                                "release is random; 1 on deterministic ones, whatever is set")
+    eot_samples: int = field(8, "expectation over transformation: release draws (as separate calls of the "
+                                "white-box release would give) the feature term is averaged over at every step "
+                                "when the defense's release is random; 1 on deterministic ones, whatever is set")
     plateau_window: int = field(100, "[inferred] a run ends when the mean relative feature error of an image's "
                                      "last plateau_window steps improved on the window before by less than "
                                      "plateau_tol (0 = always run to the cap)")

@@ -121,9 +121,10 @@ class LearnedPriorConfig:
     grayscale: Literal["auto", "never"] = field(
         "auto", "[inferred] auto: when every aux image has identical channels, the pixel steps optimise one channel, "
                 "replicated; never: every channel")
-    eot_samples: int = field(8, "expectation over transformation: release draws (separate calls of the white-box "
-                                "release) the feature term of the screening, the latent search and the pixel steps "
-                                "is averaged over when the defense's release is random; 1 on deterministic ones")
+    eot_samples: int = field(8, "expectation over transformation: release draws (as separate calls of the "
+                                "white-box release would give) the feature term of the screening, the latent "
+                                "search and the pixel steps is averaged over when the defense's release is "
+                                "random; 1 on deterministic ones")
     plateau_window: int = field(10, "[inferred] a latent's (or, in the pixel steps, an image's) run ends when the "
                                     "mean relative feature error of its last plateau_window steps improved on the "
                                     "window before by less than plateau_tol (0 = always run to the caps)")

@@ -49,8 +49,10 @@ the iterates equal those of inverting every image on its own (``batch_size=1``) 
 
 Expectation over transformation (``eot_samples``): when the defense's release is random (``target.stochastic``,
 e.g. a white-box release that adds noise), the feature term of every step is the mean over that many release
-draws, each a separate call of the release function (so a defense that draws its randomness once per call
-still gives independent draws). Deterministic releases are drawn once whatever is set.
+draws, each with its own random draw: the defense's ``white_box_draws`` (by default a separate call of the
+release function per draw, so a defense that draws its randomness once per call still gives independent draws; a
+defense whose noise follows a deterministic client computes the client once). Deterministic releases are drawn
+once whatever is set.
 
 Other inferred choices, recorded in the card:
 
@@ -174,9 +176,9 @@ class RMLEConfig:
     grayscale: Literal["auto", "never"] = field(
         "auto", "[inferred] auto: when every aux image has identical channels (grayscale data stored as copies), "
                 "optimise one channel and replicate it; never: optimise every channel")
-    eot_samples: int = field(8, "expectation over transformation: release draws (separate calls of the white-box "
-                                "release) the feature term is averaged over at every step when the defense's "
-                                "release is random; 1 on deterministic ones, whatever is set")
+    eot_samples: int = field(8, "expectation over transformation: release draws (as separate calls of the "
+                                "white-box release would give) the feature term is averaged over at every step "
+                                "when the defense's release is random; 1 on deterministic ones, whatever is set")
     plateau_window: int = field(50, "[inferred] a run ends when the mean relative feature error of an image's last "
                                     "plateau_window steps improved on the window before by less than plateau_tol "
                                     "(0 = always run to the cap)")
