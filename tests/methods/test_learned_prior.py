@@ -58,7 +58,8 @@ def test_batched_search_equals_image_by_image_and_keeps_the_best_restart(quick_m
     torch.testing.assert_close(batched.images, single.images, atol=1e-6, rtol=0)
     assert batched.metrics["final_feature_mse"] == pytest.approx(single.metrics["final_feature_mse"], rel=1e-9)
     assert (batched.images[0] - batched.images[1]).abs().max() > 1e-2  # different images, each its own
-    # restart 0 is the best-screened start, searched exactly as with one restart; the kept one is never worse
+    # restart 0 (the encoder's guess, the default start) is searched exactly as with one restart; the kept one is
+    # never worse
     assert batched.metrics["latent_objective"] <= first.metrics["latent_objective"] + 1e-12
     assert batched.budget["restarts"] == 3 and batched.budget["candidates"] == 6
 
