@@ -124,9 +124,10 @@ class LearnedPriorConfig:
     batch_size: int = field(64, "eval images searched together in one optimisation (x restarts latents); 1 "
                                 "inverts image by image (same result, slower)")
     start: Literal["screened", "encoder"] = field(
-        "encoder", "[inferred] starting latents (default chosen on the attacker's aux hold-out, see the module): the best-matching screened candidates (every restart), or an "
-                    "encoder trained on the aux pairs (release -> the prior's posterior mean) for the first restart "
-                    "and the best-matching candidates for the others (GLASS++'s encoder start)")
+        "encoder", "[inferred] starting latents: an encoder trained on the aux pairs (release -> the prior's "
+                   "posterior mean) for the first restart and the best-matching screened candidates for the others "
+                   "(GLASS++'s encoder start; the default, chosen on the attacker's aux hold-out, see the module), "
+                   "or the best-matching screened candidates for every restart")
     encoder_epochs: int = field(30, "[inferred] epochs of training the release encoder (start='encoder')")
     encoder_width: int = field(32, "[inferred] channels of the release encoder's first layer (start='encoder')")
     encoder_lr: float = field(1e-3, "[inferred] Adam learning rate of the release encoder (start='encoder')")
