@@ -194,7 +194,9 @@ def _knowledge_markdown(t: Track) -> list[str]:
                     + [_est(t.knowledge[f].get((r.defense, r.knob_value), Estimate(math.nan)), 2) for f in shares])
     head = ["defense", "knob", "all of aux"] + [f"{f:.0%} of aux" for f in shares]
     note = "; ".join(f"{f:.0%}: {', '.join(t.knowledge_attacks[f])}" for f in shares)
-    return lines + _table(head, rows) + [f"Attacks run with a share of aux: {note}.", ""]
+    free = ("" if not t.data_free_attacks else " Data-free attacks, the zero-data end of this axis (they read no aux "
+            f"data, so they count the same at every share): {', '.join(t.data_free_attacks)}.")
+    return lines + _table(head, rows) + [f"Attacks run with a share of aux: {note}.{free}", ""]
 
 
 def _matched_markdown(t: Track) -> list[str]:
