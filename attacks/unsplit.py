@@ -12,7 +12,8 @@ initialised, and alternates between the two, each time with the other held fixed
     L2(x) = mean_{c,i,j} x[c,i,j]^2
 
 x_hat lives in pixel space ([0, 1] for the true images; the model sees it normalized with the scenario's
-statistics), starts at the constant ``init`` (grey 0.5), and is clamped to [0, 1] only when it is returned. The
+statistics), starts at the constant ``init`` (grey 0.5), and is clamped to [0, 1] only when it is returned (or,
+with ``output="minmax"``, rescaled per image to [0, 1], as the code does for CIFAR-10 and JAST for every set). The
 attack needs nothing but the releases and the public architecture (``requires`` is empty): it is the **zero-data
 end** of attacker knowledge, below every attack that reads aux data, and it runs in the leaderboard's black-box
 view since it needs no client weights.
@@ -98,6 +99,11 @@ class UnSplitConfig:
                                 "says Adam)")
     batch_size: int = field(64, "[inferred] images that share one freshly initialised surrogate client (the "
                                 "code: one image per call, its demo carrying one clone over every image)")
+    output: Literal["clamp", "minmax"] = field(
+        "clamp", "[code] how the estimate becomes the returned image: clamped to [0, 1] (the code scores MNIST-type "
+                 "estimates as they are, which clamping can only bring closer), or each image's own min-max "
+                 "rescaling to [0, 1] (the code's CIFAR-10 output; JAST's for every data set): it undoes the scale "
+                 "the surrogate can absorb, and uses no ground truth")
     grayscale: Literal["auto", "never"] = field(
         "auto", "[inferred] auto: when the scenario's normalization statistics are equal across channels "
                 "(grayscale stored as copies), optimise one channel and replicate it; never: every channel")
@@ -145,6 +151,15 @@ def l2_prior(x: Tensor) -> Tensor:
 def feature_mse(pred: Tensor, observed: Tensor) -> Tensor:
     """Per-image mean squared error ``[B]`` between two releases in :func:`as_spatial`'s view."""
     return (full_precision(as_spatial(pred)) - full_precision(as_spatial(observed))).pow(2).flatten(1).mean(1)
+
+
+def minmax(x: Tensor) -> Tensor:
+    """Each image of ``[B, C, H, W]`` rescaled so that its lowest pixel is 0 and its highest 1 (a constant image
+    becomes 0)."""
+    flat = x.flatten(1)
+    low, high = flat.min(1).values, flat.max(1).values
+    span = (high - low).clamp_min(1e-12)
+    return ((flat - low[:, None]) / span[:, None]).where((high > low)[:, None], torch.zeros_like(flat)).view_as(x)
 
 
 def grayscale_scenario(mode: str, info: ScenarioInfo) -> bool:
@@ -207,7 +222,7 @@ def invert_chunk(target: Target, trainer: Trainer, cfg: UnSplitConfig, z: Tensor
     trainer.optimize(groups, step, cfg.total_steps, desc="unsplit", stop=traj.stop)
     traj.finish()
     x_hat.requires_grad_(False)
-    images = kept.clamp(0, 1)
+    images = minmax(kept) if cfg.output == "minmax" else kept.clamp(0, 1)
     with torch.no_grad(), trainer.autocast():
         final = feature_mse(surrogate(model_input(images)), z) / energy
     out = images.expand(-1, c, -1, -1) if gray else images
@@ -248,7 +263,8 @@ class UnSplit(Attack):
                   "the surrogate (the code's models read raw [0, 1] pixels); TV and L2 priors on the pixels",
                   "grayscale scenarios (equal normalization statistics per channel): one channel optimised and "
                   "replicated, as the paper's one-channel models",
-                  "the estimate is clamped to [0, 1] when returned (the code scores it unclamped)",
+                  "the estimate is clamped to [0, 1] when returned (the code scores MNIST-type estimates unclamped); "
+                  "output='minmax' rescales each image to [0, 1] instead, as the code's CIFAR-10 path and JAST do",
                   "releases compared in as_spatial's view; every element counts, sent or masked",
                   "the last iterate is returned; a plateau rule is available but off by default"),
         code="https://github.com/ege-erdogan/unsplit",
@@ -267,8 +283,8 @@ class UnSplit(Attack):
             budget={"outer_iters": cfg.outer_iters, "input_steps": cfg.input_steps, "model_steps": cfg.model_steps,
                     "steps": cfg.total_steps, "images": len(images), "input_lr": cfg.input_lr,
                     "model_lr": cfg.model_lr, "amsgrad": cfg.amsgrad, "tv_weight": cfg.tv_weight,
-                    "l2_weight": cfg.l2_weight,
-                    "init": cfg.init, "batch_size": min(cfg.batch_size, len(images)), "grayscale": gray,
+                    "l2_weight": cfg.l2_weight, "init": cfg.init, "output": cfg.output,
+                    "batch_size": min(cfg.batch_size, len(images)), "grayscale": gray,
                     "surrogate": parts[0].surrogate if parts else "",
                     "surrogate_params": parts[0].surrogate_params if parts else 0, "aux_samples": 0,
                     "plateau_window": cfg.plateau_window, "plateau_tol": cfg.plateau_tol,

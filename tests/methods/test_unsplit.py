@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks.unsplit import UnSplit, UnSplitConfig, grayscale_scenario, l2_prior, tv_prior
+from attacks.unsplit import UnSplit, UnSplitConfig, grayscale_scenario, l2_prior, minmax, tv_prior
 from benchmark.api.contract import Target, data_free
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.fields import build_config
@@ -113,6 +113,13 @@ def test_priors_are_the_documented_ones():
     assert tv_prior(torch.full((2, 3, 5, 5), 0.3)).tolist() == [0.0, 0.0]
 
 
+def test_minmax_output_rescales_each_image_on_its_own():
+    x = torch.stack([torch.linspace(-2.0, 3.0, 16).view(1, 4, 4), torch.full((1, 4, 4), 7.0)])
+    out = minmax(x)
+    assert out[0].min() == 0 and out[0].max() == 1 and torch.equal(out[1], torch.zeros(1, 4, 4))
+    torch.testing.assert_close(out[0], (x[0] + 2.0) / 5.0)
+
+
 def test_grayscale_is_read_from_the_scenarios_description_only():
     assert grayscale_scenario("auto", INFO)
     assert not grayscale_scenario("never", INFO)
@@ -123,7 +130,7 @@ def test_grayscale_is_read_from_the_scenarios_description_only():
 @pytest.mark.parametrize(("key", "value"), [("outer_iters", -1), ("input_steps", 0), ("model_steps", -1),
                                             ("input_lr", 0.0), ("model_lr", -1.0), ("tv_weight", -0.1),
                                             ("l2_weight", -1.0), ("init", 1.5), ("batch_size", 0),
-                                            ("plateau_window", -1), ("grayscale", "always")])
+                                            ("plateau_window", -1), ("grayscale", "always"), ("output", "sigmoid")])
 def test_bad_config_values_are_one_line_errors_naming_the_field(key, value):
     with pytest.raises(SplitbenchError) as err:
         build_config(UnSplitConfig, {key: value}, "attack unsplit")
