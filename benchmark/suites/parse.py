@@ -43,7 +43,7 @@ Schema::
     attacks:
       - {name: attribute_inference, config: {...}}
       - {name: optimization, label: rmle_tv10, config: {...}}   # a label tells apart two configs of one attack
-      - {name: unsplit, label: long, backbones: [unsplit_lenet@relu1]}  # only on these tracks (default: all)
+      - {name: optimization, label: rmle_long, backbones: [test_resnet@layer1]}  # only on these tracks (default: all)
     paper: {citation: ..., numbers: [{defense: ..., attack: ..., metric: ..., value: ..., note: ...}]}
 """
 
