@@ -182,6 +182,7 @@ def _kv(items: Sequence[str], flag: str = "--scenario-arg") -> dict[str, object]
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from benchmark.api.contract import data_free
     from benchmark.core import registry
     from benchmark.core.fields import describe
     from benchmark.models.backbones import TESTED_BACKBONES, list_backbones
@@ -204,6 +205,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for name, cls in registry.ATTACKS.items():
             if registry.fnmatch.fnmatch(name, args.pattern):
                 needs = ",".join(sorted(a.value for a in cls.requires)) or "releases only"
+                if data_free(cls.requires):
+                    needs += " (data-free)"
                 print(f"  {name:<26} kind={cls.kind.value:<15} needs={needs}")
                 if args.verbose:
                     _print_fields(describe(cls.Config))

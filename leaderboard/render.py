@@ -194,7 +194,9 @@ def _knowledge_markdown(t: Track) -> list[str]:
                     + [_est(t.knowledge[f].get((r.defense, r.knob_value), Estimate(math.nan)), 2) for f in shares])
     head = ["defense", "knob", "all of aux"] + [f"{f:.0%} of aux" for f in shares]
     note = "; ".join(f"{f:.0%}: {', '.join(t.knowledge_attacks[f])}" for f in shares)
-    return lines + _table(head, rows) + [f"Attacks run with a share of aux: {note}.", ""]
+    free = ("" if not t.data_free_attacks else " Data-free attacks, the zero-data end of this axis (they read no aux "
+            f"data, so they count the same at every share): {', '.join(t.data_free_attacks)}.")
+    return lines + _table(head, rows) + [f"Attacks run with a share of aux: {note}.{free}", ""]
 
 
 def _matched_markdown(t: Track) -> list[str]:
@@ -307,9 +309,11 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     bb = sorted([r for r in chosen if r.rank_blackbox], key=lambda r: (r.rank_point.get("rank_blackbox", 0),
                                                                        r.privacy_blackbox.value))
     if bb:
+        free = ("" if not t.data_free_attacks else " Of them, data-free (no aux data either, the zero-data end of "
+                f"attacker knowledge): {', '.join(t.data_free_attacks)}.")
         lines += ["### Black-box view", "",
                   "Only attacks that need no client weights; defenses that deny attackers the client weights are "
-                  "ranked here only.", ""]
+                  f"ranked here only.{free}", ""]
         lines += _table(["rank", "defense", "knob", "black-box privacy score", "white-box access"],
                         [[_rank(r.rank_blackbox, r.rank_point.get("rank_blackbox")), f"`{r.defense}`", _knob(r),
                           _est(r.privacy_blackbox, 2),

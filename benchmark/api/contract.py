@@ -49,6 +49,18 @@ class Access(str, enum.Enum):
     SERVER_MODEL = "server_model"        # a copy of the designated model's trained weights (what the server holds)
 
 
+#: the accesses that give an attack data of the client's distribution: an attack declaring none of them is
+#: data-free, the zero-data end of the attacker-knowledge axis (a suite's ``aux_fraction`` leaves it out)
+DATA_ACCESS = frozenset({Access.AUX_PAIRS, Access.CLEAN_DATA})
+
+
+def data_free(requires: frozenset[Access] | set[Access] | list[str]) -> bool:
+    """Whether an attack that declares ``requires`` (accesses or their values, as records store them) sees no data
+    of the client's distribution: only the releases, the public architecture and, at most, weights."""
+    values = {a.value if isinstance(a, Access) else str(a) for a in requires}
+    return not values & {a.value for a in DATA_ACCESS}
+
+
 class Defense(nn.Module, ABC):
     """Base class of every defense (and baseline).
 

@@ -7,7 +7,8 @@
   advantage = (acc - c) / (1 - c).
 - reconstruction leakage: PSNR (images in [0, 1], MAX = 1) and SSIM (Gaussian window 11, sigma 1.5, K1 = 0.01,
   K2 = 0.03, valid filtering, mean over channels), per image, on un-normalized images; floor = the attacker's best
-  constant guess (its mean aux image); SSIM gain = (SSIM - SSIM0) / (1 - SSIM0).
+  constant guess (its mean aux image); SSIM gain = (SSIM - SSIM0) / (1 - SSIM0). Pixel MSE beside them: the mean
+  squared error over every pixel and channel of an image in [0, 1] (what UnSplit and other papers report).
 - cross-model transfer: accuracy of each unintended model on the release; advantage over the task's majority rate;
   suppression ratio = utility / max unintended accuracy and its chance-corrected form.
 - cost: client and server latency (p50, p90 over repeats, after warm-up, synchronised), payload bytes per sample
@@ -39,6 +40,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "ssim": False,
     "psnr_baseline": False,
     "ssim_baseline": False,
+    "mse": True,
+    "mse_baseline": True,
     "unintended_acc_max": False,
     "unintended_acc_mean": False,
     "unintended_chance": False,
@@ -125,12 +128,17 @@ def suppression_ratio(utility: float, unintended_acc: float) -> float:
 
 
 # -- reconstruction -----------------------------------------------------------------------------------------
+def pixel_mse(x: Tensor, y: Tensor) -> Tensor:
+    """Per-image mean squared error over every channel and pixel of images in [0, 1] (``x`` is clamped to [0, 1]),
+    as PyTorch's ``MSELoss`` on one image: the reconstruction error papers such as UnSplit report."""
+    return (x.float().clamp(0, 1) - y.float()).pow(2).flatten(1).mean(1)
+
+
 def psnr(x: Tensor, y: Tensor, max_val: float = 1.0) -> Tensor:
     """Per-image PSNR in dB of images in [0, 1] (``x`` is clamped to [0, 1]); capped at 100 dB."""
     x = x.float().clamp(0, 1)
     y = y.float()
-    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10.0 * torch.log10(max_val ** 2 / mse)
+    return 10.0 * torch.log10(max_val ** 2 / pixel_mse(x, y).clamp_min(1e-10))
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> Tensor:
@@ -167,11 +175,14 @@ def ssim(x: Tensor, y: Tensor, max_val: float = 1.0, window: int = 11, sigma: fl
 
 
 def reconstruction_scores(recon: Tensor, truth: Tensor, baseline: Tensor) -> dict[str, float]:
-    """PSNR / SSIM of reconstructions and of a constant baseline image against the truth, all in [0, 1]."""
+    """PSNR / SSIM / pixel MSE of reconstructions and of a constant baseline image against the truth, all in
+    [0, 1]."""
     base = baseline.to(truth.device).float().expand_as(truth)
     return {
         "psnr": float(psnr(recon, truth).mean()),
         "ssim": float(ssim(recon, truth).mean()),
+        "mse": float(pixel_mse(recon, truth).mean()),
         "psnr_baseline": float(psnr(base, truth).mean()),
         "ssim_baseline": float(ssim(base, truth).mean()),
+        "mse_baseline": float(pixel_mse(base, truth).mean()),
     }

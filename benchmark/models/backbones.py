@@ -56,6 +56,8 @@ def seeded(seed: int) -> Iterator[None]:
 def _timm():
     import timm
 
+    import benchmark.models.paper_nets  # noqa: F401 (registers the papers' own small nets as timm models)
+
     return timm
 
 

@@ -82,6 +82,7 @@ class ParamGroup:
     betas: tuple[float, float] = (0.9, 0.999)
     fused: bool = True  # the optimizer's fused kernel where it exists (see ``fusable``)
     steps: int = 1  # updates per batch; the extra ones use only this group's loss (see the class docstring)
+    amsgrad: bool = False  # Adam's AMSGrad variant (the running maximum of the second moment scales each step)
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -92,7 +93,8 @@ class ParamGroup:
         fused = fusable(params) if self.fused else None
         if self.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay, fused=fused)
-        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay, fused=fused)
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay, fused=fused,
+                                amsgrad=self.amsgrad)
 
 
 _FUSED_DEVICES = frozenset({"cpu", "cuda"})

@@ -18,5 +18,6 @@ def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
                     draws = suite.release_draws if DEFENSES.get(d.name).stochastic_release else 1
                     plan.append((m, [Cell(m, a, suite.eval_count(ATTACKS.get(a.name).kind.value), draws,
                                           suite.tuning.get(a.label), suite.holdout, f)
-                                     for a in suite.attacks for f in (1.0, *suite.aux_fractions.get(a.label, ()))]))
+                                     for a in suite.attacks if a.runs_on(backbone)
+                                     for f in (1.0, *suite.aux_fractions.get(a.label, ()))]))
     return plan

@@ -47,15 +47,21 @@ class DefenseEntry:
 
 @dataclasses.dataclass(frozen=True)
 class AttackEntry:
-    """An attack with its config; ``label`` tells apart several configs of one attack (default: the name)."""
+    """An attack with its config; ``label`` tells apart several configs of one attack (default: the name);
+    ``backbones`` limits it to those tracks (``NAME@SPLIT`` labels; empty: every track), e.g. a costly budget
+    run at one split depth only."""
 
     name: str
     config: Any
     label: str = ""
+    backbones: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.label:
             object.__setattr__(self, "label", self.name)
+
+    def runs_on(self, backbone: BackboneSpec) -> bool:
+        return not self.backbones or backbone.label in self.backbones
 
 
 @dataclasses.dataclass(frozen=True)

@@ -103,12 +103,19 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
 
 
 def _drop_dangling(suite: Suite) -> Suite:
-    """The suite without what names a backbone, defense or attack it no longer runs after narrowing: deployment
-    entries of other backbones, paper numbers of other cells, tuning of other attacks. A narrowed suite is then a
-    valid suite in its own right, which :func:`~benchmark.suites.parse.parse_suite` reads back from
+    """The suite without what names a backbone, defense or attack it no longer runs after narrowing: attacks' limits
+    to backbones it no longer runs (an attack none of whose backbones is left is dropped), deployment entries of
+    other backbones, paper numbers of other cells, tuning of other attacks. A narrowed suite is then a valid suite
+    in its own right, which :func:`~benchmark.suites.parse.parse_suite` reads back from
     :func:`~benchmark.suites.parse.suite_to_raw` (as every worker process and a manifest's re-run do) instead of
     rejecting what this process accepted."""
     backbones = {b.label for b in suite.backbones}
+    kept = tuple(a if all(b in backbones for b in a.backbones)
+                 else dataclasses.replace(a, backbones=tuple(b for b in a.backbones if b in backbones))
+                 for a in suite.attacks)
+    kept = tuple(a for a, was in zip(kept, suite.attacks) if a.backbones or not was.backbones)  # none of its tracks
+    if kept != suite.attacks:
+        suite = dataclasses.replace(suite, attacks=kept)
     defenses = {d.name for d in suite.defenses}
     labels = {a.label for a in suite.attacks}
     runs = labels | {a.name for a in suite.attacks}  # tuning names an attack by label or name
@@ -201,7 +208,7 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
     for a in suite.attacks:
         cls = ATTACKS.get(a.name)
         values = {**to_dict(a.config), **per_attack.get(a.name, {}), **per_attack.get(a.label, {})}
-        attacks.append(AttackEntry(a.name, build_config(cls.Config, values, f"--set attack.{a.label}"), a.label))
+        attacks.append(dataclasses.replace(a, config=build_config(cls.Config, values, f"--set attack.{a.label}")))
     unused = (set(per_defense) - {d.name for d in suite.defenses}) | (
         set(per_attack) - {a.name for a in suite.attacks} - {a.label for a in suite.attacks})
     if unused:

@@ -29,7 +29,8 @@ Schema::
                                      #   also answer; each attack scores itself there, and a family's
                                      #   representative is the attack that scores best there (null: no hold-out)
     aux_fraction: {fractions: [1.0, 0.25], attacks: [...]}  # the attacker-knowledge axis: the attacks (default:
-                                     #   all) also run with only this share of their aux data (1.0 is the main run)
+                                     #   all that read aux data) also run with only this share of their aux data
+                                     #   (1.0 is the main run); data-free attacks are its zero-data end
     deployment:                      # also time each track's defended client as deployed on a real backbone
       test_resnet@layer1: {name: resnet18, split: layer1, image_size: 32, batch: 8}
     seeds: [0]
@@ -42,6 +43,7 @@ Schema::
     attacks:
       - {name: attribute_inference, config: {...}}
       - {name: optimization, label: rmle_tv10, config: {...}}   # a label tells apart two configs of one attack
+      - {name: optimization, label: rmle_long, backbones: [test_resnet@layer1]}  # only on these tracks (default: all)
     paper: {citation: ..., numbers: [{defense: ..., attack: ..., metric: ..., value: ..., note: ...}]}
 """
 
@@ -53,6 +55,7 @@ from typing import Any
 
 import yaml
 
+from benchmark.api.contract import data_free
 from benchmark.core.errors import SplitbenchError, did_you_mean
 from benchmark.core.fields import build_config, to_dict
 from benchmark.core.registry import ATTACKS, DEFENSES, SCENARIOS, SUITES
@@ -76,7 +79,8 @@ SUITE_KEYS = ("name", "description", "reference", "utility_budget", "cost_budget
 AUX_FRACTION_KEYS = ("fractions", "attacks")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
 ENTRY_KEYS = {"scenarios": ("name", "config"), "backbones": ("name", "split", "pretrained"),
-              "defenses": ("name", "knob", "config", "preregistered"), "attacks": ("name", "label", "config")}
+              "defenses": ("name", "knob", "config", "preregistered"),
+              "attacks": ("name", "label", "config", "backbones")}
 
 
 
@@ -123,6 +127,22 @@ def _entries(raw: dict, key: str, where: str) -> list[dict]:
             raise SplitbenchError(f"{where}: {key}[{i}] has no 'name'")
         out.append(item)
     return out
+
+
+def attack_backbones(raw: Any, backbones: Sequence[BackboneSpec], where: str) -> tuple[str, ...]:
+    """An attack entry's ``backbones``: a non-empty list of the suite's track labels (``NAME@SPLIT``), or absent
+    (every track)."""
+    if raw is None:
+        return ()
+    labels = [b.label for b in backbones]
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
+        raise SplitbenchError(f"{where}.backbones must be a non-empty list of the suite's backbones as NAME@SPLIT, "
+                              f"got {raw!r}")
+    for x in raw:
+        if x not in labels:
+            raise SplitbenchError(f"{where}.backbones names {x!r}, which the suite does not run"
+                                  f"{did_you_mean(x, labels)} (expected one of: {', '.join(labels)})")
+    return tuple(dict.fromkeys(raw))
 
 
 def defense_entries(name: str, knob_values: Any, config: dict | None, train: TrainConfig, where: str
@@ -174,7 +194,8 @@ def parse_suite(raw: Any, source: str) -> Suite:
         if not isinstance(label, str) or not label or "/" in label:
             raise SplitbenchError(f"{where}: attacks[{i}].label must be a non-empty string without '/'")
         attacks.append(AttackEntry(e["name"], build_config(cls.Config, e.get("config", {}),
-                                                           f"{where}: attacks[{i}].config"), label))
+                                                           f"{where}: attacks[{i}].config"), label,
+                                   attack_backbones(e.get("backbones"), backbones, f"{where}: attacks[{i}]")))
     labels = [a.label for a in attacks]
     dup_a = sorted({x for x in labels if labels.count(x) > 1})
     if dup_a:
@@ -227,13 +248,19 @@ def parse_aux_fraction(raw: Any, attacks: Sequence[AttackEntry], where: str) -> 
         raise SplitbenchError(f"{where}: aux_fraction.fractions must hold 1.0 (the main run) and no value twice, "
                               f"got {fractions!r}")
     labels = [a.label for a in attacks]
-    chosen = raw.get("attacks", labels)
+    free = {a.label for a in attacks if data_free(ATTACKS.get(a.name).requires)}
+    chosen = raw.get("attacks", [n for n in labels if n not in free])
     if not isinstance(chosen, list) or not chosen:
-        raise SplitbenchError(f"{where}: aux_fraction.attacks must be a non-empty list of attack labels")
+        raise SplitbenchError(f"{where}: aux_fraction.attacks must be a non-empty list of the labels of attacks that "
+                              "read aux data")
     for n in chosen:
         if n not in labels:
             raise SplitbenchError(f"{where}: aux_fraction.attacks names {n!r}, which the suite does not run"
                                   f"{did_you_mean(str(n), labels)}")
+        if n in free:
+            raise SplitbenchError(f"{where}: aux_fraction.attacks names {n!r}, which reads no aux data (it declares "
+                                  "neither aux pairs nor clean data): it is the zero-data end of the axis already, "
+                                  "the same at every share")
     rest = tuple(sorted((float(f) for f in fractions if float(f) != 1.0), reverse=True))
     return {n: rest for n in chosen} if rest else {}
 
@@ -376,7 +403,8 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
         "backbones": [to_dict(b) for b in suite.backbones],
         "train": to_dict(suite.train),
         "defenses": [_raw_defense(suite, i, d) for i, d in enumerate(suite.defenses)],
-        "attacks": [{"name": a.name, "label": a.label, "config": to_dict(a.config)} for a in suite.attacks],
+        "attacks": [{"name": a.name, "label": a.label, "config": to_dict(a.config),
+                     **({"backbones": list(a.backbones)} if a.backbones else {})} for a in suite.attacks],
         "paper": suite.paper,
     }
     if suite.deployment:

@@ -142,6 +142,7 @@ class TableBuilder:
         shares = [c for c in cells if c.aux_fraction != 1.0]
         cells = [c for c in cells if c.aux_fraction == 1.0]
         t = self._track(key, cells)
+        t.data_free_attacks = sorted({c.attack for c in cells if c.data_free_attack})
         if shares:
             self.knowledge(t, key, cells, shares)
         return t

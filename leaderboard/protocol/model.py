@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.api.contract import data_free
 from benchmark.core.io import json_number
 from benchmark.measure.intervals import NAN, Estimate
 from benchmark.measure.scoring.base import Samples
@@ -73,6 +74,11 @@ class CellData:
     @property
     def white_box_attack(self) -> bool:
         return "white_box_client" in self.config["attack"].get("requires", [])
+
+    @property
+    def data_free_attack(self) -> bool:
+        """Whether the attack read no data of the client's distribution (the zero-data end of attacker knowledge)."""
+        return data_free(self.config["attack"].get("requires", []))
 
     @property
     def status(self) -> str:
@@ -216,6 +222,8 @@ class Track:
     #: ran at that share (and the attacks it covers)
     knowledge: dict[float, dict[tuple[str, float], Estimate]] = dataclasses.field(default_factory=dict)
     knowledge_attacks: dict[float, list[str]] = dataclasses.field(default_factory=dict)
+    #: attacks that read no aux data: the zero-data end of that axis, the same at every share
+    data_free_attacks: list[str] = dataclasses.field(default_factory=list)
     #: the suite's cost budget (cost -> largest ratio to the reference admitted) and where MACs and parameters were
     #: measured ("deployed on NAME@SPLIT" or "on this track")
     cost_budget: dict[str, float] = dataclasses.field(default_factory=dict)

@@ -124,6 +124,11 @@ class SiteTrack:
         return {a: k for _, t in self.parts for a, k in t.kinds.items()}
 
     @property
+    def data_free_attacks(self) -> list[str]:
+        """Attacks that read no aux data, over every part: the zero-data end of attacker knowledge."""
+        return sorted({a for _, t in self.parts for a in t.data_free_attacks})
+
+    @property
     def defenses(self) -> list[str]:
         return sorted({r.defense for r in self.rows})
 

@@ -349,3 +349,17 @@ def test_records_without_a_hold_out_fall_back_to_the_strongest_on_eval_and_say_s
     a = row(only_track(tmp_path), "a")
     assert a.family_attack["reconstruction"] == "recon" and a.family_chosen_on["reconstruction"] == "eval"
     assert "chosen on eval" in render_run(tmp_path, write=False)
+
+
+def test_the_knowledge_view_names_data_free_attacks_as_its_zero_data_end(tmp_path):
+    """An attack that declares no aux access is never re-run at a share: its full cell counts at every share, and
+    the view says so (from the record's declared access, not the attack's name)."""
+    run = [FakeCell("ref", 0, "attr", 0.9), FakeCell("a", 0.5, "attr", 0.6),
+           FakeCell("ref", 0, "free_recon", 0.5), FakeCell("a", 0.5, "free_recon", 0.4),
+           FakeCell("ref", 0, "attr", 0.7, aux_fraction=0.25), FakeCell("a", 0.5, "attr", 0.3, aux_fraction=0.25)]
+    write_run(tmp_path, run)
+    t = only_track(tmp_path)
+    assert t.data_free_attacks == ["free_recon"] and t.knowledge_attacks[0.25] == ["attr"]
+    text = render_run(tmp_path, write=False)
+    note = text.split("### Attacker knowledge")[1]
+    assert "zero-data end of this axis" in note and "free_recon" in note.split("zero-data end")[1].split("\n")[0]

@@ -17,6 +17,7 @@ CASES = [
     ("vit_tiny_patch16_224", "blocks.3"),
     ("test_resnet", "act1"), ("test_resnet", "layer1"), ("test_efficientnet", "blocks.1"),
     ("test_vit", "blocks.2"), ("test_convnext", "stages.0"),
+    ("unsplit_lenet", "relu1"), ("unsplit_lenet", "conv2"), ("unsplit_lenet", "fc1"),
 ]
 
 
@@ -58,3 +59,20 @@ def test_seeded_creation_is_deterministic():
     b = build_split(BackboneSpec("test_vit", "blocks.0"), 2, 32, seed=7)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+
+
+def test_unsplit_lenet_splits_at_the_papers_depths():
+    """UnSplit's depth k is the client's last layer (counted from 0): conv1, ReLU (depth 1) ... fc1 (depth 6)."""
+    from benchmark.models.paper_nets import UNSPLIT_DEPTHS
+
+    assert split_points("unsplit_lenet") == [UNSPLIT_DEPTHS[k] for k in range(1, 7)]
+    shapes = {}
+    for depth, point in UNSPLIT_DEPTHS.items():
+        split = build_split(BackboneSpec("unsplit_lenet", point), num_classes=10, image_size=28)
+        shapes[depth] = tuple(split.client(torch.zeros(1, 3, 28, 28)).shape[1:])
+    assert shapes == {1: (8, 24, 24), 2: (8, 12, 12), 3: (16, 8, 8), 4: (16, 8, 8), 5: (16, 4, 4), 6: (120,)}
+    model = create_model("unsplit_lenet", num_classes=10, image_size=28)
+    assert sum(p.numel() for p in model.parameters()) == (3 * 25 * 8 + 8) + (8 * 25 * 16 + 16) + (256 * 120 + 120) \
+        + (120 * 84 + 84) + (84 * 10 + 10)
+    with pytest.raises(SplitbenchError, match="no pretrained weights"):
+        create_model("unsplit_lenet", num_classes=10, image_size=28, pretrained=True)

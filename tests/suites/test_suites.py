@@ -287,3 +287,37 @@ def test_a_built_in_suite_names_its_file_inside_the_package_not_the_install_fold
 
     assert load_suite("quick").source == "benchmark/suites/quick.yaml"
     assert load_suite("standard-cpu").source == "benchmark/suites/standard-cpu.yaml"
+
+
+def test_data_free_attacks_are_the_zero_data_end_of_the_knowledge_axis():
+    """Left out of aux_fraction's default (they read no aux data, so a share changes nothing), and refused by name."""
+    raw = base()
+    raw["attacks"] = ["attribute_inference", "unsplit"]
+    raw["aux_fraction"] = {"fractions": [1.0, 0.25]}
+    assert parse_suite(dict(raw), "t").aux_fractions == {"attribute_inference": (0.25,)}
+    raw["aux_fraction"] = {"fractions": [1.0, 0.25], "attacks": ["unsplit"]}
+    with pytest.raises(SplitbenchError, match="'unsplit', which reads no aux data.*zero-data end"):
+        parse_suite(raw, "t")
+
+
+def test_an_attack_limited_to_some_backbones_runs_only_there_and_reads_back():
+    from benchmark.suites.narrow import restrict
+
+    raw = base()
+    raw["backbones"] = [{"name": "test_resnet", "split": "layer1"}, {"name": "test_resnet", "split": "layer2"}]
+    raw["attacks"] = ["attribute_inference",
+                      {"name": "inversion_decoder", "label": "long", "backbones": ["test_resnet@layer2"]}]
+    suite = parse_suite(raw, "t")
+    ran = {(m.backbone.label, c.attack.label) for m, cells in expand(suite) for c in cells}
+    assert ran == {("test_resnet@layer1", "attribute_inference"), ("test_resnet@layer2", "attribute_inference"),
+                   ("test_resnet@layer2", "long")}
+    assert _cells(_read_back(suite)) == _cells(suite)
+    narrowed = restrict(suite, backbones=["test_resnet@layer1"])  # none of its backbones left: the attack goes
+    assert [a.label for a in narrowed.attacks] == ["attribute_inference"]
+    assert _cells(_read_back(narrowed)) == _cells(narrowed)
+    raw["attacks"][1]["backbones"] = ["test_resnet@layer3"]
+    with pytest.raises(SplitbenchError, match=r"attacks\[1\].backbones names 'test_resnet@layer3'.*did you mean"):
+        parse_suite(raw, "t")
+    raw["attacks"][1]["backbones"] = []
+    with pytest.raises(SplitbenchError, match=r"attacks\[1\].backbones must be a non-empty list"):
+        parse_suite(raw, "t")

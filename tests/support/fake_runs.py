@@ -12,8 +12,10 @@ from benchmark.store.manifest import write_manifest
 from benchmark.store.records import write_outcomes, write_record
 
 N = 200
-KINDS = {"attr": "attribute", "recon": "reconstruction", "xfer": "transfer", "wb_recon": "reconstruction"}
+KINDS = {"attr": "attribute", "recon": "reconstruction", "xfer": "transfer", "wb_recon": "reconstruction",
+         "free_recon": "reconstruction"}
 WHITE_BOX = {"wb_recon"}
+DATA_FREE = {"free_recon"}  # declares no access at all (releases and architecture only)
 
 
 def hits(rate: float, n: int = N, offset: int = 0) -> np.ndarray:
@@ -74,6 +76,10 @@ def attack_outcomes(c: FakeCell, value: float, n: int) -> dict[str, np.ndarray]:
             "correct/m": hits(min(1.0, value + 0.05), n), "adaptive_correct/m": hits(value, n)}
 
 
+def _requires(attack: str) -> list[str]:
+    return ["white_box_client"] if attack in WHITE_BOX else [] if attack in DATA_FREE else ["aux_pairs"]
+
+
 def write_cell(out: Path, c: FakeCell) -> str:
     aux = "" if c.aux_fraction == 1.0 else f"__aux{c.aux_fraction:g}"
     name = f"{c.scenario}__{c.defense}@{c.knob:g}__{c.attack}{aux}__s{c.seed}.json"
@@ -81,7 +87,7 @@ def write_cell(out: Path, c: FakeCell) -> str:
            "defense": {"name": c.defense, "knob": "k", "knob_value": c.knob, "more_private": c.more_private,
                        "white_box_client": c.white_box_client, "stochastic": False, "config": {}},
            "attack": {"name": c.attack, "label": c.attack, "kind": c.kind,
-                      "requires": ["white_box_client"] if c.attack in WHITE_BOX else ["aux_pairs"], "config": {}},
+                      "requires": _requires(c.attack), "config": {}},
            "eval": {"count": None, "draws": 1, **({"aux_fraction": c.aux_fraction} if c.aux_fraction != 1.0 else {})},
            "seed": c.seed, "suite": "fake"}
     n = c.n

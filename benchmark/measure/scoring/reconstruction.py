@@ -5,8 +5,9 @@ Floor: SSIM0, the mean SSIM of the attacker's best guess from the task label alo
 sample's task class (it holds labelled aux, and the server legitimately learns the task, as for the attribute
 floor). SSIM gain = ``(SSIM - SSIM0) / (1 - SSIM0)``: 0 = no better than that guess ("at floor" below it;
 ``leakage_raw`` keeps the signed figure), 1 = perfect. PSNR (images in [0, 1], MAX = 1) and the floor's PSNR are
-reported beside it. SSIM uses a Gaussian window 11, sigma 1.5 on un-normalized images
-(:func:`benchmark.measure.metrics.ssim`).
+reported beside it, and so is the pixel MSE (per image over every channel and pixel in [0, 1], the figure UnSplit
+and other papers report; records made before it existed have none). SSIM uses a Gaussian window 11, sigma 1.5 on
+un-normalized images (:func:`benchmark.measure.metrics.ssim`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from benchmark.api.contract import AttackKind
-from benchmark.measure.metrics import psnr, ssim
+from benchmark.measure.metrics import pixel_mse, psnr, ssim
 from benchmark.measure.scoring.base import Scorer, Statistic, Truth, at_floor, cpu_float, mean_of, safe_ratio
 
 
@@ -52,15 +53,16 @@ class ReconstructionScorer(Scorer):
         if tuple(rec.shape) != tuple(img.shape):
             raise RuntimeError(f"reconstructions have shape {tuple(rec.shape)}, expected {tuple(img.shape)}")
         base = _rows_baseline(truth.baseline, truth.task, img)
-        return ({"ssim": ssim(rec, img).numpy(), "psnr": psnr(rec, img).numpy(),
-                 "ssim_baseline": ssim(base, img).numpy(), "psnr_baseline": psnr(base, img).numpy()}, {})
+        return ({"ssim": ssim(rec, img).numpy(), "psnr": psnr(rec, img).numpy(), "mse": pixel_mse(rec, img).numpy(),
+                 "ssim_baseline": ssim(base, img).numpy(), "psnr_baseline": psnr(base, img).numpy(),
+                 "mse_baseline": pixel_mse(base, img).numpy()}, {})
 
     def statistics(self, samples) -> dict[str, Statistic]:
         s, s0 = mean_of(samples["ssim"]), mean_of(samples["ssim_baseline"])
         def raw(draw):
             return safe_ratio(s(draw) - s0(draw), 1.0 - s0(draw))
 
-        return {
+        out = {
             "ssim": s,
             "psnr": mean_of(samples["psnr"]),
             "ssim_baseline": s0,
@@ -68,6 +70,10 @@ class ReconstructionScorer(Scorer):
             "leakage_raw": raw,
             "leakage": at_floor(raw),
         }
+        for name in ("mse", "mse_baseline"):  # absent from records made before the figure existed
+            if name in samples:
+                out[name] = mean_of(samples[name])
+        return out
 
     def brief(self, metrics) -> str:
         line = super().brief(metrics)
