@@ -96,8 +96,6 @@ def eot_draws(stochastic: bool, eot_samples: int, release: Callable[[Tensor, Ten
 def eot_mse(wb: WhiteBox, x: Tensor, z: Tensor, draws: int) -> Tensor:
     """Per-image feature error ``[B]`` averaged over ``draws`` white-box releases, each with its own draw
     (:meth:`~benchmark.api.contract.WhiteBox.draws`: the same as that many calls of the white-box release)."""
-    if draws == 1:
-        return release_mse(wb.release(x, z), z)
     releases = wb.draws(x, z, draws)
     total = release_mse(releases[0], z)
     for r in releases[1:]:

@@ -67,6 +67,7 @@ from attacks.inversion_kit import (
     ended_by,
     full_precision,
     release_energy,
+    release_mse,
     run_checks,
     stopping_checks,
     summarize,
@@ -150,7 +151,7 @@ def l2_prior(x: Tensor) -> Tensor:
 
 def feature_mse(pred: Tensor, observed: Tensor) -> Tensor:
     """Per-image mean squared error ``[B]`` between two releases in :func:`as_spatial`'s view."""
-    return (full_precision(as_spatial(pred)) - full_precision(as_spatial(observed))).pow(2).flatten(1).mean(1)
+    return release_mse(as_spatial(pred), as_spatial(observed))
 
 
 def minmax(x: Tensor) -> Tensor:

@@ -83,7 +83,10 @@ class Noise(Defense):
     )
 
     def release(self, x: Tensor) -> Tensor:
-        z = self.client(x)
+        return self._noisy(self.client(x))
+
+    def _noisy(self, z: Tensor) -> Tensor:
+        """The client's output ``z`` plus one fresh draw of the noise (``z`` itself at sigma 0)."""
         if self.config.sigma == 0:
             return z
         return z + relative_noise(z, self.config.sigma, self.config.distribution)
@@ -93,9 +96,7 @@ class Noise(Defense):
 
     def white_box_draws(self, x: Tensor, observed: Tensor, draws: int) -> list[Tensor]:
         z = self.client(x)  # deterministic: computed once, the noise drawn per release as separate calls would
-        if self.config.sigma == 0:
-            return [z] * draws
-        return [z + relative_noise(z, self.config.sigma, self.config.distribution) for _ in range(draws)]
+        return [self._noisy(z) for _ in range(draws)]
 
     def fit(self, data, trainer):
         train_task(self, data, trainer, self.release, [self.client, self.server], "noise")

@@ -96,7 +96,10 @@ class Bottleneck(Defense):
         return self.head(self.client(x))
 
     def release(self, x: Tensor) -> Tensor:
-        mu, logvar = self.encode(x)
+        return self._draw(*self.encode(x))
+
+    def _draw(self, mu: Tensor, logvar: Tensor) -> Tensor:
+        """One release from the encoded (mu, logvar): mu itself when releasing the mean, else a fresh sample."""
         if self.config.release == "mean" and not self.training:
             return mu
         eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device)  # contiguous draw: layout-independent
@@ -107,10 +110,7 @@ class Bottleneck(Defense):
 
     def white_box_draws(self, x: Tensor, observed: Tensor, draws: int) -> list[Tensor]:
         mu, logvar = self.encode(x)  # deterministic: encoded once, eps drawn per release as separate calls would
-        if self.config.release == "mean" and not self.training:
-            return [mu] * draws
-        std = (0.5 * logvar).exp()
-        return [mu + std * torch.randn(mu.shape, dtype=mu.dtype, device=mu.device) for _ in range(draws)]
+        return [self._draw(mu, logvar) for _ in range(draws)]
 
     def undefended_release(self, x: Tensor) -> Tensor:
         return self.encode(x)[0]

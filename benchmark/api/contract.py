@@ -326,7 +326,7 @@ class WhiteBox:
     """Differentiable access to the client and the defense's release function (functions only: the defense
     object itself is not handed out)."""
 
-    def __init__(self, release, undefended, draws=None):
+    def __init__(self, release, undefended, draws):
         self._release = release
         self._undefended = undefended
         self._draws = draws
@@ -338,8 +338,6 @@ class WhiteBox:
     def draws(self, x: Tensor, observed: Tensor, n: int) -> list[Tensor]:
         """``n`` differentiable releases of ``x``, each with its own random draw (for expectation over
         transformation); the same as ``n`` calls of :meth:`release`, computed as the defense finds cheapest."""
-        if self._draws is None:
-            return [self._release(x, observed) for _ in range(n)]
         return self._draws(x, observed, n)
 
     def undefended_release(self, x: Tensor) -> Tensor:
