@@ -157,6 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="on another machine: re-run each drawn cell at N of the entry's seeds, at least 2 "
                              "(default: all of them)")
+    verify.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="re-run with N torch threads instead of the records' count: on the machine that made "
+                             "them, a consistency check under other numerics (default: the records' count)")
     verify.add_argument("--report", default=None, metavar="FILE",
                         help="merge this machine's result into the report FILE (one result per machine; e.g. "
                              "ENTRY/verification.json); without it nothing is written")

@@ -470,10 +470,15 @@ def _check_report_path(path: Path, entry: Path) -> None:
 # -- verify -------------------------------------------------------------------------------------------------------
 def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str = "cpu",
                  data_root: str | Path | None = None, download: bool = False, seeds: int | None = None,
-                 report: str | Path | None = None, trust_code: bool = False, alpha: float = ALPHA) -> dict[str, Any]:
+                 report: str | Path | None = None, trust_code: bool = False, alpha: float = ALPHA,
+                 threads: int | None = None) -> dict[str, Any]:
     """Check ``entry``, re-run sampled cells and compare them (exactly, or for consistency with the entry's seed
     spread: see the module docstring); return this machine's result, and merge it into the report file ``report``
     when one is given (nothing is written otherwise).
+
+    ``threads`` re-runs with that many torch threads instead of the records' own count. Another thread count
+    rounds differently, so on the machine that made the records this is a consistency check under other numerics
+    (the same check a different CPU model gets), not an exact one.
 
     Problems with the entry itself (a checksum, the card, a record, a missing file), another torch / timm version and
     plugin code without ``trust_code`` raise :class:`~benchmark.core.errors.SplitbenchError`; numbers that differ are
@@ -492,14 +497,16 @@ def verify_entry(entry: str | Path, cells: int = 2, seed: int = 0, device: str =
                               "re-run seeds with the entry's seed spread)")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise SplitbenchError(f"alpha {alpha!r}: expected a family-wise error rate between 0 and 1")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise SplitbenchError(f"--threads {threads!r}: expected a positive number of torch threads")
     with complete_entry(entry) as root:  # files stored once for several entries are put back (in a temporary copy)
         return _verify_complete(Path(entry), root, cells, seed, device, data_root, download, seeds, report,
-                                trust_code, alpha)
+                                trust_code, alpha, threads)
 
 
 def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str, data_root: str | Path | None,
                      download: bool, seeds: int | None, report: str | Path | None, trust_code: bool,
-                     alpha: float) -> dict[str, Any]:
+                     alpha: float, threads: int | None = None) -> dict[str, Any]:
     """:func:`verify_entry` on ``root``, a folder with every file of ``entry`` (messages and the report name
     ``entry``)."""
     import benchmark
@@ -521,9 +528,11 @@ def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str
     check_code(card, plugins, str(entry / CARD_FILE))
     suite = parse_resolved_suite(contents)
 
-    # the re-run uses the torch thread count of the entry's records (CPU training rounds differently with another)
-    counts = {rec["env"].get("threads") for _, rec in contents.records} - {None}
-    threads = min(counts) if len(counts) == 1 else None
+    # the re-run uses the torch thread count of the entry's records (CPU training rounds differently with another),
+    # unless asked for another count: then the fingerprint differs and the check is one of consistency
+    if threads is None:
+        counts = {rec["env"].get("threads") for _, rec in contents.records} - {None}
+        threads = min(counts) if len(counts) == 1 else None
     predicted = {**machine_fingerprint(here), "threads": threads}
     exact = all(machine_fingerprint(rec["env"]) == predicted for _, rec in contents.records)
     entry_seeds = sorted({rec["config"]["seed"] for _, rec in contents.records})

@@ -203,6 +203,21 @@ def test_consistency_within_the_seed_spread(built, tmp_path, capsys):
     assert snapshot(entry) == before and f"report: {report}" in printed
 
 
+def test_another_thread_count_on_this_machine_is_a_consistency_check(built, tmp_path, capsys):
+    entry = copy_entry(built, tmp_path / "entry")
+    (made,) = {r["env"]["threads"] for _, r in check_run(entry / "run").records}
+    other = 1 if made > 1 else 2
+    report = tmp_path / "verification.json"
+    code = main(["verify", str(entry), "--cells", "1", "--seeds", "2", "--threads", str(other), "--report",
+                 str(report)])
+    printed = capsys.readouterr().out
+    (result,) = json.loads(report.read_text())["machines"].values()
+    assert result["mode"] == "consistency" and result["fingerprint"]["threads"] == other
+    assert result["fingerprint"] == {**machine_fingerprint(environment("cpu")), "threads": other}
+    # another thread count rounds differently, but stays inside what a new seed would do
+    assert code == 0 and result["status"] == "consistent" and result["figures_judged"] > 0, printed
+
+
 def test_other_library_versions_are_refused_with_one_line(built, tmp_path, capsys):
     entry = copy_entry(built, tmp_path / "entry", env={"torch": "2.0.0+cpu", **ELSEWHERE})
     before = snapshot(entry)
@@ -220,6 +235,8 @@ def test_bad_seeds_and_report_paths_are_refused(built, tmp_path):
         verify_entry(entry, seeds=1)
     with pytest.raises(SplitbenchError, match=r"--seeds 4: the entry has 3 seeds \(\[0, 1, 2\]\)"):
         verify_entry(entry, seeds=4)
+    with pytest.raises(SplitbenchError, match=r"--threads 0: expected a positive number of torch threads"):
+        verify_entry(entry, threads=0)
     with pytest.raises(SplitbenchError, match="inside the entry only .*verification.json may be written"):
         verify_entry(entry, report=entry / "run" / "report.json")
 
