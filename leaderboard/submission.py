@@ -35,7 +35,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """``splitbench verify ENTRY [--cells N] [--seed S] [--device D] [--seeds N] [--report FILE] [--threads N] [--trust-code]``:
+    """``splitbench verify ENTRY [--cells N] [--seed S] [--device D] [--seeds N] [--report FILE] [--threads N]
+    [--trust-code]``:
     0 verified (exact) or consistent, 1 a number differs or lies outside the entry's seed spread."""
     report = verify_entry(args.entry, cells=args.cells, seed=args.seed, device=args.device,
                           data_root=args.data_root, download=args.download,

@@ -24,14 +24,19 @@ in the last bits and then chaotically (about as much as a change of seed moves t
   standard deviation s), the predictive interval for one new seed on another machine is
   ``m ± t_{k-1, 1-α'/2} · max(s, floor) · sqrt(1 + 1/k)`` (Student t), where
 
-  - ``floor`` = 1 / n, n the fewest samples any figure of the cell is scored on (the cell's eval count, its
-    validation count): the resolution of an accuracy on n samples, so a figure whose seeds agree exactly (an
-    accuracy of 1.0 at every seed) does not get a zero-width interval (it widens only figures whose seeds spread
-    by less than 1/n);
+  - ``floor`` = max(1, min(|m|, |y|)) / n, y the re-run figure, n the fewest samples any figure of the cell is
+    scored on (the cell's eval count, its validation count): the resolution of a mean over n samples, one sample
+    of n moving by the figure's own size, the size the entry and the re-run agree on (1/n for an accuracy; for the
+    bytes a dynamic pruning sends per sample, a 1,572-byte mean, 1.6 bytes), so
+    a figure whose seeds agree exactly (an accuracy of 1.0 at every seed, a payload the ratio fixes) does not get a
+    zero-width interval (it widens only figures whose seeds spread by less than that);
   - α' = :data:`ALPHA` / F (Bonferroni over the F figures judged in the run, so the chance that an entry whose
     numbers vary only as seeds do is called inconsistent is at most :data:`ALPHA` = 0.05 under the interval's
     normal model);
-  - its z-score is (y − m) / (max(s, floor) · sqrt(1 + 1/k)); y is outside when |z| > t.
+  - its z-score is (y − m) / (max(s, floor) · sqrt(1 + 1/k)); y is outside when |z| > t;
+  - ratios of two judged figures (:data:`DERIVED_RATIOS`: the suppression ratios, an accuracy over another) are
+    not judged themselves: their parts are, and a ratio whose denominator comes near zero spreads over orders of
+    magnitude across seeds (−76 to 117 in an official entry) or is NaN, so no interval for it means anything.
 
   Figures fixed by the data and the architecture are not judged by an interval but must still be identical
   (:data:`EXACT_FIGURES`: sample counts, release draws, image size, latency batch, the floors and baselines each
@@ -92,8 +97,16 @@ EXACT_FIGURES = ("eval_samples", "val_samples", "release_draws", "latency_batch"
                  "attribute_majority", "psnr_baseline", "ssim_baseline", "unintended_chance", "client_params",
                  "client_macs")
 TIMING_PREFIXES = ("client_ms", "server_ms")
+#: figures that are a ratio of two figures judged on their own; a consistency check judges the parts, not the ratio
+DERIVED_RATIOS = ("suppression_ratio",)
 #: Format of a report file: ``{"format": REPORT_FORMAT, "entry": ..., "manifest_id": ..., "machines": {KEY: result}}``.
 REPORT_FORMAT = "splitbench-verification/2"
+
+
+def is_derived_ratio(name: str) -> bool:
+    """A ratio of two figures that are judged on their own (see :data:`DERIVED_RATIOS`)."""
+    leaf = name.rsplit("/", 1)[-1]
+    return any(part in leaf for part in DERIVED_RATIOS)
 
 
 def is_timing(name: str) -> bool:
@@ -328,7 +341,10 @@ def _judge(judged: Sequence[_Judged], alpha: float
                                 "detail": "not finite, or fewer than 2 finite seeds: must equal one of the entry's "
                                           "values"})
             continue
-        iv = predictive_interval(finite, j.floor, alpha_each)
+        # the resolution of a mean over n samples scales with the figure's size (j.floor is 1/n), the size both the
+        # entry and the re-run give it (so an entry cannot widen its own intervals by inflating its figures)
+        size = min(abs(statistics.fmean(finite)), abs(j.y))
+        iv = predictive_interval(finite, j.floor * max(1.0, size), alpha_each)
         if largest is None or abs(iv.z(j.y)) > abs(largest["z"]):
             largest = {"cell": j.cell, "metric": j.metric, "z": round(iv.z(j.y), 3), "t": iv.t}
         if not iv.contains(j.y):
@@ -351,6 +367,8 @@ def consistency_compare(cell: str, sub: Mapping[str, Any], new: Mapping[str, Any
             continue
         if name not in nm or name not in sm:
             mismatches.append(_mismatch(cell, name, sm.get(name, "absent"), nm.get(name, "absent")))
+        elif is_derived_ratio(name):
+            continue
         elif is_exact_figure(name):
             n_exact += 1
             if not (sm[name] == nm[name] or (sm[name] is None and nm[name] is None)):
@@ -615,7 +633,8 @@ def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str
             **{k: submitted.get(k) for k in ("package_version", "git_commit", "torch", "timm", "python", "device",
                                              "device_name")},
             "fingerprint": machine_fingerprint(submitted)}},
-        "ignored": "timing metrics: names ending in _seconds, client_ms*, server_ms*",
+        "ignored": "timing metrics: names ending in _seconds, client_ms*, server_ms*"
+                   + ("" if exact else "; ratios of judged figures (suppression_ratio*)"),
     }
     if exact:
         result.update({

@@ -136,6 +136,28 @@ def test_consistency_compare_judges_figures_and_holds_fixed_ones_exactly():
     assert {b["metric"] for b in bad} == {"client_params", "samples.eval"}
 
 
+def test_the_floor_scales_with_the_figure_and_ratios_of_judged_figures_are_not_judged():
+    # a payload the pruning ratio fixes: every seed sends 1572 bytes; another thread count keeps one sample's channel
+    # less (1571.8 on average): within the resolution of a mean over n = 1000 samples of that size (1.572 bytes)
+    base = {"status": "ok", "config_hash": "h", "samples": {"eval": 1000, "val": 2000},
+            "metrics": {"payload_bytes": 1572.0, "utility": 0.95, "suppression_ratio_corrected": 2.2,
+                        "holdout/suppression_ratio_max": 2.4}}
+    group = [base, {**base, "metrics": {**base["metrics"], "utility": 0.96, "suppression_ratio_corrected": 108.0}},
+             {**base, "metrics": {**base["metrics"], "utility": 0.94, "suppression_ratio_corrected": -32.4}}]
+    rerun = {**base, "metrics": {**base["metrics"], "payload_bytes": 1571.8, "suppression_ratio_corrected": 266.0,
+                                 "holdout/suppression_ratio_max": float("nan")}}
+    judged, _, bad = consistency_compare("c", base, rerun, group)
+    assert sorted(j.metric for j in judged) == ["payload_bytes", "utility"] and bad == []
+    outside, _, largest = verification._judge(judged, ALPHA)
+    assert outside == [] and largest["metric"] == "payload_bytes"
+    assert largest["z"] == pytest.approx(-0.2 / (1.572 * math.sqrt(1 + 1 / 3)), abs=1e-3)
+    # the same move on a figure of size one is far outside: the floor is 1/n there, not the figure's size over n
+    far = {**rerun, "metrics": {**rerun["metrics"], "payload_bytes": 1572.0, "utility": 0.95 - 0.2}}
+    judged, _, _ = consistency_compare("c", base, far, group)
+    outside, _, _ = verification._judge(judged, ALPHA)
+    assert [o["metric"] for o in outside] == ["utility"]
+
+
 def test_choose_configs_pairs_each_drawn_configuration_with_the_reference(built):
     contents = check_run(built["entry"] / "run")
     for seed in range(5):
