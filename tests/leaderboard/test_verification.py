@@ -292,12 +292,15 @@ def test_site_shows_one_line_per_verifying_machine(built, tmp_path):
                                                "status": "inconsistent", "cells": 4, "date": "2026-12-05T00:00:00"},
                  entry, check_run(entry / "run").manifest["manifest_id"])
     src = load_source(entry)
-    assert [v.text for v in src.verifications] == ["exact on AMD EPYC (1 thread)", "inconsistent on <b>Xeon</b> & co"]
+    n = fp["threads"]
+    there = f"<b>Xeon</b> & co ({n} thread{'' if n == 1 else 's'})"
+    assert [v.text for v in src.verifications] == ["exact on AMD EPYC (1 thread)", f"inconsistent on {there}"]
     assert src.verified == "inconsistent"
     site = build_site([entry], tmp_path / "site").parent
     page = (site / "defenses" / f"{slug('random_pruning')}.html").read_text()
     assert "Verification: exact on AMD EPYC (1 thread) — 3 cells re-run, 2026-12-04." in page
-    assert "Verification: inconsistent on &lt;b&gt;Xeon&lt;/b&gt; &amp; co — 4 cells re-run, 2026-12-05." in page
+    assert (f"Verification: inconsistent on &lt;b&gt;Xeon&lt;/b&gt; &amp; co ({n} thread{'' if n == 1 else 's'}) — 4 "
+            "cells re-run, 2026-12-05.") in page
     assert "<b>Xeon" not in page
 
 
