@@ -103,21 +103,25 @@ DERIVED_RATIOS = ("suppression_ratio",)
 REPORT_FORMAT = "splitbench-verification/2"
 
 
+def _leaf(name: str) -> str:
+    """A metric's name without its prefix (``holdout/leakage`` -> ``leakage``)."""
+    return name.rsplit("/", 1)[-1]
+
+
 def is_derived_ratio(name: str) -> bool:
     """A ratio of two figures that are judged on their own (see :data:`DERIVED_RATIOS`)."""
-    leaf = name.rsplit("/", 1)[-1]
-    return any(part in leaf for part in DERIVED_RATIOS)
+    return any(part in _leaf(name) for part in DERIVED_RATIOS)
 
 
 def is_timing(name: str) -> bool:
     """Timing figures depend on the machine and its load, so verify never compares them."""
-    leaf = name.rsplit("/", 1)[-1]
+    leaf = _leaf(name)
     return leaf == "seconds" or leaf.endswith("_seconds") or leaf.startswith(TIMING_PREFIXES)
 
 
 def is_exact_figure(name: str) -> bool:
     """Whether a figure is fixed by the data and architecture (:data:`EXACT_FIGURES`), so compared exactly."""
-    return name.rsplit("/", 1)[-1] in EXACT_FIGURES
+    return _leaf(name) in EXACT_FIGURES
 
 
 # -- exact comparison ---------------------------------------------------------------------------------------------

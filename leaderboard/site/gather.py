@@ -71,10 +71,9 @@ class Verification:
             where = self.machine
         if self.mode == "exact":
             return f"{'exact' if self.ok else self.status} on {where}"
-        if self.mode == "consistency":  # the thread count too: on the entry's own CPU, another one is what differs
-            return f"{self.status} on {where}"
         if self.mode == "tolerance":
             return f"{'within fixed tolerances' if self.ok else self.status + ' (fixed tolerances)'} on {where}"
+        # consistency too names the thread count: on the entry's own CPU, another one is what differs
         return f"{self.status} on {where}"
 
 
