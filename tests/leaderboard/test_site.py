@@ -466,7 +466,12 @@ def browser(tmp_path_factory):
 
 
 def _open(driver, path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get(path.resolve().as_uri())
+    # get() may return while a file page is still "interactive" (its images loading); the page must still finish
+    # loading: the wait fails the test (TimeoutException) when it does not within 30 s
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
     assert driver.execute_script("return document.readyState") == "complete"
 
 
