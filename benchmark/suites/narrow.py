@@ -41,7 +41,10 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
     - seeds: replace the suite's seeds.
     - scenario_args: config fields applied to every selected scenario (``--scenario-arg key=value``).
     - overrides: ``{"train.KEY": v, "defense.NAME.KEY": v, "attack.NAME_OR_LABEL.KEY": v}`` (``--set``),
-      applied after selection; ``train.KEY`` applies to every defense's shared training settings; the suite-level
+      applied after selection; ``train.KEY`` applies to every defense's shared training settings;
+      ``defense.NAME.knob`` (a value or a list) replaces the knob settings NAME runs and
+      ``defense.NAME.preregistered`` names the one admission judges, as the suite file's keys of those names do
+      (so a defense added with ``--defense`` can be run and preregistered on an official track); the suite-level
       ``eval_counts.KIND``, ``tuning.KEY`` (e.g. ``tuning.budget=4`` tunes every attack that declares a search
       space), ``release_draws``, ``bootstrap`` and ``utility_budget`` may be set too.
     """
@@ -150,10 +153,26 @@ def _drop_dangling(suite: Suite) -> Suite:
     return dataclasses.replace(suite, **changes) if changes else suite
 
 
+def _knob_values(name: str, value: Any, one: bool = False) -> list[float]:
+    """``--set defense.NAME.knob=V`` or ``=[V1, V2]`` (``preregistered``: one value): numbers of a defense that has
+    a knob."""
+    cls = DEFENSES.get(name)
+    key = "preregistered" if one else "knob"
+    if not cls.knob:
+        raise SplitbenchError(f"--set defense.{name}.{key}: {name} has no knob")
+    values = value if isinstance(value, list) and not one else [value]
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        wanted = "a number" if one else "a number or a list of numbers, e.g. [0.5, 1]"
+        raise SplitbenchError(f"--set defense.{name}.{key}={value!r}: expected {wanted} (values of {cls.knob})")
+    return [float(v) for v in values]
+
+
 def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
     """Apply ``--set`` overrides (see :func:`restrict`); every key is validated."""
     train_over: dict[str, Any] = {}
     per_defense: dict[str, dict[str, Any]] = {}
+    grids: dict[str, list[float]] = {}  # defense.NAME.knob: the knob values to run, replacing the suite's
+    prereg_over: dict[str, float] = {}  # defense.NAME.preregistered: the one setting admission judges
     per_attack: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     counts = dict(suite.eval_counts)
@@ -185,6 +204,10 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
             top[key] = float(value)
         elif parts[0] == "train" and len(parts) == 2:
             train_over[parts[1]] = value
+        elif parts[0] == "defense" and len(parts) == 3 and parts[2] == "knob":
+            grids[parts[1]] = _knob_values(parts[1], value)
+        elif parts[0] == "defense" and len(parts) == 3 and parts[2] == "preregistered":
+            prereg_over[parts[1]] = _knob_values(parts[1], value, one=True)[0]
         elif parts[0] == "defense" and len(parts) == 3:
             DEFENSES.get(parts[1])
             per_defense.setdefault(parts[1], {})[parts[2]] = value
@@ -203,13 +226,20 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         vals = to_dict(d.config)
         vals["train"] = {**vals["train"], **train_over}
         vals.update(per_defense.get(d.name, {}))
-        defenses.append(DefenseEntry(d.name, build_config(cls.Config, vals, f"--set defense.{d.name}")))
+        if d.name not in grids:
+            defenses.append(DefenseEntry(d.name, build_config(cls.Config, vals, f"--set defense.{d.name}")))
+        elif not any(e.name == d.name for e in defenses):  # the grid replaces every setting the suite gave it
+            defenses += [DefenseEntry(d.name, build_config(cls.Config, {**vals, cls.knob: v},
+                                                           f"--set defense.{d.name}.knob"))
+                         for v in grids[d.name]]
+    if prereg_over:
+        top["preregistered"] = {**suite.preregistered, **{n: {"*": v} for n, v in prereg_over.items()}}
     attacks = []
     for a in suite.attacks:
         cls = ATTACKS.get(a.name)
         values = {**to_dict(a.config), **per_attack.get(a.name, {}), **per_attack.get(a.label, {})}
         attacks.append(dataclasses.replace(a, config=build_config(cls.Config, values, f"--set attack.{a.label}")))
-    unused = (set(per_defense) - {d.name for d in suite.defenses}) | (
+    unused = (set(per_defense) | set(grids) | set(prereg_over)) - {d.name for d in suite.defenses} | (
         set(per_attack) - {a.name for a in suite.attacks} - {a.label for a in suite.attacks})
     if unused:
         raise SplitbenchError(f"--set names {sorted(unused)}, which the selected suite does not run")

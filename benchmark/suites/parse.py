@@ -309,7 +309,8 @@ def check_admission(suite: Suite, where: str) -> None:
         run = [d for d in suite.defenses if d.name == name]
         if not per_track:
             raise SplitbenchError(f"{where}: defense {name!r} has no preregistered setting (admission: "
-                                  "preregistered needs one per defense, e.g. preregistered: "
+                                  "preregistered needs one per defense: preregistered: "
+                                  f"{run[0].knob_value:g} in the suite file, or --set defense.{name}.preregistered="
                                   f"{run[0].knob_value:g}; or --set admission=selection)")
         for label in [b.label for b in suite.backbones]:
             value = per_track.get(label, per_track.get("*"))

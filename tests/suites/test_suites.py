@@ -251,6 +251,40 @@ def test_an_override_that_drops_a_preregistered_setting_is_refused_and_the_rule_
     assert narrowed.preregistered == {}
 
 
+def test_a_defense_added_from_the_command_line_gets_its_knob_grid_and_preregistered_setting():
+    """How a submitter runs a defense the official suite file does not list: --defense adds it, --set
+    defense.NAME.knob gives its settings and --set defense.NAME.preregistered the one admission judges, both
+    recorded (with the preregistration's hash) as if the suite file had said them."""
+    from benchmark.suites.narrow import restrict
+    from benchmark.suites.parse import suite_to_raw
+
+    s = parse_suite(prereg(preregistered=0.25), "t")
+    added = restrict(s, defenses=["no_pruning", "dynamic_channel_pruning"],
+                     overrides={"defense.dynamic_channel_pruning.knob": [0.5, 0.75],
+                                "defense.dynamic_channel_pruning.preregistered": 0.5})
+    assert [d.label for d in added.defenses] == ["no_pruning@0", "dynamic_channel_pruning@0.5",
+                                                "dynamic_channel_pruning@0.75"]
+    assert added.preregistered == {"dynamic_channel_pruning": {"*": 0.5}}
+    assert parse_suite(suite_to_raw(added), "again").presentation() == added.presentation()
+    # the grid replaces the suite's own settings of a defense it lists, keeping that defense's config
+    regrid = restrict(s, overrides={"defense.random_pruning.knob": 0.5, "defense.random_pruning.preregistered": 0.5})
+    assert [d.label for d in regrid.defenses] == ["no_pruning@0", "random_pruning@0.5"]
+    assert regrid.presentation()["preregistered_hash"] != s.presentation()["preregistered_hash"]
+    with pytest.raises(SplitbenchError, match=r"--set defense.dynamic_channel_pruning.preregistered=0.5"):
+        restrict(s, defenses=["no_pruning", "dynamic_channel_pruning"])  # the missing line says how to give it
+    bad = [({"defense.random_pruning.knob": "half"}, "expected a number or a list of numbers"),
+           ({"defense.random_pruning.preregistered": [0.25, 0.5]}, "expected a number"),
+           ({"defense.random_pruning.knob": [0.5], "defense.random_pruning.preregistered": 0.25},
+            "random_pruning@0.25 is not among the settings the suite runs"),
+           ({"defense.patrol.knob": [1]}, r"--set names \['patrol'\], which the selected suite does not run")]
+    for change, message in bad:
+        with pytest.raises(SplitbenchError, match=message):
+            restrict(s, overrides=change)
+    with pytest.raises(SplitbenchError, match="'preregistered' settings are given, but admission is 'selection'"):
+        restrict(parse_suite(base(), "t"), defenses=["no_pruning", "random_pruning"],
+                 overrides={"defense.random_pruning.preregistered": 0.25})
+
+
 def test_the_attacker_knowledge_axis_adds_cells_at_each_share_and_leaves_the_main_ones_alone():
     from benchmark.suites.parse import suite_to_raw
 
