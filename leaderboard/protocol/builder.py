@@ -102,7 +102,8 @@ class TableBuilder:
             raise SplitbenchError(f"bootstrap replicates must be at least 1, got {replicates}")
         if admission not in ADMISSION_RULES:
             raise SplitbenchError(f"admission rule {admission!r} is not one of {', '.join(ADMISSION_RULES)}")
-        if admission == "preregistered" and not preregistered:
+        others = any(c.defense != reference for c in cells)  # a run of the reference alone needs none
+        if admission == "preregistered" and not preregistered and others:
             raise SplitbenchError("the preregistered admission rule needs each defense's preregistered setting")
         self.cells = cells
         self.reference = reference

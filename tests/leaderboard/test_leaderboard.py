@@ -128,6 +128,18 @@ def test_a_preregistered_setting_missing_from_the_run_is_one_clear_error(tmp_pat
         build_tracks(tmp_path / "none")
 
 
+def test_a_preregistered_track_run_with_its_reference_alone_renders(tmp_path):
+    """`splitbench run --suite standard-cpu --defense no_pruning` (the first half of a submission's run) has no
+    defense to preregister; its leaderboard is the reference's row, not an error."""
+    write_run(tmp_path, cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95), admission="preregistered",
+              preregistered={})
+    t = only_track(tmp_path)
+    assert [r.defense for r in t.rows] == ["ref"] and row(t, "ref", 0).selected
+    write_run(tmp_path / "both", _prereg_run(tmp_path), admission="preregistered", preregistered={})
+    with pytest.raises(SplitbenchError, match="needs each defense's preregistered setting"):
+        build_tracks(tmp_path / "both")
+
+
 def test_privacy_at_matched_utility_interpolates_the_curve_at_the_budget(tmp_path):
     from leaderboard.protocol import matched_privacy
 
