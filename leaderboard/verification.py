@@ -76,6 +76,7 @@ import numpy as np
 
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.io import atomic_write_text, encode_json, json_number
+from benchmark.measure.scoring import convergence
 from benchmark.store.records import fingerprint_key, machine_fingerprint, read_outcomes, read_record
 from leaderboard.entry import (
     CARD_FILE,
@@ -179,6 +180,31 @@ def _identity_mismatches(cell: str, sub: Mapping[str, Any], new: Mapping[str, An
     for key in sorted(set(a) | set(b)):
         if a.get(key, "absent") != b.get(key, "absent"):
             out.append(_mismatch(cell, key, a.get(key, "absent"), b.get(key, "absent")))
+    return out
+
+
+def with_model_convergence(new: dict[str, Any], path: Path, contents: RunContents) -> dict[str, Any]:
+    """The re-run record with its convergence verdict taken against the same cells as in the entry.
+
+    The runner flags an optimisation attack *not converged* against the lowest release error any reconstruction
+    attack of the same model reached in the run (``not_converged`` and ``budget.convergence``). A verify re-run
+    holds only the drawn cells, so its verdict would be against those alone; here it is recomputed over the
+    entry's records of that model's reconstruction cells, the drawn one replaced by its re-run, as the full run
+    would have written it. Records without a verdict are returned unchanged."""
+    if "not_converged" not in new["metrics"]:
+        return new
+    model = [(p, r) for p, r in contents.records
+             if r.get("model_hash") == new.get("model_hash") and r.get("status") == "ok"
+             and "release_error" in r.get("metrics", {})]
+    cells = {p.name: (new["metrics"] if p.name == path.name else r["metrics"]) for p, r in model}
+    cells[path.name] = new["metrics"]
+    verdicts = convergence.flags(cells)
+    if path.name not in verdicts:
+        return new
+    out = copy.deepcopy(new)
+    out["metrics"]["not_converged"] = float(verdicts[path.name])
+    errors = [float(m["release_error"]) for m in cells.values() if "release_error" in m]
+    out.setdefault("budget", {})["convergence"] = {"rule": convergence.rule_text(), "best_release_error": min(errors)}
     return out
 
 
@@ -599,7 +625,7 @@ def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str
                 mismatches.append(_mismatch(path.stem, "record", "present", "absent"))
                 compared.append({**item, "mismatches": 1})
                 continue
-            new = read_record(new_path)
+            new = with_model_convergence(read_record(new_path), path, contents)
             rerun_env = rerun_env or new["env"]
             if exact:
                 bad = []

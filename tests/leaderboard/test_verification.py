@@ -341,3 +341,39 @@ def test_verify_passes_the_data_options_on(monkeypatch, tmp_path):
     monkeypatch.setattr(submission, "verify_entry", fake)
     assert main(["verify", str(tmp_path), "--data-root", str(tmp_path / "data"), "--download"]) == 2
     assert seen["data_root"] == str(tmp_path / "data") and seen["download"] is True
+
+
+def test_a_rerun_cell_is_judged_converged_against_the_entrys_other_cells_of_its_model():
+    """The runner flags an optimisation attack against the best release error of every reconstruction attack of the
+    model; a verify re-run holds the drawn cell alone, so its own flag (never raised against itself) and best error
+    are recomputed against the entry's records of that model before the exact comparison (an official entry's
+    deep-image-prior cell was reported as a mismatch on `budget.convergence.best_release_error` before)."""
+    from benchmark.measure.scoring import convergence
+    from leaderboard.entry.runcheck import RunContents
+    from leaderboard.verification import compare_records, with_model_convergence
+
+    def rec(name, error, optimises, flagged=None, best=None, model="m1"):
+        metrics = {"release_error": error, "leakage": 0.1}
+        if optimises:
+            metrics["attack.objective_last"] = error
+        r = {"status": "ok", "config_hash": name, "model_hash": model, "metrics": metrics, "budget": {"steps": 10}}
+        if flagged is not None:
+            metrics["not_converged"] = float(flagged)
+            r["budget"]["convergence"] = {"rule": convergence.rule_text(), "best_release_error": best}
+        return Path(name), r
+
+    submitted = [rec("a.json", 0.05, True, flagged=True, best=0.001), rec("b.json", 0.001, False),
+                 rec("c.json", 0.002, True, flagged=False, best=0.001), rec("o.json", 1e-5, False, model="m2")]
+    contents = RunContents(Path("."), {}, Path("m.json"), submitted)
+    rerun = rec("a.json", 0.05, True, flagged=False, best=0.05)[1]  # what the re-run alone wrote
+    assert compare_records("a", submitted[0][1], {}, rerun, {})[2]  # compared as written: a false mismatch
+    fixed = with_model_convergence(rerun, Path("a.json"), contents)
+    assert fixed["metrics"]["not_converged"] == 1.0 and fixed["budget"]["convergence"]["best_release_error"] == 0.001
+    assert compare_records("a", submitted[0][1], {}, fixed, {})[2] == []
+    assert rerun["metrics"]["not_converged"] == 0.0  # the re-run's own record is not modified
+    # a re-run that really ends elsewhere still differs, and a record without a verdict passes through unchanged
+    worse = with_model_convergence(rec("c.json", 0.5, True, flagged=False, best=0.5)[1], Path("c.json"), contents)
+    assert worse["metrics"]["not_converged"] == 1.0
+    assert compare_records("c", submitted[2][1], {}, worse, {})[2]
+    plain = rec("b.json", 0.001, False)[1]
+    assert with_model_convergence(plain, Path("b.json"), contents) is plain
