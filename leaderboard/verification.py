@@ -196,8 +196,8 @@ def with_model_convergence(new: dict[str, Any], path: Path, contents: RunContent
     model = [(p, r) for p, r in contents.records
              if r.get("model_hash") == new.get("model_hash") and r.get("status") == "ok"
              and "release_error" in r.get("metrics", {})]
-    cells = {p.name: (new["metrics"] if p.name == path.name else r["metrics"]) for p, r in model}
-    cells[path.name] = new["metrics"]
+    cells = {p.name: r["metrics"] for p, r in model}
+    cells[path.name] = new["metrics"]  # the drawn cell as re-run
     verdicts = convergence.flags(cells)
     if path.name not in verdicts:
         return new
