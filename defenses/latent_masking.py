@@ -17,6 +17,15 @@ unintended models trained on clean images should then fail on it (their suppress
 At release the code is mu (no sampling): ``release(x) = D(m * mu(x))``, in f_T's normalized input space with
 the input's shape.
 
+Where the cut is, and what is sent. The client sends the k kept code values (``sent``: 4k bytes per sample in
+float32); the decoder D is fixed after ``fit`` and the server holds it, so the server decodes (``received``) and
+the decoding is charged to the server. The release every attacker and unintended model sees is the decoded image,
+which the server can always form, so nothing the attacks see changes with where D runs. The method has **no cut
+of the track's backbone**: its client is an input-space bottleneck in front of a frozen *whole* classifier (the
+designated model reads an image), so a track's split point does not apply and the records of one backbone are
+the same at every split. Moving the bottleneck onto a split backbone's features would be a different method
+(a feature-space variant the paper's abstract does not describe), not this one cut deeper.
+
 Inferred choices (only the abstract was available; every one is a config field and listed in the card):
 
 - encoder/decoder: a small conv VAE (``depth`` stride-2 conv stages of ``width * 2^i`` channels, a linear
@@ -176,6 +185,10 @@ class LatentMasking(Defense):
             "target classifier: a whole classifier of the suite's backbone, trained on clean train images "
             "with the shared train settings, then frozen",
             "mu (no sampling) at release",
+            "the client sends the k kept code values (4k bytes per sample); the server holds the decoder and "
+            "decodes, so the decoder's cost is the server's",
+            "no cut of the track's backbone: the bottleneck sits in front of a frozen whole classifier, so the "
+            "track's split does not apply (the records are the same at every split)",
         ),
         code="",
         notes="only the abstract was available; whether 'dynamic' means a per-input mask is unresolved",
@@ -209,6 +222,28 @@ class LatentMasking(Defense):
 
     def predict(self, released: Tensor) -> Tensor:
         return self.classifier(released)
+
+    def kept_index(self) -> Tensor:
+        """Positions of the latent dimensions the mask keeps (the mask is fixed after ``fit`` and public)."""
+        return self.bottleneck.mask.nonzero().flatten()
+
+    def sent(self, x: Tensor) -> Tensor:
+        """What the client computes and sends: the encoder's mean code at the kept dimensions only, ``[B, k]``.
+        The decoder is a fixed function the server holds, so it runs on the server (:meth:`received`)."""
+        mu, _ = self.bottleneck.encode(x)
+        return mu[:, self.kept_index()]
+
+    def received(self, sent: Tensor) -> Tensor:
+        """The image-shaped release the server decodes from the ``k`` sent code values (the same as
+        :meth:`release` of the image, up to float rounding)."""
+        u = sent.new_zeros(len(sent), self.config.latent_dim)
+        u[:, self.kept_index()] = sent
+        return self.bottleneck.decode(u)
+
+    def payload_bytes(self, released: Tensor) -> Tensor:
+        """``k`` code values per sample in the release's precision, what :meth:`sent` transmits (not the decoded
+        image)."""
+        return torch.full((released.shape[0],), float(self.kept_dims * released.element_size()))
 
     def designated_model(self) -> nn.Module:
         return self.classifier

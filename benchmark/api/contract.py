@@ -152,6 +152,19 @@ class Defense(nn.Module, ABC):
         """The designated model's task logits on a release."""
         return self.server(released)
 
+    def sent(self, x: Tensor) -> Tensor:
+        """What the client device computes and transmits for ``x``: the part whose cost (MACs, parameters,
+        latency) is the client's. Default: :meth:`release` itself.
+
+        A defense whose release is a fixed, public function of a smaller message overrides it together with
+        :meth:`received` (e.g. a decoder the server can run): then ``release(x)`` equals
+        ``received(sent(x))`` and the decoding is charged to the server, not the client."""
+        return self.release(x)
+
+    def received(self, sent: Tensor) -> Tensor:
+        """The release the server forms from what :meth:`sent` transmitted. Default: the message as it is."""
+        return sent
+
     def white_box_release(self, x: Tensor, observed: Tensor) -> Tensor:
         """A differentiable release of ``x`` for white-box attackers, who also see the ``observed`` release
         (e.g. which channels were sent). Default: :meth:`release`."""
@@ -174,7 +187,8 @@ class Defense(nn.Module, ABC):
         return self.client(x)
 
     def payload_bytes(self, released: Tensor) -> Tensor:
-        """Bytes sent per sample for a batch of releases. Default: the dense tensor as it is."""
+        """Bytes sent per sample for a batch of releases (what :meth:`sent` transmits for them). Default: the
+        dense tensor as it is."""
         per = released[0].numel() * released.element_size()
         return torch.full((released.shape[0],), float(per))
 

@@ -105,31 +105,32 @@ def client_cost(defense: Defense, data: ScenarioData, trainer: Trainer, latency_
     """The client's cost: latency at batch 1 and at ``latency_batch`` (per sample), server latency, parameters and
     multiply-accumulates of everything that runs on the client."""
     x_all = data.info.normalize(data.eval.images[:latency_batch])
-    z1 = defense.release(x_all[:1])
+    m1 = defense.sent(x_all[:1])
     cost = _release_cost(defense, x_all, trainer, repeats)
 
-    def predict(z: Tensor) -> Tensor:
+    def server(m: Tensor) -> Tensor:
         with trainer.autocast():
-            return defense.predict(z)
+            return defense.predict(defense.received(m))
 
-    s1 = latency_ms(predict, z1, repeats=repeats)
+    s1 = latency_ms(server, m1, repeats=repeats)
     cost.update({"server_ms_b1_p50": s1[0], "server_ms_b1_p90": s1[1]})
     return cost
 
 
 def _release_cost(defense: Defense, x_all: Tensor, trainer: Trainer, repeats: int) -> dict[str, float]:
+    """What the client device runs (:meth:`~benchmark.api.contract.Defense.sent`) costs."""
     x1 = x_all[:1]
 
-    def release(x: Tensor) -> Tensor:
+    def client(x: Tensor) -> Tensor:
         with trainer.autocast():
-            return defense.release(x)
+            return defense.sent(x)
 
-    c1 = latency_ms(release, x1, repeats=repeats)
-    cb = latency_ms(release, x_all, repeats=max(1, repeats // 2))
+    c1 = latency_ms(client, x1, repeats=repeats)
+    cb = latency_ms(client, x_all, repeats=max(1, repeats // 2))
     n = len(x_all)
     return {
-        "client_params": count_params_used(defense.release, x1, defense),
-        "client_macs": count_macs(defense.release, x1),
+        "client_params": count_params_used(defense.sent, x1, defense),
+        "client_macs": count_macs(defense.sent, x1),
         "client_ms_b1_p50": c1[0], "client_ms_b1_p90": c1[1],
         "client_ms_bB_p50": cb[0] / n, "client_ms_bB_p90": cb[1] / n,
         "latency_batch": n,

@@ -1,15 +1,15 @@
 """Hardware rows: what every defense's trained client (and the server tail) costs on a given machine.
 
 ``splitbench hardware --suite S --device D --out RUN`` loads (or trains, like ``splitbench run``, into the same
-cache) the first seed's model of every defense setting of suite ``S`` and measures, for the client's release and
-for the server's prediction on it:
+cache) the first seed's model of every defense setting of suite ``S`` and measures, for what the client computes and
+sends (``Defense.sent``) and for the server's prediction from it (``Defense.received``, then ``predict``):
 
 - latency per call at batch 1 (MLPerf's single-stream scenario) and at larger batches (its offline scenario, 8
   and 64 by default): p50 / p90 / p99 over at least ``min_seconds`` of timed calls after warm-up, each call
   synchronised with the device; throughput (samples per second at the p50 latency);
 - peak memory of the call (CUDA: the allocator's peak; CPU: the rise of the process's peak resident set, reset
   before each measurement through ``/proc/self/clear_refs`` where Linux offers it);
-- bytes per sample actually sent (the client's release);
+- bytes per sample actually sent (``Defense.payload_bytes``);
 - in fp32, and in bf16 autocast on CUDA; eager and ``torch.compile`` d (a compile that fails is recorded as such).
 
 Each record carries the machine's fingerprint (CPU model and cores, GPU name, driver, CUDA, torch), so records of
@@ -107,8 +107,11 @@ def measure_defense(defense: Any, x: Tensor, device: torch.device, batches: Sequ
     with torch.no_grad():
         z = defense.release(x[:1]).float()
         payload = float(defense.payload_bytes(z).mean())
+    def server(sent: Tensor) -> Tensor:
+        return defense.predict(defense.received(sent))
+
     for part in PARTS:
-        raw = defense.release if part == "client" else defense.predict
+        raw = defense.sent if part == "client" else server
         for precision in precisions:
             for mode in ["eager"] + (["compiled"] if compile_too else []):
                 fn, note = raw, ""
@@ -126,7 +129,7 @@ def measure_defense(defense: Any, x: Tensor, device: torch.device, batches: Sequ
                     xb = _batch(x, b)
                     if part == "server":
                         with torch.no_grad():
-                            xb = defense.release(xb)
+                            xb = defense.sent(xb)
 
                     def call(inp: Tensor, fn=fn, precision=precision) -> Tensor:
                         if precision == "bf16":

@@ -81,3 +81,25 @@ def test_mask_size_follows_the_knob_and_the_schedule(ratio, dim, tiny_data, tiny
     d.fit(tiny_data, Trainer("cpu", seed=0, progress=False))
     assert int(d.bottleneck.mask.sum()) == max(1, round(ratio * dim))
     assert d.mask_epochs == [2], "the warm-up is capped so that at least one epoch trains with the mask"
+
+
+def test_the_client_sends_k_code_values_and_the_server_decodes(phases, tiny_data):
+    """The bytes charged are the k kept code values, not the decoded image, and the client's measured cost is the
+    encoder's alone (the decoder runs on the server, which holds it)."""
+    from benchmark.engine.evaluation import client_cost
+    from benchmark.kit.cost import count_macs
+
+    d, _, _ = phases
+    x = tiny_data.info.normalize(tiny_data.eval.images[:4])
+    with torch.no_grad():
+        sent = d.sent(x)
+        z = d.release(x)
+    assert sent.shape == (4, d.kept_dims)
+    assert d.payload_bytes(z).tolist() == [4.0 * d.kept_dims] * 4
+    assert d.payload_bytes(z)[0] < z[0].numel() * 4, "a decoded image would be charged instead"
+    encoder_macs = count_macs(d.sent, x)
+    assert 0 < encoder_macs < count_macs(d.release, x)
+    cost = client_cost(d, tiny_data, Trainer("cpu", seed=0, progress=False), latency_batch=4, repeats=1)
+    assert cost["client_macs"] == encoder_macs
+    decoder = sum(p.numel() for p in d.bottleneck.decoder.parameters()) + d.bottleneck.from_code.weight.numel()
+    assert cost["client_params"] <= sum(p.numel() for p in d.bottleneck.parameters()) - decoder
