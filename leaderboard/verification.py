@@ -203,8 +203,7 @@ def with_model_convergence(new: dict[str, Any], path: Path, contents: RunContent
         return new
     out = copy.deepcopy(new)
     out["metrics"]["not_converged"] = float(verdicts[path.name])
-    errors = [float(m["release_error"]) for m in cells.values() if "release_error" in m]
-    out.setdefault("budget", {})["convergence"] = {"rule": convergence.rule_text(), "best_release_error": min(errors)}
+    out.setdefault("budget", {})["convergence"] = convergence.budget(cells)
     return out
 
 

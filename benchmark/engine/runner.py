@@ -451,16 +451,14 @@ class Runner:
                 rec = read_record(path)
                 if rec["status"] == "ok":
                     records[path] = rec
-        verdicts = convergence.flags({p: r["metrics"] for p, r in records.items()})
+        cells = {p: r["metrics"] for p, r in records.items()}
+        verdicts = convergence.flags(cells)
         for path, flagged in verdicts.items():
             rec = records[path]
             if rec["metrics"].get("not_converged") == float(flagged):
                 continue
             rec["metrics"]["not_converged"] = float(flagged)
-            rec["budget"]["convergence"] = {"rule": convergence.rule_text(),
-                                            "best_release_error": min(float(r["metrics"]["release_error"])
-                                                                      for r in records.values()
-                                                                      if "release_error" in r["metrics"])}
+            rec["budget"]["convergence"] = convergence.budget(cells)
             write_record(path, rec)
             if flagged:
                 log.warning("%s %s: not converged (release error %.4f; %s)", label, rec["config"]["attack"]["label"],

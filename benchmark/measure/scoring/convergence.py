@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 #: how many times the best release error an attack may end at before it is flagged
 RATIO = 10.0
@@ -39,15 +40,26 @@ def not_converged(error: float, best: float) -> bool:
     return error > RATIO * best and error > FLOOR
 
 
+def _errors(cells: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    return {c: float(m["release_error"]) for c, m in cells.items()
+            if m.get("release_error") is not None and not math.isnan(float(m["release_error"]))}
+
+
 def flags(cells: Mapping[str, Mapping[str, float]]) -> dict[str, bool]:
     """``{cell: metrics}`` of one model's reconstruction cells -> ``{cell: not converged}`` for its optimisation
     attacks (cells without a release error are left out)."""
-    errors = {c: float(m["release_error"]) for c, m in cells.items()
-              if m.get("release_error") is not None and not math.isnan(float(m["release_error"]))}
+    errors = _errors(cells)
     if not errors:
         return {}
     best = min(errors.values())
     return {c: not_converged(e, best) for c, e in errors.items() if is_optimisation(cells[c])}
+
+
+def budget(cells: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """What a flagged cell's record keeps under ``budget.convergence``: the rule and the best release error of the
+    model's cells it was judged against (the runner writes it, verify recomputes it for a re-run cell)."""
+    errors = _errors(cells)
+    return {"rule": rule_text(), "best_release_error": min(errors.values()) if errors else None}
 
 
 def rule_text() -> str:
