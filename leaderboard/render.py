@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +60,27 @@ def rank_text(r: tuple[int, int] | None, point: int | None = None) -> str:
 
 
 def build_tracks(run_dir: str | Path, budget: float | None = None, reference: str | None = None,
-                 replicates: int | None = None, manifest: str | None = None, partial: bool = False
-                 ) -> tuple[list[Track], dict[str, Any]]:
-    """The tracks of one manifest of ``run_dir`` (presentation settings from the manifest unless given)."""
+                 replicates: int | None = None, manifest: str | None = None, partial: bool = False,
+                 attacks: Collection[str] | None = None) -> tuple[list[Track], dict[str, Any]]:
+    """The tracks of one manifest of ``run_dir`` (presentation settings from the manifest unless given).
+
+    ``attacks`` (labels), when given, are the only attacks whose cells count: the site ranks an official entry on
+    the attacks its suite runs today, so entries made before an attack left the suite rank like those made after.
+    The labels of the cells left out are in the returned manifest under ``attacks_left_out``."""
     man = load_manifest(Path(run_dir), manifest)
     pres = man.get("presentation", {})
     budget = pres.get("utility_budget", 0.02) if budget is None else budget
     reference = pres.get("reference", "no_pruning") if reference is None else reference
     replicates = pres.get("bootstrap", 1000) if replicates is None else replicates
     cells = [CellData(p, rec) for p, rec in iter_records(Path(run_dir), man["manifest_id"], partial)]
+    left_out = sorted({c.attack for c in cells if attacks is not None and c.attack not in attacks})
+    if left_out:
+        cells = [c for c in cells if c.attack not in left_out]
     admission = pres.get("admission", "selection")
     tracks = TableBuilder(cells, reference, float(budget), int(replicates), admission,
                           pres.get("preregistered"), pres.get("cost_budget")).build()
     man = {**man, "presentation": {**pres, "utility_budget": budget, "reference": reference,
-                                   "bootstrap": replicates}}
+                                   "bootstrap": replicates}, "attacks_left_out": left_out}
     return tracks, man
 
 

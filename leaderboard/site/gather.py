@@ -21,6 +21,7 @@ import yaml
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.io import json_number, sha256_file
 from benchmark.store.records import iter_records, load_frame
+from benchmark.suites import load_suite
 from leaderboard.entry import OFFICIAL_SUITES
 from leaderboard.entry.objects import complete_entry
 from leaderboard.protocol import CellData, Track
@@ -197,7 +198,7 @@ def _load_entry(path: Path) -> Source:
     if not (run / "records").is_dir():
         raise SplitbenchError(f"{path}: entry has no run directory (expected {path / 'run'}/records/ beside "
                               "entry.yaml)")
-    src = _load_run(path, run, "entry")
+    src = _load_run(path, run, "entry", _official_attacks(card))
     # an entry whose files are partly stored once in its collection is read from a temporary complete copy: it
     # lives as long as this source (the site copies gallery images from it), and goes when the source does
     weakref.finalize(src, files.__exit__, None, None, None)
@@ -213,8 +214,20 @@ def _load_entry(path: Path) -> Source:
     return src
 
 
-def _load_run(path: Path, run_dir: Path, kind: str) -> Source:
-    tracks, manifest = build_tracks(run_dir)
+def _official_attacks(card: Any) -> set[str] | None:
+    """The attack labels an official entry's suite runs today (``None``: not an official entry, or a suite this
+    splitbench does not ship): the site ranks every official entry on those alone."""
+    suite = card.get("suite") if isinstance(card, dict) else None
+    if suite not in OFFICIAL_SUITES:
+        return None
+    try:
+        return {a.label for a in load_suite(str(suite)).attacks}
+    except SplitbenchError:
+        return None
+
+
+def _load_run(path: Path, run_dir: Path, kind: str, attacks: set[str] | None = None) -> Source:
+    tracks, manifest = build_tracks(run_dir, attacks=attacks)
     src = Source(path=path, kind=kind, run_dir=run_dir, tracks=tracks, manifest=manifest)
     src.galleries = _galleries(run_dir, manifest["manifest_id"])
     src.hardware = _hardware([path / "hardware"] + ([run_dir / "hardware"] if run_dir != path else []))

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import types
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -602,3 +603,34 @@ def test_track_page_shows_the_attacker_knowledge_view(tmp_path):
     (page,) = (index.parent / "tracks").glob("*.html")
     section = page.read_text().split('id="knowledge"')[1].split("</section>")[0]
     assert "25% of aux" in section and "attr" in section and section.count("<tr>") == 3  # head + ref + a
+
+
+def test_an_official_entry_ranks_on_the_attacks_its_suite_runs_today(built, tmp_path, monkeypatch):
+    """An entry made before an attack left the official suite ranks like one made after: its records of that attack
+    stay in the entry but do not count, so the two entries' reference rows are the same cells and show once."""
+    full = site_gather.load_source(built["lab"])
+    assert full.manifest["attacks_left_out"] == []
+    assert any("inversion_decoder" in r.attacks for r in full.tracks[0].rows)
+    # the entry made after: the same run without the attack's records (as a run of the trimmed suite writes it)
+    after = shutil.copytree(built["twin"], tmp_path / "after")
+    man_path = next((after / "run" / "manifests").glob("*.json"))
+    man = json.loads(man_path.read_text())
+    man["cells"] = [c for c in man["cells"] if "__inversion_decoder__" not in c]
+    man_path.write_text(json.dumps(man))
+    for p in (after / "run" / "records").glob("*__inversion_decoder__*"):
+        p.unlink()
+    today = types.SimpleNamespace(attacks=[types.SimpleNamespace(label="attribute_inference")])
+    monkeypatch.setattr(site_gather, "load_suite", lambda name: today)
+    lab, later = site_gather.load_source(built["lab"]), site_gather.load_source(after)
+    assert lab.manifest["attacks_left_out"] == ["inversion_decoder"] and later.manifest["attacks_left_out"] == []
+    assert all(set(r.attacks) == {"attribute_inference"} for r in lab.tracks[0].rows)
+    (st,) = site_tracks([lab, later])
+    assert len(st.rows) == len(lab.tracks[0].rows) and all(r.also == [later] for r in st.rows)
+    # the track page names what it left out
+    index = build_site([built["lab"]], tmp_path / "site")
+    page = "".join(p.read_text() for p in index.parent.rglob("*.html"))
+    assert "kept in the entry but not ranked" in page and "<code>inversion_decoder</code>" in page
+    # without the rule the two entries' rows are different cells: each shows twice
+    monkeypatch.setattr(site_gather, "_official_attacks", lambda card: None)
+    (st,) = site_tracks([site_gather.load_source(built["lab"]), site_gather.load_source(after)])
+    assert len(st.rows) == 2 * len(lab.tracks[0].rows)
