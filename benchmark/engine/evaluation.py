@@ -99,6 +99,12 @@ def evaluate(defense: Defense, data: ScenarioData, trainer: Trainer, seed: int, 
     return ModelEvaluation(util.astype(np.float32), val.astype(np.float32), releases, payload)
 
 
+#: the version of what :func:`client_cost` and :func:`deployed_cost` measure; the runner caches each model's cost
+#: under it, so a change of the measure (e.g. the client's cost taken on ``Defense.sent``) is measured again
+#: rather than read from a cache written before it
+COST_VERSION = "2"
+
+
 @torch.no_grad()
 def client_cost(defense: Defense, data: ScenarioData, trainer: Trainer, latency_batch: int, repeats: int
                 ) -> dict[str, float]:

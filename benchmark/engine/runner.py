@@ -42,7 +42,14 @@ from benchmark.engine.attacking import (
     tune,
 )
 from benchmark.engine.checks import check_device, check_writable
-from benchmark.engine.evaluation import ModelEvaluation, client_cost, deployed_cost, evaluate, release_and_score
+from benchmark.engine.evaluation import (
+    COST_VERSION,
+    ModelEvaluation,
+    client_cost,
+    deployed_cost,
+    evaluate,
+    release_and_score,
+)
 from benchmark.engine.identity import model_cache_key
 from benchmark.engine.summary import RunSummary
 from benchmark.measure.scoring import Truth, convergence, scorer_for
@@ -194,7 +201,7 @@ class Runner:
                                                          "fit_seconds": fit_seconds})
                 summary.models_trained += 1
         defense.freeze()
-        cost_name = f"{key}.cost.json"
+        cost_name = f"{key}.cost.v{COST_VERSION}.json"
         cost = self.cache.read_json("models", cost_name)
         if cost is None:
             cost = client_cost(defense, data, trainer, self.opt.latency_batch, self.opt.latency_repeats)
@@ -209,7 +216,7 @@ class Runner:
         """The model's client deployed on the suite's real backbone for its track (cached beside its own cost);
         nothing when the defense cannot be carried onto that backbone, said in the log: a cost-only figure never
         fails the model's cells."""
-        name = f"{key}.deployed.{config_hash(dataclasses.asdict(target), 10)}.json"
+        name = f"{key}.deployed.v{COST_VERSION}.{config_hash(dataclasses.asdict(target), 10)}.json"
         cost = self.cache.read_json("models", name)
         if cost is None:
             try:

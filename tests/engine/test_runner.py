@@ -480,3 +480,25 @@ def test_the_attacker_knowledge_axis_trains_on_a_share_of_aux_and_gets_its_own_v
     assert [r.label for r in t.rows] == ["no_pruning@0"]  # the share's cells are no rows of their own
     assert set(t.knowledge) == {0.5} and t.knowledge_attacks[0.5] == ["attribute_inference"]
     assert "### Attacker knowledge" in render_run(out, write=False)
+
+
+def test_a_cost_cached_under_an_older_measure_is_measured_again(suite_file, tmp_path, monkeypatch):
+    """Each model's client cost is cached beside it under the version of the measure: a new cache reuses it, a change
+    of what is measured (the version) measures it again instead of reading a stale figure."""
+    from benchmark.engine import runner
+
+    cache = tmp_path / "cache"
+
+    def macs(out):
+        benchmark.run(str(suite_file), out=tmp_path / out, defenses=["no_pruning"], attacks=["attribute_inference"],
+                      cache_dir=cache, progress=False, latency_repeats=1)
+        return {r["metrics"]["client_macs"] for _, r in iter_records(tmp_path / out)}
+
+    (measured,) = macs("a")
+    (cost_file,) = cache.rglob("*.cost.v*.json")
+    stale = json.loads(cost_file.read_text())
+    stale["client_macs"] = -1.0
+    cost_file.write_text(json.dumps(stale))
+    assert macs("b") == {-1.0}  # the same measure: the cached figure is what the records get
+    monkeypatch.setattr(runner, "COST_VERSION", "next")
+    assert macs("c") == {measured}
