@@ -165,6 +165,11 @@ class Defense(nn.Module, ABC):
         """The release the server forms from what :meth:`sent` transmitted. Default: the message as it is."""
         return sent
 
+    def serve(self, sent: Tensor) -> Tensor:
+        """The server's whole side for a message from :meth:`sent`: its task logits on the release it forms,
+        ``predict(received(sent))``. What the server's latency is measured on; not for overriding."""
+        return self.predict(self.received(sent))
+
     def white_box_release(self, x: Tensor, observed: Tensor) -> Tensor:
         """A differentiable release of ``x`` for white-box attackers, who also see the ``observed`` release
         (e.g. which channels were sent). Default: :meth:`release`."""

@@ -116,7 +116,7 @@ def client_cost(defense: Defense, data: ScenarioData, trainer: Trainer, latency_
 
     def server(m: Tensor) -> Tensor:
         with trainer.autocast():
-            return defense.predict(defense.received(m))
+            return defense.serve(m)
 
     s1 = latency_ms(server, m1, repeats=repeats)
     cost.update({"server_ms_b1_p50": s1[0], "server_ms_b1_p90": s1[1]})

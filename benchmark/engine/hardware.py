@@ -107,11 +107,8 @@ def measure_defense(defense: Any, x: Tensor, device: torch.device, batches: Sequ
     with torch.no_grad():
         z = defense.release(x[:1]).float()
         payload = float(defense.payload_bytes(z).mean())
-    def server(sent: Tensor) -> Tensor:
-        return defense.predict(defense.received(sent))
-
     for part in PARTS:
-        raw = defense.sent if part == "client" else server
+        raw = defense.sent if part == "client" else defense.serve
         for precision in precisions:
             for mode in ["eager"] + (["compiled"] if compile_too else []):
                 fn, note = raw, ""

@@ -91,7 +91,8 @@ def test_fit_reads_train_only_and_release_serves_the_task(name, fitted, tiny_dat
 @pytest.mark.parametrize("name", NAMES)
 def test_the_server_forms_the_release_from_what_the_client_sends(name, fitted, tiny_data):
     """``sent`` is what the client's cost is measured on and ``received`` what the server does with it: together
-    they must give the release, and the bytes charged must be no more than what is sent."""
+    they must give the release, ``serve`` the task logits on it, and the bytes charged must be no more than what
+    is sent."""
     d = fitted(name)
     x = tiny_data.info.normalize(tiny_data.eval.images[:8])
     with torch.no_grad():
@@ -100,9 +101,12 @@ def test_the_server_forms_the_release_from_what_the_client_sends(name, fitted, t
         torch.manual_seed(5)
         m = d.sent(x)
         formed = d.received(m)
+        served = d.serve(m)
     assert m.shape[0] == 8 and formed.shape == z.shape
     if not d.stochastic_release:
         torch.testing.assert_close(formed, z, rtol=1e-5, atol=1e-5)
+        with torch.no_grad():  # what the server's latency is measured on: its task logits on the formed release
+            torch.testing.assert_close(served, d.predict(z), rtol=1e-4, atol=1e-4)
     assert (d.payload_bytes(z) <= m[0].numel() * m.element_size() + z.shape[1]).all()
 
 
