@@ -63,6 +63,7 @@ class Noise(Defense):
     Config = NoiseConfig
     knob = "sigma"
     knob_grid = (0.25, 0.5, 1.0, 2.0)
+    variants = ("distribution",)  # Gaussian and Laplace noise are two rows
     stochastic_release = True
     card = MethodCard(
         paper="He, Zhang, Lee: Attacking and Protecting Data Privacy in Edge-Cloud Collaborative Inference Systems "

@@ -69,6 +69,7 @@ class Adversarial(Defense):
     Config = AdversarialConfig
     knob = "lam"
     knob_grid = (0.1, 0.3, 1.0, 3.0)
+    variants = ("proxies",)  # each set of proxy adversaries is a row of its own
     card = MethodCard(
         paper="Li, Guo, Wu, Xiong, Liu, Chen: DeepObfuscator: Obfuscating Intermediate Representations with "
               "Privacy-Preserving Adversarial Learning on Smartphones (arXiv 1909.04126)",

@@ -69,6 +69,7 @@ class Bottleneck(Defense):
     Config = BottleneckConfig
     knob = "beta"
     knob_grid = (0.001, 0.01, 0.1, 1.0)
+    variants = ("release",)  # sending a sample and sending the mean are two rows
     stochastic_release = True  # with release=mean the draws coincide (and white-box attacks detect it: one draw)
     card = MethodCard(
         paper="Zou, Liu, Wang, Jiang, Yang, Liu, Gu, Li: Mutual Information Regularization for Vertical Federated "

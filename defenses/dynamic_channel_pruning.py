@@ -153,6 +153,7 @@ class DynamicChannelPruning(Defense):
     Config = DynamicChannelPruningConfig
     knob = "prune_ratio"
     knob_grid = (0.25, 0.5, 0.75)
+    variants = ("scorer",)  # the light and the server-copy filter network are two leaderboard rows
     version = "3"  # 3: the light scorer (default); 2: straight-through training, several adversary updates per batch
     card = MethodCard(
         paper="Singh, Chopra, Sharma, Garza, Vepakomma, Raskar: Dynamic Channel Pruning for Privacy "

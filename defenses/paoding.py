@@ -124,6 +124,7 @@ class Paoding(Defense):
     Config = PaodingConfig
     knob = "prune_ratio"
     knob_grid = (0.1, 0.25, 0.5)
+    variants = ("mode",)  # impact, stochastic and baseline pruning are three rows
     smoke_config = {"step": 0.25}
     card = MethodCard(
         paper="Meng, Bai, Teo, Dong: Paoding: Supervised Robustness-preserving Data-free Neural Network Pruning "

@@ -61,6 +61,14 @@ def data_free(requires: frozenset[Access] | set[Access] | list[str]) -> bool:
     return not values & {a.value for a in DATA_ACCESS}
 
 
+def defense_row(name: str, config: Any) -> str:
+    """The leaderboard row of a defense setting as records store it (its registered ``name`` and config dict):
+    :meth:`Defense.row_name` when the defense is registered here, else the name as it is."""
+    from benchmark.core.registry import DEFENSES
+
+    return DEFENSES.get(name).row_name(config or {}) if name in DEFENSES else name
+
+
 class Defense(nn.Module, ABC):
     """Base class of every defense (and baseline).
 
@@ -99,6 +107,20 @@ class Defense(nn.Module, ABC):
     knob_grid: ClassVar[tuple[float, ...]] = ()
     #: config overrides that make fit() take seconds on the tiny test data (used by the contract tests)
     smoke_config: ClassVar[dict[str, Any]] = {}
+    #: Config fields that make a different method rather than a different strength (e.g. which filter network a
+    #: pruning defense trains): a setting whose value of one of them is not the default is a leaderboard row of its
+    #: own, ``NAME[field=value]`` (:meth:`row_name`), so that one run or one site can rank both variants
+    variants: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def row_name(cls, config: Any) -> str:
+        """The leaderboard row a setting of this defense belongs to: its name, followed by ``[field=value,...]``
+        for every :attr:`variants` field whose value in ``config`` (a Config or its dict, as records store it) is not
+        the default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(cls.Config)}
+        get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+        changed = [f"{k}={get(k)}" for k in cls.variants if get(k, defaults.get(k)) != defaults.get(k)]
+        return f"{cls.name}[{','.join(changed)}]" if changed else cls.name
 
     def __init__(self, config: Any, backbone: BackboneSpec, info: ScenarioInfo, seed: int = 0):
         super().__init__()

@@ -42,7 +42,19 @@ class DefenseEntry:
 
     @property
     def label(self) -> str:
+        """``NAME@KNOB``: the setting as cell file names and progress lines show it."""
         return f"{self.name}@{self.knob_value:g}"
+
+    @property
+    def row(self) -> str:
+        """The leaderboard row this setting belongs to (:meth:`~benchmark.api.contract.Defense.row_name`): the
+        name, or the name and its non-default variant, which is what ``preregistered`` is keyed by."""
+        return DEFENSES.get(self.name).row_name(self.config)
+
+    @property
+    def row_label(self) -> str:
+        """``ROW@KNOB``: one setting of one row; no two entries of a suite may share it."""
+        return f"{self.row}@{self.knob_value:g}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,12 +174,13 @@ class Suite:
         return out
 
     def preregistered_settings(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """(defense, track label or "*", full config) of every preregistered setting."""
+        """(defense, track label or "*", full config) of every preregistered setting (``preregistered`` is keyed
+        by row; a variant row's config says which variant it is)."""
         out = []
-        for name, per_track in sorted(self.preregistered.items()):
+        for row, per_track in sorted(self.preregistered.items()):
             for label, value in sorted(per_track.items()):
-                entry = next(d for d in self.defenses if d.name == name and abs(d.knob_value - value) < 1e-12)
-                out.append((name, label, to_dict(entry.config)))
+                entry = next(d for d in self.defenses if d.row == row and abs(d.knob_value - value) < 1e-12)
+                out.append((entry.name, label, to_dict(entry.config)))
         return out
 
 

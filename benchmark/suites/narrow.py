@@ -127,8 +127,9 @@ def _drop_dangling(suite: Suite) -> Suite:
         changes["deployment"] = {k: v for k, v in suite.deployment.items() if k in backbones}
     if any(label not in labels for label in suite.aux_fractions):
         changes["aux_fractions"] = {k: v for k, v in suite.aux_fractions.items() if k in labels}
+    rows = {d.row for d in suite.defenses}
     prereg = {d: {k: v for k, v in per.items() if k == "*" or k in backbones}
-              for d, per in suite.preregistered.items() if d in defenses}
+              for d, per in suite.preregistered.items() if d in rows}
     if prereg != suite.preregistered:
         changes["preregistered"] = prereg
     numbers = suite.paper.get("numbers")
@@ -228,12 +229,20 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         vals.update(per_defense.get(d.name, {}))
         if d.name not in grids:
             defenses.append(DefenseEntry(d.name, build_config(cls.Config, vals, f"--set defense.{d.name}")))
-        elif not any(e.name == d.name for e in defenses):  # the grid replaces every setting the suite gave it
-            defenses += [DefenseEntry(d.name, build_config(cls.Config, {**vals, cls.knob: v},
-                                                           f"--set defense.{d.name}.knob"))
-                         for v in grids[d.name]]
-    if prereg_over:
-        top["preregistered"] = {**suite.preregistered, **{n: {"*": v} for n, v in prereg_over.items()}}
+        else:  # the grid replaces every setting the suite gave the row (each variant of the defense keeps its own)
+            where_knob = f"--set defense.{d.name}.knob"
+            grid = [DefenseEntry(d.name, build_config(cls.Config, {**vals, cls.knob: v}, where_knob))
+                    for v in grids[d.name]]
+            if not any(e.row == grid[0].row for e in defenses):
+                defenses += grid
+    rows = {e.row for e in defenses}
+    prereg = {**top.get("preregistered", suite.preregistered),
+              **{e.row: {"*": prereg_over[e.name]} for e in defenses if e.name in prereg_over}}
+    # --set defense.NAME.preregistered names every row of NAME the suite runs; a variant no longer run (its
+    # variant field overridden) leaves its preregistration behind: the row run now needs its own
+    prereg = {row: per for row, per in prereg.items() if row in rows}
+    if prereg != suite.preregistered:
+        top["preregistered"] = prereg
     attacks = []
     for a in suite.attacks:
         cls = ATTACKS.get(a.name)

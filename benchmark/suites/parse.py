@@ -185,8 +185,11 @@ def parse_suite(raw: Any, source: str) -> Suite:
     backbones = [build_config(BackboneSpec, e, f"{where}: backbones[{i}]")
                  for i, e in enumerate(_entries(raw, "backbones", where))]
     defenses: list[DefenseEntry] = []
+    rows: list[str] = []  # the row each raw entry's settings belong to (all of one entry share its config)
     for i, e in enumerate(_entries(raw, "defenses", where)):
-        defenses += defense_entries(e["name"], e.get("knob"), e.get("config"), train, f"{where}: defenses[{i}]")
+        mine = defense_entries(e["name"], e.get("knob"), e.get("config"), train, f"{where}: defenses[{i}]")
+        defenses += mine
+        rows.append(mine[0].row)
     attacks = []
     for i, e in enumerate(_entries(raw, "attacks", where)):
         cls = ATTACKS.get(e["name"])
@@ -214,16 +217,17 @@ def parse_suite(raw: Any, source: str) -> Suite:
     if not isinstance(paper, dict):
         raise SplitbenchError(f"{where}: 'paper' must be a mapping")
     _check_paper(paper, defenses, attacks, backbones, where)
-    labels = [d.label for d in defenses]
+    labels = [d.row_label for d in defenses]
     dup = {x for x in labels if labels.count(x) > 1}
     if dup:
-        raise SplitbenchError(f"{where}: defense settings listed twice: {sorted(dup)}")
+        raise SplitbenchError(f"{where}: defense settings listed twice: {sorted(dup)} (two entries of one defense "
+                              f"must differ in a variant field: {_variant_fields(defenses)})")
     deployment = parse_deployment(raw.get("deployment"), backbones, where)
     admission = raw.get("admission", "selection")
     if admission not in ADMISSION_RULES:
         raise SplitbenchError(f"{where}: 'admission' must be one of {', '.join(ADMISSION_RULES)}, got {admission!r}"
                               f"{did_you_mean(str(admission), ADMISSION_RULES)}")
-    preregistered = parse_preregistered(_entries(raw, "defenses", where), backbones, where)
+    preregistered = parse_preregistered(_entries(raw, "defenses", where), backbones, where, rows)
     holdout = parse_holdout(raw.get("holdout", {}), where)
     aux_fractions = parse_aux_fraction(raw.get("aux_fraction"), attacks, where)
     suite = Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
@@ -272,9 +276,15 @@ def parse_holdout(raw: Any, where: str) -> Holdout | None:
     return build_config(Holdout, raw, f"{where}: holdout")
 
 
-def parse_preregistered(entries: list[dict], backbones: Sequence[BackboneSpec], where: str
-                        ) -> dict[str, dict[str, float]]:
-    """Each defense entry's ``preregistered``: one knob value for every track, or ``{backbone@split: value}``."""
+def _variant_fields(defenses: Sequence[DefenseEntry]) -> str:
+    fields = sorted({f"{d.name}.{v}" for d in defenses for v in DEFENSES.get(d.name).variants})
+    return ", ".join(fields) or "none of this suite's defenses has one"
+
+
+def parse_preregistered(entries: list[dict], backbones: Sequence[BackboneSpec], where: str,
+                        rows: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Each defense entry's ``preregistered``: one knob value for every track, or ``{backbone@split: value}``,
+    keyed by the entry's row (``rows[i]``: its name, or its name and non-default variant)."""
     labels = [b.label for b in backbones]
     out: dict[str, dict[str, float]] = {}
     for i, e in enumerate(entries):
@@ -290,9 +300,10 @@ def parse_preregistered(entries: list[dict], backbones: Sequence[BackboneSpec], 
                 raise SplitbenchError(f"{at}: expected a knob value (a number) or a mapping of backbone labels to "
                                       f"knob values, got {v!r}")
         mine = {str(k): float(v) for k, v in per_track.items()}
-        if out.get(e["name"], mine) != mine:
-            raise SplitbenchError(f"{at}: defense {e['name']!r} is preregistered twice with different settings")
-        out[e["name"]] = mine
+        row = rows[i] if rows is not None else e["name"]
+        if out.get(row, mine) != mine:
+            raise SplitbenchError(f"{at}: defense {row!r} is preregistered twice with different settings")
+        out[row] = mine
     return out
 
 
@@ -304,14 +315,15 @@ def check_admission(suite: Suite, where: str) -> None:
             raise SplitbenchError(f"{where}: 'preregistered' settings are given, but admission is {suite.admission!r}"
                                   " (set admission: preregistered, or drop them)")
         return
-    for name in sorted({d.name for d in suite.defenses} - {suite.reference}):
+    for name in sorted({d.row for d in suite.defenses} - {suite.reference}):
         per_track = suite.preregistered.get(name)
-        run = [d for d in suite.defenses if d.name == name]
+        run = [d for d in suite.defenses if d.row == name]
         if not per_track:
+            first = run[0]
             raise SplitbenchError(f"{where}: defense {name!r} has no preregistered setting (admission: "
                                   "preregistered needs one per defense: preregistered: "
-                                  f"{run[0].knob_value:g} in the suite file, or --set defense.{name}.preregistered="
-                                  f"{run[0].knob_value:g}; or --set admission=selection)")
+                                  f"{first.knob_value:g} in the suite file, or --set defense.{first.name}."
+                                  f"preregistered={first.knob_value:g}; or --set admission=selection)")
         for label in [b.label for b in suite.backbones]:
             value = per_track.get(label, per_track.get("*"))
             if value is None:
@@ -428,7 +440,7 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
 
 def _raw_defense(suite: Suite, i: int, d: DefenseEntry) -> dict[str, Any]:
     out: dict[str, Any] = {"name": d.name, "config": to_dict(d.config)}
-    first = next(j for j, e in enumerate(suite.defenses) if e.name == d.name)
-    if i == first and d.name in suite.preregistered:
-        out["preregistered"] = dict(suite.preregistered[d.name])
+    first = next(j for j, e in enumerate(suite.defenses) if e.row == d.row)  # preregistered is keyed by row
+    if i == first and d.row in suite.preregistered:
+        out["preregistered"] = dict(suite.preregistered[d.row])
     return out

@@ -195,8 +195,8 @@ class TableBuilder:
     def row(self, cells: list[CellData], ref_cells: list[CellData], attacks: list[str], kinds: dict[str, str],
             resample: TrackResample, where: str) -> Row:
         first = cells[0].config["defense"]
-        r = Row(first["name"], first["knob"], float(first["knob_value"]), first.get("more_private", "higher"),
-                bool(first.get("white_box_client", True)), tuple(sorted({c.seed for c in cells})))
+        r = Row(cells[0].defense, first["knob"], float(first["knob_value"]), first.get("more_private", "higher"),
+                bool(first.get("white_box_client", True)), tuple(sorted({c.seed for c in cells})), first["name"])
         r.cells = tuple(sorted((str(c.record.get("config_hash") or c.path.name), str(c.status),
                                 str((c.record.get("outcomes") or {}).get("sha256") or "")) for c in cells))
         models = _by_seed(c for c in cells if "outcomes" in c.record)
@@ -425,7 +425,9 @@ class TableBuilder:
             if name == ref.defense:
                 pick = ref
             else:
-                want = self.preregistered.get(name, {})
+                # a variant row's setting is preregistered under its own name; records made before variants were
+                # rows (one variant per run) under the defense's
+                want = self.preregistered.get(name) or self.preregistered.get(rows[0].method, {})
                 value = want.get(t.label, want.get("*"))
                 if value is None:
                     raise SplitbenchError(f"track {t.label}: defense {name!r} has no preregistered setting (the "

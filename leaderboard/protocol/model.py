@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.api.contract import data_free
+from benchmark.api.contract import data_free, defense_row
 from benchmark.core.io import json_number
 from benchmark.measure.intervals import NAN, Estimate
 from benchmark.measure.scoring.base import Samples
@@ -43,7 +43,15 @@ class CellData:
 
     @property
     def defense(self) -> str:
-        return self.config["defense"]["name"]
+        """The leaderboard row's defense: the registered name, with the variant it runs where that is not the
+        default (:meth:`~benchmark.api.contract.Defense.row_name`)."""
+        d = self.config["defense"]
+        return defense_row(d["name"], d.get("config"))
+
+    @property
+    def method(self) -> str:
+        """The registered defense that made the cell."""
+        return str(self.config["defense"]["name"])
 
     @property
     def knob_value(self) -> float:
@@ -128,12 +136,13 @@ class AttackSummary:
 class Row:
     """One defense @ knob on one track, pooled over its seeds."""
 
-    defense: str
+    defense: str  # the row's name (a variant's name for a non-default variant: see CellData.defense)
     knob: str
     knob_value: float
     more_private: str
     white_box_client: bool
     seeds: tuple[int, ...]
+    method: str = ""  # the registered defense (the same as ``defense`` unless the row is a variant)
     utility: Estimate = NAN
     val_utility: Estimate = NAN
     delta_utility: Estimate = NAN

@@ -155,6 +155,12 @@ class Source:
             return {named.strip()}
         return {r.defense for t in self.tracks for r in t.rows if r.defense != t.reference}
 
+    def describes(self, row: Any) -> bool:
+        """Whether the card describes a row of a run: the row's defense, or a variant of it (a card names the
+        registered defense; its rows may be a variant, e.g. ``NAME[field=value]``)."""
+        named = self.card_defenses()
+        return row.defense in named or bool(getattr(row, "method", "")) and row.method in named
+
 
 def default_sources() -> list[Path]:
     """Every entry folder under ``entries/`` (none when the folder is missing)."""

@@ -267,7 +267,7 @@ def _merge_same_records(rows: list[SiteRow]) -> list[SiteRow]:
         groups.setdefault(key, []).append(r)
     out = []
     for group in groups.values():
-        keep = next((r for r in group if r.defense in r.source.card_defenses()), group[0])
+        keep = next((r for r in group if r.source.describes(r.row)), group[0])
         keep.also = [r.source for r in group if r is not keep]
         out.append(keep)
     return out
@@ -286,8 +286,8 @@ def defense_views(sources: list[Source], tracks: list[SiteTrack]) -> list[Defens
                     shown = views[g.defense].galleries.setdefault(st.slug, [])
                     if not any(g.sha256 and g.sha256 == other.sha256 for _, other in shown):  # one image, one place
                         shown.append((s, g))
-    for s in sources:
-        for name in sorted(s.card_defenses()):
+    for s in sources:  # a card goes with the rows of its own source that it describes (a variant's row included)
+        for name in sorted({r.defense for t in s.tracks for r in t.rows if s.describes(r)}):
             if name in views:
                 views[name].cards.append(s)
     for v in views.values():

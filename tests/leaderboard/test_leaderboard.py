@@ -119,6 +119,31 @@ def test_a_preregistered_setting_is_admitted_only_when_its_lower_bound_clears_th
     assert not row(t, "d", 0.9).selected  # the more private setting is on the curve, never ranked
 
 
+def test_two_variants_of_one_defense_are_two_rows_each_judged_on_its_own_preregistered_setting(tmp_path):
+    # the light and the server-copy filter network of dynamic channel pruning, both at prune ratio 0.5: a variant
+    # field (Defense.variants) away from the default makes a row of its own, NAME[field=value]
+    dcp, copy = "dynamic_channel_pruning", "dynamic_channel_pruning[scorer=server_copy]"
+    run = cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95)
+    run += cells(dcp, 0.5, attr=0.5, recon=0.5, val_utility=0.95, config={"scorer": "light"})
+    run += cells(dcp, 0.5, attr=0.3, recon=0.3, val_utility=0.95, config={"scorer": "server_copy"})
+    write_run(tmp_path / "both", run, admission="preregistered",
+              preregistered={dcp: {"*": 0.5}, copy: {"*": 0.5}})
+    t = only_track(tmp_path / "both")
+    light, heavy = row(t, dcp, 0.5), row(t, copy, 0.5)
+    assert light.method == heavy.method == dcp
+    assert light.selected and heavy.selected and light.preregistered and heavy.preregistered
+    assert heavy.privacy.value < light.privacy.value  # each row keeps its own cells
+    assert light.rank is not None and heavy.rank is not None
+    assert {r.defense for r in t.rows} == {"ref", dcp, copy}
+    md = render_run(tmp_path / "both", write=False)
+    assert f"`{copy}`" in md and f"`{dcp}`" in md
+    # a run made before variants were rows preregistered its one variant under the defense's name: still found
+    write_run(tmp_path / "old", cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95)
+              + cells(dcp, 0.5, attr=0.3, recon=0.3, val_utility=0.95, config={"scorer": "server_copy"}),
+              admission="preregistered", preregistered={dcp: {"*": 0.5}})
+    assert row(only_track(tmp_path / "old"), copy, 0.5).selected
+
+
 def test_a_preregistered_setting_missing_from_the_run_is_one_clear_error(tmp_path):
     write_run(tmp_path, _prereg_run(tmp_path), admission="preregistered", preregistered={"d": {"*": 0.7}})
     with pytest.raises(SplitbenchError, match=r"preregistered setting d@0.7 is not in the run \(it ran d@0.5, d@0.9"):

@@ -355,3 +355,38 @@ def test_an_attack_limited_to_some_backbones_runs_only_there_and_reads_back():
     raw["attacks"][1]["backbones"] = []
     with pytest.raises(SplitbenchError, match=r"attacks\[1\].backbones must be a non-empty list"):
         parse_suite(raw, "t")
+
+
+def test_two_variants_of_one_defense_run_side_by_side_each_with_its_own_preregistered_setting():
+    """Dynamic channel pruning's light and server-copy filter networks (its ``variants`` field ``scorer``) at the
+    same knob settings: two rows, each preregistered under its own row name; the same variant twice is refused."""
+    from benchmark.suites.narrow import restrict
+    from benchmark.suites.parse import suite_to_raw
+
+    dcp, copy = "dynamic_channel_pruning", "dynamic_channel_pruning[scorer=server_copy]"
+    raw = prereg()
+    raw["defenses"] = ["no_pruning", {"name": dcp, "knob": [0.5, 0.75], "preregistered": 0.75},
+                       {"name": dcp, "knob": [0.5], "config": {"scorer": "server_copy"}, "preregistered": 0.5}]
+    s = parse_suite(raw, "t")
+    assert [d.row_label for d in s.defenses] == ["no_pruning@0", f"{dcp}@0.5", f"{dcp}@0.75", f"{copy}@0.5"]
+    assert s.preregistered == {dcp: {"*": 0.75}, copy: {"*": 0.5}}
+    assert [(name, config["scorer"]) for name, _, config in s.preregistered_settings()] == [
+        (dcp, "light"), (dcp, "server_copy")]
+    cells = [c for _, cs in expand(s) for c in cs]  # the two variants are different computations, apart on disk
+    assert len({c.hash() for c in cells}) == len({c.file_name for c in cells}) == len(cells)
+    assert parse_suite(suite_to_raw(s), "again").presentation() == s.presentation()
+    # --set defense.NAME.preregistered names every row of NAME; overriding the variant field leaves one row,
+    # which then needs its own preregistration (the server copy's does not carry over to the light one)
+    both = restrict(s, overrides={f"defense.{dcp}.preregistered": 0.5})
+    assert both.preregistered == {dcp: {"*": 0.5}, copy: {"*": 0.5}}
+    only_copy = parse_suite(raw | {"defenses": raw["defenses"][::2]}, "t")
+    assert only_copy.preregistered == {copy: {"*": 0.5}}
+    with pytest.raises(SplitbenchError, match=rf"defense '{dcp}' has no preregistered setting .* --set defense\.{dcp}"
+                                              r"\.preregistered=0\.5"):
+        restrict(only_copy, overrides={f"defense.{dcp}.scorer": "light"})
+    light = restrict(only_copy, overrides={f"defense.{dcp}.scorer": "light", f"defense.{dcp}.preregistered": 0.5})
+    assert light.preregistered == {dcp: {"*": 0.5}} and [d.row for d in light.defenses] == ["no_pruning", dcp]
+    raw["defenses"][2]["config"] = {"scorer": "light"}
+    with pytest.raises(SplitbenchError, match=r"defense settings listed twice: \['dynamic_channel_pruning@0.5'\] "
+                                              r"\(two entries of one defense must differ in a variant field"):
+        parse_suite(raw, "t")

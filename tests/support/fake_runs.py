@@ -48,6 +48,7 @@ class FakeCell:
     aux_fraction: float = 1.0  # the attacker-knowledge axis: the share of aux the attack trained with
     macs: float = 50.0  # the client's MACs on the track
     deployed_macs: float | None = None  # the client's MACs as deployed on "real@l1" (None: no deployment)
+    config: dict = dataclasses.field(default_factory=dict)  # the defense's config as records store it
 
     @property
     def kind(self) -> str:
@@ -82,10 +83,11 @@ def _requires(attack: str) -> list[str]:
 
 def write_cell(out: Path, c: FakeCell) -> str:
     aux = "" if c.aux_fraction == 1.0 else f"__aux{c.aux_fraction:g}"
-    name = f"{c.scenario}__{c.defense}@{c.knob:g}__{c.attack}{aux}__s{c.seed}.json"
+    variant = "".join(f"_{k}-{v}" for k, v in sorted(c.config.items()))
+    name = f"{c.scenario}__{c.defense}{variant}@{c.knob:g}__{c.attack}{aux}__s{c.seed}.json"
     cfg = {"scenario": {"name": c.scenario, "config": {}}, "backbone": {"name": "b", "split": "l1"},
            "defense": {"name": c.defense, "knob": "k", "knob_value": c.knob, "more_private": c.more_private,
-                       "white_box_client": c.white_box_client, "stochastic": False, "config": {}},
+                       "white_box_client": c.white_box_client, "stochastic": False, "config": dict(c.config)},
            "attack": {"name": c.attack, "label": c.attack, "kind": c.kind,
                       "requires": _requires(c.attack), "config": {}},
            "eval": {"count": None, "draws": 1, **({"aux_fraction": c.aux_fraction} if c.aux_fraction != 1.0 else {})},
