@@ -282,7 +282,7 @@ def _variant_fields(defenses: Sequence[DefenseEntry]) -> str:
 
 
 def parse_preregistered(entries: list[dict], backbones: Sequence[BackboneSpec], where: str,
-                        rows: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+                        rows: Sequence[str]) -> dict[str, dict[str, float]]:
     """Each defense entry's ``preregistered``: one knob value for every track, or ``{backbone@split: value}``,
     keyed by the entry's row (``rows[i]``: its name, or its name and non-default variant)."""
     labels = [b.label for b in backbones]
@@ -300,7 +300,7 @@ def parse_preregistered(entries: list[dict], backbones: Sequence[BackboneSpec], 
                 raise SplitbenchError(f"{at}: expected a knob value (a number) or a mapping of backbone labels to "
                                       f"knob values, got {v!r}")
         mine = {str(k): float(v) for k, v in per_track.items()}
-        row = rows[i] if rows is not None else e["name"]
+        row = rows[i]
         if out.get(row, mine) != mine:
             raise SplitbenchError(f"{at}: defense {row!r} is preregistered twice with different settings")
         out[row] = mine
