@@ -5,6 +5,7 @@ figure and a track, with the protocol's constants (families, admission rules, vi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ class CellData:
         c = self.config
         return c["scenario"]["name"], c["backbone"]["name"], c["backbone"]["split"]
 
-    @property
-    def defense(self) -> str:
+    @functools.cached_property
+    def defense(self) -> str:  # cached: read for every cell at every grouping, and it asks the registry
         """The leaderboard row's defense: the registered name, with the variant it runs where that is not the
         default (:meth:`~benchmark.api.contract.Defense.row_name`)."""
         d = self.config["defense"]
