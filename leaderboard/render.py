@@ -251,7 +251,9 @@ def _cost_markdown(t: Track, chosen: list[Row]) -> list[str]:
 def _admission_text(t: Track) -> str:
     if t.admission == "preregistered":
         return ("Each defense's ranked row is the one setting it preregistered for this track, admitted when the "
-                f"lower 95% bound of its paired validation Δutility is at or above -{t.budget:.3f}.")
+                f"lower 95% bound of its paired validation Δutility is at or above -{t.budget:.3f}; a setting whose "
+                "bound lies closer to that than a re-run on other numerics may move it (1.96 × √2 × its seeds' "
+                "spread / √seeds) is borderline, admitted or not: another machine may decide otherwise.")
     return ("Each defense's ranked row is its most private knob setting whose validation Δutility is within "
             f"{t.budget:.3f} of the reference's; the choice is redone in every bootstrap replicate, and a row chosen "
             f"in fewer than {BORDERLINE:.0%} of them is borderline.")
@@ -313,7 +315,9 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     if unchosen:
         why = ("its preregistered setting is not clearly within the utility budget on validation data"
                if t.admission == "preregistered" else "no knob setting within the utility budget on validation data")
-        lines += [f"Not ranked ({why}): " + ", ".join(f"`{d}`" for d in unchosen) + ".", ""]
+        near = {r.defense for r in t.rows if r.borderline and not r.selected}
+        lines += [f"Not ranked ({why}): " + ", ".join(f"`{d}`" + (" (borderline)" if d in near else "")
+                                                       for d in unchosen) + ".", ""]
     bb = sorted([r for r in chosen if r.rank_blackbox], key=lambda r: (r.rank_point.get("rank_blackbox", 0),
                                                                        r.privacy_blackbox.value))
     if bb:
@@ -429,7 +433,8 @@ def to_frame(tracks: list[Track]) -> pd.DataFrame:
                                  "selected": r.selected, "admissible": r.admissible,
                                  "white_box_client": r.white_box_client, "complete": r.complete,
                                  "preregistered": r.preregistered, "selection": r.selection,
-                                 "borderline": r.borderline, "admission": t.admission,
+                                 "borderline": r.borderline, "admission_margin": r.admission_margin,
+                                 "admission": t.admission,
                                  "rank": r.rank_point.get("rank"),
                                  "rank_lo": r.rank[0] if r.rank else None, "rank_hi": r.rank[1] if r.rank else None,
                                  "blackbox_rank": r.rank_point.get("rank_blackbox"),

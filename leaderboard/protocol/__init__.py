@@ -22,7 +22,10 @@ The protocol (also in the README):
   - ``preregistered``: each defense names one setting per track before eval is scored (the suite's
     ``preregistered``); it is admitted when the lower 95% bound of its paired *validation* Δutility is at or above
     ``-budget``, so a setting near the budget is not admitted by luck. The row also says in what share of
-    replicates its validation Δutility is within the budget.
+    replicates its validation Δutility is within the budget. A re-run on other numerics (another CPU model or
+    thread count) moves that lower bound about as much as re-drawing every seed would; a setting whose bound lies
+    within :data:`MACHINE_Z` such deviations of the budget (``TableBuilder.machine_margin``) is *borderline*, admitted
+    or not.
   - ``selection``: the defense's most private knob setting (its ``knob_more_private`` end) whose validation
     Δutility is within the budget. The choice is redone inside every bootstrap replicate; each row shows how
     often it was chosen, and a ranked row chosen in fewer than :data:`BORDERLINE` of them is *borderline*.

@@ -20,6 +20,7 @@ from leaderboard.protocol.model import (
     BORDERLINE,
     COST,
     FAMILIES,
+    MACHINE_Z,
     PARETO_COST,
     VIEWS,
     AttackSummary,
@@ -233,6 +234,7 @@ class TableBuilder:
             setattr(r, attr, estimate(point, reps))
             if attr == "val_delta_utility":
                 r.reps["val_delta"] = reps if reps is not None else np.asarray([point])
+                r.val_delta_seeds = tuple(float(np.mean(v)) for v in values)
 
     def attack_summary(self, attack: str, kind: str, cells: list[CellData], resample: TrackResample,
                        where: str) -> AttackSummary:
@@ -418,9 +420,36 @@ class TableBuilder:
             for figure in VIEWS.values():
                 pick.reps[f"rank/{figure}"] = reps[figure]
 
+    @staticmethod
+    def seed_spread(t: Track, ref: Row) -> float:
+        """The track's typical seed-to-seed spread of a paired validation Δutility: the median over its rows (with
+        two seeds or more) of each row's standard deviation over seeds; NaN when no row has two seeds."""
+        sds = [float(np.std(r.val_delta_seeds, ddof=1)) for r in t.rows
+               if r is not ref and len(r.val_delta_seeds) >= 2 and np.all(np.isfinite(r.val_delta_seeds))]
+        return float(np.median(sds)) if sds else math.nan
+
+    @staticmethod
+    def machine_margin(r: Row, track_spread: float) -> float:
+        """How far a re-run of ``r`` on other numerics may move its validation Δutility.
+
+        Training on another CPU model or thread count diverges from the first after a few hundred steps, so each
+        seed's model is in effect a fresh draw: a re-run's mean over ``k`` seeds differs from this one's with
+        standard deviation ``sqrt(2) * s / sqrt(k)``, ``s`` the seed-to-seed spread. ``s`` is the row's own
+        spread, but at least the track's median (a spread from five seeds is itself noisy, and may be small by
+        chance). The margin is :data:`MACHINE_Z` such deviations; NaN with fewer than two seeds."""
+        k = len(r.val_delta_seeds)
+        if k < 2 or not np.all(np.isfinite(r.val_delta_seeds)):
+            return math.nan
+        s = float(np.std(r.val_delta_seeds, ddof=1))
+        if not math.isnan(track_spread):
+            s = max(s, track_spread)
+        return MACHINE_Z * math.sqrt(2.0) * s / math.sqrt(k)
+
     def preregistered_admission(self, t: Track, ref: Row) -> None:
         """Preregistered rule: the one setting each defense named for this track, admitted when the lower bound of
-        its validation Δutility is within the budget."""
+        its validation Δutility is within the budget; *borderline* (admitted or not) when that bound lies within
+        :meth:`machine_margin` of the budget, so that another machine's re-run may decide otherwise."""
+        spread = self.seed_spread(t, ref)
         for name, rows in self._by_defense(t).items():
             if name == ref.defense:
                 pick = ref
@@ -442,12 +471,18 @@ class TableBuilder:
             over = self.over_cost(pick, ref)
             pick.admissible = pick is ref or (not math.isnan(lo) and lo >= -t.budget - 1e-12 and not over)
             pick.selection = float(self._within(pick).mean()) if self.replicates > 1 else math.nan
+            if pick is not ref:
+                pick.admission_margin = self.machine_margin(pick, spread)
+                pick.borderline = not over and not math.isnan(lo) and abs(lo + t.budget) < pick.admission_margin
             if over:
                 pick.note = f"the preregistered setting is not admitted: {over}"
                 continue
             if not pick.admissible:
                 pick.note = (f"the preregistered setting is not admitted: the lower bound of its validation Δutility "
                              f"({lo:.3f}) is below -{t.budget:.3f}")
+                if pick.borderline:
+                    pick.note += (f" (borderline: within ±{pick.admission_margin:.3f}, the spread of a re-run on other "
+                                  "numerics, so another machine may admit it)")
                 continue
             pick.selected = True
             for figure in VIEWS.values():

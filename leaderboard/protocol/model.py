@@ -23,6 +23,9 @@ PRIVACY_FAMILIES = ("attribute", "reconstruction")
 ADMISSION_RULES = ("selection", "preregistered")
 #: a ranked row chosen in fewer replicates than this is borderline (selection rule)
 BORDERLINE = 0.8
+#: preregistered rule: a setting whose validation Δutility lower bound lies within this many standard deviations of
+#: a re-run's mean on other numerics (sqrt(2) * seed spread / sqrt(seeds)) of the budget is borderline
+MACHINE_Z = 1.96
 
 
 @dataclasses.dataclass
@@ -172,6 +175,11 @@ class Row:
     #: Δutility is within the budget (preregistered rule); NaN without a bootstrap
     selection: float = math.nan
     borderline: bool = False
+    #: preregistered rule: how far a re-run on other numerics may move the validation Δutility's lower bound
+    #: (MACHINE_Z * sqrt(2) * seed spread / sqrt(seeds)); NaN with fewer than two seeds
+    admission_margin: float = math.nan
+    #: the paired validation Δutility of each seed (its mean over the validation samples), in seed order
+    val_delta_seeds: tuple[float, ...] = ()
     rank: tuple[int, int] | None = None  # rank interval (low, high) over replicates
     rank_blackbox: tuple[int, int] | None = None
     rank_transfer: tuple[int, int] | None = None

@@ -167,6 +167,10 @@ class SiteTrack:
         chosen = {(id(r.source), r.defense) for r in self.rows if r.row.selected}
         return sorted({r.defense for r in self.rows if (id(r.source), r.defense) not in chosen})
 
+    def borderline_unranked(self) -> set[str]:
+        """Defenses whose preregistered setting is not admitted but lies within a re-run's noise of the budget."""
+        return {r.defense for r in self.rows if r.row.borderline and not r.row.selected}
+
     def blackbox(self) -> list[SiteRow]:
         return sorted([r for r in self.rows if r.rank_blackbox],
                       key=lambda r: (r.rank_point.get("rank_blackbox", 0), r.defense))

@@ -400,3 +400,49 @@ def test_the_knowledge_view_names_data_free_attacks_as_its_zero_data_end(tmp_pat
     text = render_run(tmp_path, write=False)
     note = text.split("### Attacker knowledge")[1]
     assert "zero-data end of this axis" in note and "free_recon" in note.split("zero-data end")[1].split("\n")[0]
+
+
+def test_a_preregistered_setting_within_a_rerun_s_noise_of_the_budget_is_borderline_either_way(tmp_path):
+    """Another CPU model or thread count re-trains every seed into what is in effect a fresh draw, so a setting
+    whose lower bound sits near the budget may be admitted on one machine and not on the next: it is marked
+    borderline (admitted or not), and a setting clear of the budget by more than that noise is not."""
+    def five(defense, knob, vals):
+        return sum((cells(defense, knob, attr=0.5, recon=0.5, val_utility=v, seed=s, n=2000)
+                    for s, v in enumerate(vals)), [])
+
+    run = five("ref", 0, [0.95] * 5)
+    run += five("steady", 0.5, [0.95, 0.945, 0.95, 0.955, 0.95])    # Δ ≈ 0: clear of the budget
+    run += five("edge", 0.5, [0.945, 0.94, 0.945, 0.935, 0.95])     # lower bound just above -0.02
+    run += five("under", 0.5, [0.94, 0.935, 0.94, 0.93, 0.94])      # lower bound just below -0.02
+    run += five("far", 0.5, [0.80, 0.81, 0.79, 0.80, 0.80])         # far below
+    write_run(tmp_path, run, admission="preregistered", bootstrap=500,
+              preregistered={d: {"*": 0.5} for d in ("steady", "edge", "under", "far")})
+    t = only_track(tmp_path)
+    steady, edge, under, far = (row(t, d, 0.5) for d in ("steady", "edge", "under", "far"))
+    # the margin: 1.96 * sqrt(2) * s / sqrt(5), s the row's seed spread but at least the track's median spread
+    spreads = {d: float(np.std(r.val_delta_seeds, ddof=1)) for d, r in
+               (("steady", steady), ("edge", edge), ("under", under), ("far", far))}
+    median = float(np.median(list(spreads.values())))
+    for d, r in (("steady", steady), ("edge", edge), ("under", under), ("far", far)):
+        assert len(r.val_delta_seeds) == 5
+        assert r.admission_margin == pytest.approx(1.96 * math.sqrt(2) * max(spreads[d], median) / math.sqrt(5))
+    lo = {d: r.val_delta_utility.lo for d, r in (("edge", edge), ("under", under))}
+    assert -0.02 <= lo["edge"] < -0.02 + edge.admission_margin
+    assert -0.02 - under.admission_margin < lo["under"] < -0.02
+    assert steady.selected and not steady.borderline and steady.val_delta_utility.lo > -0.02 + steady.admission_margin
+    assert edge.selected and edge.borderline
+    assert not under.selected and under.borderline and "borderline" in under.note and "another machine" in under.note
+    assert not far.selected and not far.borderline
+    assert not row(t, "ref", 0).borderline and math.isnan(row(t, "ref", 0).admission_margin)
+    md = render_run(tmp_path, write=False)
+    assert "`under` (borderline)" in md and "`far` (borderline)" not in md and "re-run on other numerics" in md
+    header = to_csv(build_tracks(tmp_path)[0]).splitlines()[0].split(",")
+    assert "admission_margin" in header and "borderline" in header
+
+
+def test_one_seed_gives_no_machine_margin_and_no_borderline_verdict(tmp_path):
+    run = cells("ref", 0, attr=0.9, recon=0.8, val_utility=0.95) + cells("d", 0.5, attr=0.5, recon=0.5,
+                                                                         val_utility=0.95)
+    write_run(tmp_path, run, admission="preregistered", preregistered={"d": {"*": 0.5}})
+    d = row(only_track(tmp_path), "d", 0.5)
+    assert math.isnan(d.admission_margin) and not d.borderline and d.selected

@@ -591,6 +591,16 @@ def test_track_page_shows_admission_matched_utility_and_at_floor(tmp_path):
     text = page.read_text()
     assert "preregistered for this track" in text and "within budget" in text
     assert '<span class="tag">preregistered</span>' in text
+    # a preregistered setting just outside the budget, within a re-run's noise of it: not ranked, tagged borderline
+    five = [c for s, v in enumerate([0.94, 0.935, 0.94, 0.93, 0.94]) for c in
+            cells("ref", 0, 0.9, 0.8, val_utility=0.95, seed=s, n=2000)
+            + cells("d", 0.5, 0.6, 0.6, val_utility=v, seed=s, n=2000)]
+    write_run(tmp_path / "near", five, admission="preregistered", preregistered={"d": {"*": 0.5}}, bootstrap=300)
+    index = build_site([tmp_path / "near"], tmp_path / "site3")
+    (page,) = (index.parent / "tracks").glob("*.html")
+    unranked = page.read_text().split("Not ranked (")[1].split("</p>")[0]
+    assert "<code>d</code></a> <span" in unranked and '<span class="tag warn">borderline</span>' in unranked
+    assert "re-run on other numerics" in page.read_text()
 
 
 def test_track_page_shows_the_attacker_knowledge_view(tmp_path):
