@@ -23,7 +23,8 @@ def field(default: Any, help: str, **kw: Any) -> Any:
     """A dataclass field with help text (shown by ``splitbench list --verbose`` and in docs)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults so configs stay hashable")
-    return dataclasses.field(default=default, metadata={"help": help, **kw.pop("metadata", {})}, **kw)
+    omit = {"omit_default": True} if kw.pop("omit_default", False) else {}
+    return dataclasses.field(default=default, metadata={"help": help, **omit, **kw.pop("metadata", {})}, **kw)
 
 
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -160,12 +161,30 @@ def build_config(cls: type, values: Mapping[str, Any] | None = None, where: str 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     is_instance = dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)
-    return json.loads(canonical_json(dataclasses.asdict(cfg) if is_instance else cfg))
+    return json.loads(canonical_json(_asdict(cfg) if is_instance else cfg))
+
+
+def _asdict(obj: Any) -> Any:
+    """``dataclasses.asdict``, except that a field declared with ``omit_default=True`` is left out while it holds
+    its default: a field added after records exist keeps every existing config (and so its hash) as it was."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata.get("omit_default") and f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            out[f.name] = _asdict(value)
+        return out
+    if isinstance(obj, Mapping):
+        return {k: _asdict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_asdict(v) for v in obj)
+    return obj
 
 
 def _normalize(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _normalize(dataclasses.asdict(obj))
+        return _normalize(_asdict(obj))
     if isinstance(obj, Mapping):
         return {str(k): _normalize(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

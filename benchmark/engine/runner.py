@@ -194,7 +194,8 @@ class Runner:
                 place(defense, self.device)
                 t0 = time.perf_counter()
                 seed_all(spec.seed)
-                defense.fit(data, trainer)
+                with trainer.schedule(defense.train_config().schedule):
+                    defense.fit(data, trainer)
                 fit_seconds = time.perf_counter() - t0
                 place(defense, self.device)  # layers a fit replaced (pruning) get the layout a cache hit gets
                 self.cache.save("models", key, defense, {"structure": defense.structure(), "spec": key_spec,

@@ -30,7 +30,7 @@ import contextlib
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -47,6 +47,10 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
+#: learning-rate schedules a TrainConfig may name
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Shared optimisation settings (a suite sets them once; methods may override per field)."""
@@ -56,6 +60,10 @@ class TrainConfig:
     lr: float = field(1e-3, "learning rate (Adam unless optimizer says otherwise)")
     weight_decay: float = field(0.0, "weight decay")
     optimizer: Literal["adam", "sgd"] = field("adam", "optimizer for every parameter group")
+    schedule: Literal["constant", "cosine"] = field(
+        "constant", "learning rate over a training phase: constant, or cosine (epoch e of E at "
+        "lr * (1 + cos(pi * e / E)) / 2, so the last epochs settle instead of ending on a noisy step)",
+        omit_default=True)
 
     def validate(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -155,6 +163,19 @@ class Trainer:
         self.progress = default_progress() if progress is None else progress
         self.eval_batch_size = eval_batch_size
         self.check_every = 50
+        self.lr_schedule = "constant"
+
+    @contextlib.contextmanager
+    def schedule(self, name: str) -> Iterator[None]:
+        """Every :meth:`fit` inside runs its learning rate on schedule ``name`` (a :class:`TrainConfig`
+        ``schedule``); each fit is a phase of its own, from its groups' learning rates to the schedule's end."""
+        if name not in SCHEDULES:
+            raise SplitbenchError(f"unknown learning-rate schedule {name!r} (expected one of {', '.join(SCHEDULES)})")
+        before, self.lr_schedule = self.lr_schedule, name
+        try:
+            yield
+        finally:
+            self.lr_schedule = before
 
     # -- precision ---------------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -175,9 +196,15 @@ class Trainer:
         """
         modules = [place(m, self.device) for m in modules]
         opts = {name: g.make() for name, g in groups.items()}
+        base = {name: [pg["lr"] for pg in o.param_groups] for name, o in opts.items()}
         history = []
         bar = tqdm(range(epochs), desc=desc, disable=not self.progress, leave=False, file=sys.stderr)
         for epoch in bar:
+            if self.lr_schedule == "cosine":
+                factor = 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+                for name, o in opts.items():
+                    for pg, lr in zip(o.param_groups, base[name]):
+                        pg["lr"] = lr * factor
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
             for m in modules:

@@ -502,3 +502,27 @@ def test_a_cost_cached_under_an_older_measure_is_measured_again(suite_file, tmp_
     assert macs("b") == {-1.0}  # the same measure: the cached figure is what the records get
     monkeypatch.setattr(runner, "COST_VERSION", "next")
     assert macs("c") == {measured}
+
+
+def test_a_suite_s_learning_rate_schedule_reaches_the_defense_fit_and_its_cell_identity(tmp_path, monkeypatch):
+    from benchmark.models.trainer import Trainer
+    seen = []
+    fit = Trainer.fit
+
+    def spy(self, *a, **kw):
+        seen.append(self.lr_schedule)
+        return fit(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    (tmp_path / "cos.yaml").write_text(tiny(train={"epochs": 1, "batch_size": 32, "schedule": "cosine"},
+                                            defenses=[{"name": "no_pruning"}],
+                                            attacks=[{"name": "attribute_inference", "config": {"epochs": 1}}]))
+    benchmark.run(str(tmp_path / "cos.yaml"), out=tmp_path / "out", progress=False)
+    assert seen[0] == "cosine" and seen[-1] == "constant"  # the defense's fit, then the attacker's own training
+    ((_, rec),) = list(iter_records(tmp_path / "out"))
+    assert rec["config"]["defense"]["config"]["train"]["schedule"] == "cosine"
+    (tmp_path / "const.yaml").write_text(tiny(defenses=[{"name": "no_pruning"}]))
+    seen.clear()
+    benchmark.run(str(tmp_path / "const.yaml"), out=tmp_path / "out2", progress=False)
+    assert set(seen) == {"constant"}
+    assert all("schedule" not in r["config"]["defense"]["config"]["train"] for _, r in iter_records(tmp_path / "out2"))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from benchmark.core.errors import SplitbenchError
 from benchmark.data.types import TensorSplit
 from benchmark.models.trainer import ParamGroup, Trainer, TrainingDiverged
 
@@ -228,3 +231,30 @@ def test_default_steps_call_the_step_function_once_per_batch_and_step_once():
 def test_group_steps_must_be_a_positive_integer(steps):
     with pytest.raises(ValueError, match="ParamGroup.steps must be an integer >= 1"):
         ParamGroup([torch.nn.Parameter(torch.zeros(1))], steps=steps)
+
+
+def test_a_cosine_schedule_sets_each_epoch_s_learning_rate_and_only_inside_its_context():
+    w = torch.nn.Parameter(torch.zeros(1))
+    data = TensorSplit(torch.ones(16, 1))
+    made = []
+
+    class Group(ParamGroup):
+        def make(self):
+            made.append(super().make())
+            return made[-1]
+
+    def run(t):
+        seen = []
+        t.fit({"w": Group([w], lr=0.1)}, lambda b: {"w": (w - 1).pow(2).sum()}, data, 4, 8,
+              on_epoch_start=lambda e: seen.append(made[-1].param_groups[0]["lr"]))
+        return seen
+
+    t = Trainer(progress=False)
+    assert run(t) == [0.1] * 4
+    with t.schedule("cosine"):
+        assert run(t) == pytest.approx([0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05,
+                                        0.1 * (1 + math.cos(3 * math.pi / 4)) / 2])
+    assert t.lr_schedule == "constant" and run(t) == [0.1] * 4  # the context ends with its fits
+    with pytest.raises(SplitbenchError, match="unknown learning-rate schedule 'linear'"):
+        with t.schedule("linear"):
+            pass
