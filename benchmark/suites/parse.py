@@ -36,7 +36,7 @@ Schema::
     seeds: [0]
     scenarios: [{name: digits, config: {...}}]      # or just [digits]
     backbones: [{name: test_resnet, split: layer1, pretrained: false}]
-    train: {epochs: 10, batch_size: 64, lr: 0.001}  # TrainConfig, shared by every defense
+    train: {epochs: 10, batch_size: 64, lr: 0.001}  # TrainConfig, shared by every defense (schedule: cosine)
     defenses:
       - {name: random_pruning, knob: [0.25, 0.5], config: {...}}
       - {name: patrol, knob: [1, 2], preregistered: 1}              # or {test_resnet@layer1: 1, ...} per track
