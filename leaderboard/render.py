@@ -22,7 +22,7 @@ from benchmark.measure.intervals import Estimate
 from benchmark.measure.metrics import COST_NAMES, DEPLOYED
 from benchmark.store.manifest import load_manifest
 from benchmark.store.records import iter_records, load_frame
-from leaderboard.protocol import BORDERLINE, FAMILIES, CellData, Row, TableBuilder, Track
+from leaderboard.protocol import BORDERLINE, FAMILIES, MACHINE_Z, CellData, Row, TableBuilder, Track
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -252,8 +252,9 @@ def _admission_text(t: Track) -> str:
     if t.admission == "preregistered":
         return ("Each defense's ranked row is the one setting it preregistered for this track, admitted when the "
                 f"lower 95% bound of its paired validation Δutility is at or above -{t.budget:.3f}; a setting whose "
-                "bound lies closer to that than a re-run on other numerics may move it (1.96 × √2 × its seeds' "
-                "spread / √seeds) is borderline, admitted or not: another machine may decide otherwise.")
+                "bound lies closer to that than a re-run on other numerics may move it "
+                f"({MACHINE_Z:g} × √2 × its seeds' spread / √seeds) is borderline, admitted or not: another machine "
+                "may decide otherwise.")
     return ("Each defense's ranked row is its most private knob setting whose validation Δutility is within "
             f"{t.budget:.3f} of the reference's; the choice is redone in every bootstrap replicate, and a row chosen "
             f"in fewer than {BORDERLINE:.0%} of them is borderline.")

@@ -57,6 +57,7 @@ from leaderboard.protocol.model import (
     BORDERLINE,
     COST,
     FAMILIES,
+    MACHINE_Z,
     PARETO_COST,
     PRIVACY_FAMILIES,
     VIEWS,
@@ -68,6 +69,6 @@ from leaderboard.protocol.model import (
 )
 
 __all__ = [
-    "ADMISSION_RULES", "BORDERLINE", "COST", "FAMILIES", "PARETO_COST", "PRIVACY_FAMILIES", "VIEWS", "AttackSummary",
-    "CellData", "Matched", "Row", "TableBuilder", "Track", "matched_privacy", "representative",
+    "ADMISSION_RULES", "BORDERLINE", "COST", "FAMILIES", "MACHINE_Z", "PARETO_COST", "PRIVACY_FAMILIES", "VIEWS",
+    "AttackSummary", "CellData", "Matched", "Row", "TableBuilder", "Track", "matched_privacy", "representative",
 ]

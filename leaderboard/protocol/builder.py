@@ -424,8 +424,7 @@ class TableBuilder:
     def seed_spread(t: Track, ref: Row) -> float:
         """The track's typical seed-to-seed spread of a paired validation Δutility: the median over its rows (with
         two seeds or more) of each row's standard deviation over seeds; NaN when no row has two seeds."""
-        sds = [float(np.std(r.val_delta_seeds, ddof=1)) for r in t.rows
-               if r is not ref and len(r.val_delta_seeds) >= 2 and np.all(np.isfinite(r.val_delta_seeds))]
+        sds = [sd for r in t.rows if r is not ref and not math.isnan(sd := r.val_delta_seed_sd)]
         return float(np.median(sds)) if sds else math.nan
 
     @staticmethod
@@ -437,13 +436,12 @@ class TableBuilder:
         standard deviation ``sqrt(2) * s / sqrt(k)``, ``s`` the seed-to-seed spread. ``s`` is the row's own
         spread, but at least the track's median (a spread from five seeds is itself noisy, and may be small by
         chance). The margin is :data:`MACHINE_Z` such deviations; NaN with fewer than two seeds."""
-        k = len(r.val_delta_seeds)
-        if k < 2 or not np.all(np.isfinite(r.val_delta_seeds)):
+        s = r.val_delta_seed_sd
+        if math.isnan(s):
             return math.nan
-        s = float(np.std(r.val_delta_seeds, ddof=1))
         if not math.isnan(track_spread):
             s = max(s, track_spread)
-        return MACHINE_Z * math.sqrt(2.0) * s / math.sqrt(k)
+        return MACHINE_Z * math.sqrt(2.0) * s / math.sqrt(len(r.val_delta_seeds))
 
     def preregistered_admission(self, t: Track, ref: Row) -> None:
         """Preregistered rule: the one setting each defense named for this track, admitted when the lower bound of

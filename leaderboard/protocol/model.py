@@ -197,6 +197,12 @@ class Row:
         return f"{self.defense}@{self.knob_value:g}"
 
     @property
+    def val_delta_seed_sd(self) -> float:
+        """The standard deviation over seeds of the paired validation Δutility; NaN with fewer than two seeds."""
+        v = np.asarray(self.val_delta_seeds, dtype=np.float64)
+        return float(np.std(v, ddof=1)) if len(v) >= 2 and np.all(np.isfinite(v)) else math.nan
+
+    @property
     def tuned(self) -> str:
         """How many of the row's attacks that ran were tuned on the attacker's aux data ("2/5")."""
         ran = [a for a in self.attacks.values() if a.status == "ok"]
