@@ -22,7 +22,7 @@ from benchmark.measure.intervals import Estimate
 from benchmark.measure.metrics import COST_NAMES, DEPLOYED
 from benchmark.store.manifest import load_manifest
 from benchmark.store.records import iter_records, load_frame
-from leaderboard.protocol import BORDERLINE, FAMILIES, MACHINE_Z, CellData, Row, TableBuilder, Track
+from leaderboard.protocol import FAMILIES, CellData, Row, TableBuilder, Track, admission_text
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -248,18 +248,6 @@ def _cost_markdown(t: Track, chosen: list[Row]) -> list[str]:
                            "Pareto"], body) + tail
 
 
-def _admission_text(t: Track) -> str:
-    if t.admission == "preregistered":
-        return ("Each defense's ranked row is the one setting it preregistered for this track, admitted when the "
-                f"lower 95% bound of its paired validation Δutility is at or above -{t.budget:.3f}; a setting whose "
-                "bound lies closer to that than a re-run on other numerics may move it "
-                f"({MACHINE_Z:g} × √2 × its seeds' spread / √seeds) is borderline, admitted or not: another machine "
-                "may decide otherwise.")
-    return ("Each defense's ranked row is its most private knob setting whose validation Δutility is within "
-            f"{t.budget:.3f} of the reference's; the choice is redone in every bootstrap replicate, and a row chosen "
-            f"in fewer than {BORDERLINE:.0%} of them is borderline.")
-
-
 def _admitted(r: Row, t: Track) -> str:
     """The admission column: how often the setting is chosen (selection) or within budget (preregistered)."""
     if math.isnan(r.selection):
@@ -273,11 +261,11 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     ref = next((r for r in t.rows if r.defense == t.reference), None)
     seeds = f"{len(t.seeds)} seed{'s' if len(t.seeds) != 1 else ''}"
     lines.append(f"Reference `{t.reference}`" + (f" (utility {_est(ref.utility)})" if ref else "") +
-                 f". {_admission_text(t)} Privacy score = the worse of the attribute and reconstruction "
-                 "leakage, each that of its family's representative, the attack that leaks most on the attacker's "
-                 "own hold-out (0 = no more than the floor, \"at floor\" below it; 1 = everything; lower is better); "
-                 "the strongest attack on eval is shown beside it, as an optimistic figure. Intervals: 95% "
-                 "bootstrap over seeds and eval samples "
+                 f". {admission_text(t.admission, t.budget, len(t.seeds))} Privacy score = the worse of the attribute "
+                 "and reconstruction leakage, each that of its family's representative, the attack that leaks most "
+                 "on the attacker's own hold-out (0 = no more than the floor, \"at floor\" below it; 1 = everything; "
+                 "lower is better); the strongest attack on eval is shown beside it, as an optimistic figure. "
+                 "Intervals: 95% bootstrap over seeds and eval samples "
                  f"crossed ({seeds}, {replicates} replicates), one draw shared by every row; a rank is the point "
                  "estimate's, with its 95% interval over the replicates in brackets.")
     lines.append("")

@@ -24,8 +24,8 @@ The protocol (also in the README):
     ``-budget``, so a setting near the budget is not admitted by luck. The row also says in what share of
     replicates its validation Δutility is within the budget. A re-run on other numerics (another CPU model or
     thread count) moves that lower bound about as much as re-drawing every seed would; a setting whose bound lies
-    within :data:`MACHINE_Z` such deviations of the budget (``TableBuilder.machine_margin``) is *borderline*, admitted
-    or not.
+    within that move's 97.5% quantile of the budget (:func:`~leaderboard.protocol.model.machine_factor` times the
+    seed spread, ``TableBuilder.machine_margin``) is *borderline*, admitted or not.
   - ``selection``: the defense's most private knob setting (its ``knob_more_private`` end) whose validation
     Δutility is within the budget. The choice is redone inside every bootstrap replicate; each row shows how
     often it was chosen, and a ranked row chosen in fewer than :data:`BORDERLINE` of them is *borderline*.
@@ -54,10 +54,10 @@ constants) and :mod:`~leaderboard.protocol.builder` (:class:`TableBuilder`, whic
 from leaderboard.protocol.builder import TableBuilder, matched_privacy, representative
 from leaderboard.protocol.model import (
     ADMISSION_RULES,
+    ADMISSION_Z,
     BORDERLINE,
     COST,
     FAMILIES,
-    MACHINE_Z,
     PARETO_COST,
     PRIVACY_FAMILIES,
     VIEWS,
@@ -66,9 +66,12 @@ from leaderboard.protocol.model import (
     Matched,
     Row,
     Track,
+    admission_text,
+    machine_factor,
 )
 
 __all__ = [
-    "ADMISSION_RULES", "BORDERLINE", "COST", "FAMILIES", "MACHINE_Z", "PARETO_COST", "PRIVACY_FAMILIES", "VIEWS",
-    "AttackSummary", "CellData", "Matched", "Row", "TableBuilder", "Track", "matched_privacy", "representative",
+    "ADMISSION_RULES", "ADMISSION_Z", "BORDERLINE", "COST", "FAMILIES", "PARETO_COST", "PRIVACY_FAMILIES", "VIEWS",
+    "AttackSummary", "CellData", "Matched", "Row", "TableBuilder", "Track", "admission_text", "machine_factor",
+    "matched_privacy", "representative",
 ]

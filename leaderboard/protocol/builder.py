@@ -20,7 +20,6 @@ from leaderboard.protocol.model import (
     BORDERLINE,
     COST,
     FAMILIES,
-    MACHINE_Z,
     PARETO_COST,
     VIEWS,
     AttackSummary,
@@ -28,6 +27,7 @@ from leaderboard.protocol.model import (
     Matched,
     Row,
     Track,
+    machine_factor,
 )
 
 
@@ -429,19 +429,18 @@ class TableBuilder:
 
     @staticmethod
     def machine_margin(r: Row, track_spread: float) -> float:
-        """How far a re-run of ``r`` on other numerics may move its validation Δutility.
+        """How far a re-run of ``r`` on other numerics may move the lower bound of its validation Δutility.
 
         Training on another CPU model or thread count diverges from the first after a few hundred steps, so each
-        seed's model is in effect a fresh draw: a re-run's mean over ``k`` seeds differs from this one's with
-        standard deviation ``sqrt(2) * s / sqrt(k)``, ``s`` the seed-to-seed spread. ``s`` is the row's own
-        spread, but at least the track's median (a spread from five seeds is itself noisy, and may be small by
-        chance). The margin is :data:`MACHINE_Z` such deviations; NaN with fewer than two seeds."""
+        seed's model is in effect a fresh draw. The margin is :func:`machine_factor` (for the row's seed count)
+        times ``s``, the row's own seed-to-seed spread but at least the track's median (a spread from five seeds is
+        itself noisy, and may be small by chance); NaN with fewer than two seeds."""
         s = r.val_delta_seed_sd
         if math.isnan(s):
             return math.nan
         if not math.isnan(track_spread):
             s = max(s, track_spread)
-        return MACHINE_Z * math.sqrt(2.0) * s / math.sqrt(len(r.val_delta_seeds))
+        return machine_factor(len(r.val_delta_seeds)) * s
 
     def preregistered_admission(self, t: Track, ref: Row) -> None:
         """Preregistered rule: the one setting each defense named for this track, admitted when the lower bound of

@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmark.core.errors import SplitbenchError
 from benchmark.store.records import package_version
+from leaderboard.protocol import admission_text
 from leaderboard.site import plots
 from leaderboard.site.gather import ENTRIES_DIR, Source, default_sources, load_sources
 from leaderboard.site.views import DefenseView, SiteRow, SiteTrack, defense_views, site_tracks, slug
@@ -196,6 +197,7 @@ def _environment() -> jinja2.Environment:
     from benchmark.measure.scoring.convergence import rule_text
 
     env.globals["convergence_rule"] = rule_text()
+    env.globals["admission_text"] = admission_text
     return env
 
 
