@@ -44,21 +44,23 @@ def machine_factor(seeds: int) -> float:
     return float(student_t.ppf(0.975, seeds - 1)) * math.sqrt((2.0 + ADMISSION_Z ** 2 / (seeds - 1)) / seeds)
 
 
-
 def admission_text(rule: str, budget: float, seeds: int) -> str:
     """One paragraph that says how a track's rule admits a setting, for the markdown table and the site."""
     if rule == "preregistered":
         band = machine_factor(seeds)
-        width = (f"here {band:.2f} × its seeds' spread of that Δutility" if not math.isnan(band) else
-                 "it needs two seeds or more, so no setting of this track is borderline")
-        return ("Each defense's ranked row is the one setting it preregistered for this track, admitted when the "
-                f"lower 95% bound of its paired validation Δutility is at or above -{budget:.3f}; a setting whose "
-                f"bound lies closer to that than a re-run on other numerics may move it ({width}: Student's t for "
-                "seeds − 1 degrees of freedom × √((2 + 1.96²/(seeds − 1))/seeds), the spread at least the track's "
-                "median) is borderline, admitted or not: another machine may decide otherwise.")
+        head = ("Each defense's ranked row is the one setting it preregistered for this track, admitted when the "
+                f"lower 95% bound of its paired validation Δutility is at or above -{budget:.3f}")
+        if math.isnan(band):
+            return head + ("; with one seed there is no seed spread to say how far a re-run on other numerics may "
+                           "move that bound, so no setting is marked borderline.")
+        return head + (f"; a setting whose bound lies closer to that than a re-run on other numerics may move it (here "
+                       f"{band:.2f} × its seeds' spread of that Δutility: Student's t for seeds − 1 degrees of freedom "
+                       "× √((2 + 1.96²/(seeds − 1))/seeds), the spread at least the track's median) is borderline, "
+                       "admitted or not: another machine may decide otherwise.")
     return ("Each defense's ranked row is its most private knob setting whose validation Δutility is within "
             f"{budget:.3f} of the reference's; the choice is redone in every bootstrap replicate, and a row chosen "
             f"in fewer than {BORDERLINE:.0%} of them is borderline.")
+
 
 @dataclasses.dataclass
 class CellData:

@@ -438,6 +438,7 @@ def test_a_preregistered_setting_within_a_rerun_s_noise_of_the_budget_is_borderl
     assert not row(t, "ref", 0).borderline and math.isnan(row(t, "ref", 0).admission_margin)
     md = render_run(tmp_path, write=False)
     assert "`under` (borderline)" in md and "`far` (borderline)" not in md and "re-run on other numerics" in md
+    assert f"here {2.776445 * math.sqrt((2 + 1.96 ** 2 / 4) / 5):.2f} × its seeds' spread" in md
     header = to_csv(build_tracks(tmp_path)[0]).splitlines()[0].split(",")
     assert "admission_margin" in header and "borderline" in header
 
@@ -472,3 +473,4 @@ def test_one_seed_gives_no_machine_margin_and_no_borderline_verdict(tmp_path):
     write_run(tmp_path, run, admission="preregistered", preregistered={"d": {"*": 0.5}})
     d = row(only_track(tmp_path), "d", 0.5)
     assert math.isnan(d.admission_margin) and not d.borderline and d.selected
+    assert "with one seed there is no seed spread" in render_run(tmp_path, write=False)
