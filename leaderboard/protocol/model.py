@@ -55,8 +55,8 @@ def admission_text(rule: str, budget: float, seeds: int) -> str:
                            "move that bound, so no setting is marked borderline.")
         return head + (f"; a setting whose bound lies closer to that than a re-run on other numerics may move it (here "
                        f"{band:.2f} × its seeds' spread of that Δutility: Student's t for seeds − 1 degrees of freedom "
-                       "× √((2 + 1.96²/(seeds − 1))/seeds), the spread at least the track's median) is borderline, "
-                       "admitted or not: another machine may decide otherwise.")
+                       f"× √((2 + {ADMISSION_Z:g}²/(seeds − 1))/seeds), the spread at least the track's median) is "
+                       "borderline, admitted or not: another machine may decide otherwise.")
     return ("Each defense's ranked row is its most private knob setting whose validation Δutility is within "
             f"{budget:.3f} of the reference's; the choice is redone in every bootstrap replicate, and a row chosen "
             f"in fewer than {BORDERLINE:.0%} of them is borderline.")
