@@ -383,6 +383,10 @@ class Runner:
                 todo.append(i)
             else:
                 log.info("%s: all %d cells done, skipped", self.label(i, spec, len(plan)), len(cells))
+        # the longest models first (a stochastic release is attacked once per draw), so that the last model a
+        # worker picks up is a short one and no worker idles long while another finishes; records do not depend
+        # on the order
+        todo.sort(key=lambda i: -sum(c.draws for c in plan[i][1] if not self._done(c)))
         for part in (executor or LocalExecutor()).run(self, todo):
             summary.add(part)
         summary.seconds = time.perf_counter() - t_start

@@ -294,3 +294,27 @@ def test_a_runner_re_created_from_its_spec_plans_the_same_cells(reference, tmp_p
     assert [c.file_name for _, cs in again.plan() for c in cs] == [c.file_name for _, cs in runner.plan() for c in cs]
     assert (again.opt.out, again.opt.latency_repeats, again.opt.only) == (tmp_path / "o", 3, frozenset({one}))
     assert again.to_spec() == spec
+
+
+def test_models_with_more_release_draws_are_handed_out_first(tmp_path):
+    """A stochastic release is attacked once per draw, so its model takes about that many times longer: executors get
+    those models first (longest first), and the plan's order among equals; which cells run is unchanged."""
+    from benchmark.engine.runner import Runner, RunOptions
+    from benchmark.suites.parse import load_suite
+
+    (tmp_path / "s.yaml").write_text(tiny(seeds=[0, 1]))  # plan: no_pruning 0, random_pruning 0, ... seed 1
+    runner = Runner(load_suite(tmp_path / "s.yaml"), RunOptions(out=tmp_path / "o", progress=False))
+    plan = runner.plan()
+    stochastic = [i for i, (spec, _) in enumerate(plan) if spec.defense.name == "random_pruning"]
+    assert len(plan) == 4 and stochastic == [1, 3]
+
+    class Recording:
+        handed: list[int] = []
+
+        def run(self, runner, indices):
+            self.handed.extend(indices)
+            return iter(())
+
+    ex = Recording()
+    runner.run(ex)
+    assert ex.handed == [1, 3, 0, 2]
