@@ -411,7 +411,7 @@ class DeepImagePrior(Attack):
     Config = DeepImagePriorConfig
     kind = AttackKind.RECONSTRUCTION
     requires = frozenset({Access.WHITE_BOX, Access.AUX_PAIRS})
-    version = "2"
+    version = "3"  # 3: channels-last generators on the CPU (same algorithm, other float rounding)
     smoke_config = {"steps": 10, "channels": (8, 16), "kernels": (3, 3)}
     search_space = {"lr": (0.005, 0.01, 0.02, 0.05), "steps": (150, 400, 1000)}
     card = MethodCard(
