@@ -45,9 +45,15 @@ class NoiseConfig(DefenseConfig):
             raise ValueError(f"distribution must be 'gaussian' or 'laplace', got {self.distribution!r}")
 
 
-def relative_noise(z: Tensor, sigma: float, distribution: str) -> Tensor:
-    """Noise shaped like ``z`` whose standard deviation is ``sigma`` times each sample's release std (detached)."""
-    scale = z.detach().flatten(1).std(dim=1).reshape(-1, *([1] * (z.ndim - 1))) * sigma
+def noise_scale(z: Tensor, sigma: float) -> Tensor:
+    """``sigma`` times each sample's release std (detached), shaped to broadcast over ``z``."""
+    return z.detach().flatten(1).std(dim=1).reshape(-1, *([1] * (z.ndim - 1))) * sigma
+
+
+def relative_noise(z: Tensor, sigma: float, distribution: str, scale: Tensor | None = None) -> Tensor:
+    """Noise shaped like ``z`` whose standard deviation is ``sigma`` times each sample's release std (detached);
+    ``scale`` is :func:`noise_scale` of ``z`` when the caller already has it."""
+    scale = noise_scale(z, sigma) if scale is None else scale
     # drawn contiguous (not *_like, which follows z's memory layout): the same seed gives the same noise whether
     # the client computes in channels-last or not
     if distribution == "gaussian":
@@ -86,18 +92,19 @@ class Noise(Defense):
     def release(self, x: Tensor) -> Tensor:
         return self._noisy(self.client(x))
 
-    def _noisy(self, z: Tensor) -> Tensor:
+    def _noisy(self, z: Tensor, scale: Tensor | None = None) -> Tensor:
         """The client's output ``z`` plus one fresh draw of the noise (``z`` itself at sigma 0)."""
         if self.config.sigma == 0:
             return z
-        return z + relative_noise(z, self.config.sigma, self.config.distribution)
+        return z + relative_noise(z, self.config.sigma, self.config.distribution, scale)
 
     def white_box_release(self, x: Tensor, observed: Tensor) -> Tensor:
         return self.release(x)  # the mechanism is public, the draw is not: every call draws afresh
 
     def white_box_draws(self, x: Tensor, observed: Tensor, draws: int) -> list[Tensor]:
-        z = self.client(x)  # deterministic: computed once, the noise drawn per release as separate calls would
-        return [self._noisy(z) for _ in range(draws)]
+        z = self.client(x)  # deterministic: computed once (and its std), the noise drawn per release as separate
+        scale = noise_scale(z, self.config.sigma)  # calls would draw it
+        return [self._noisy(z, scale) for _ in range(draws)]
 
     def fit(self, data, trainer):
         train_task(self, data, trainer, self.release, [self.client, self.server], "noise")
