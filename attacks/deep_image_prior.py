@@ -38,9 +38,11 @@ schedule that ends at 20,000); each image's noise comes from its own stream, so 
 
 Speed: the convolutions of all generators run as grouped kernels or as unfold + batched matrix products
 (``conv_impl``): by default, on CUDA, whichever was measured faster at each shape on first use; on CPU, the
-matrix products for 1x1 kernels and on the smallest maps only. The generators' parameters are many (about 1.7 M
-per image at paper size on 32-px images, most of them in the deep levels), so the optimizer's update is a large
-part of a step; the generators' parameter group uses the trainer's fused Adam kernel.
+matrix products for 1x1 kernels and on the smallest maps only. On the CPU the generators, their code and every
+map between layers stay channels-last (the trainer's layout; the matrix-product path and the skip concatenation
+keep it), since converting at each layer made a quick-suite DIP run take about 1.5x as long. The generators'
+parameters are many (about 1.7 M per image at paper size on 32-px images, most of them in the deep levels), so the
+optimizer's update is a large part of a step; the generators' parameter group uses the trainer's fused Adam kernel.
 """
 
 from __future__ import annotations
@@ -129,8 +131,8 @@ class GroupedConv2d(nn.Conv2d):
         weight = self.weight.reshape(g, self.out_channels // g, -1)
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
             # channels-last in, channels-last out: generator g's positions x channels times its weight, so the
-            # next batch norm and convolution get the layout they run in (an NCHW output here made every
-            # following layer convert it back, forward and backward: 1.6x the generators' time on the quick suite)
+            # next batch norm and convolution get the layout they run in (an NCHW output here made the following
+            # layers convert it back, forward and backward)
             cols = (x.permute(0, 2, 3, 1).reshape(h * w, g, -1).transpose(0, 1) if k == 1
                     else F.unfold(x, k, padding=k // 2).reshape(g, -1, h * w).transpose(1, 2))
             y = torch.bmm(cols, weight.transpose(1, 2)).transpose(0, 1).reshape(1, h, w, -1).permute(0, 3, 1, 2)
