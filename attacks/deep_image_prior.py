@@ -129,7 +129,7 @@ class GroupedConv2d(nn.Conv2d):
         _, _, h, w = x.shape
         g, k = self.groups, self.kernel_size[0]
         weight = self.weight.reshape(g, self.out_channels // g, -1)
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        if _channels_last(x):
             # channels-last in, channels-last out: generator g's positions x channels times its weight, so the
             # next batch norm and convolution get the layout they run in (an NCHW output here made the following
             # layers convert it back, forward and backward)
@@ -180,12 +180,17 @@ def _bn_act(groups: int, c: int) -> list[nn.Module]:
     return [nn.BatchNorm2d(groups * c, track_running_stats=False), nn.LeakyReLU(0.2)]
 
 
+def _channels_last(x: Tensor) -> bool:
+    """Whether ``x`` is laid out channels-last and not also NCHW-contiguous (a 1x1 map or one channel is both)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def _cat_groups(groups: int, a: Tensor, b: Tensor) -> Tensor:
     """Concatenate two grouped maps channel-wise within each group: [N, G*ca] + [N, G*cb] -> [N, G*(ca+cb)], in
     the inputs' memory layout (channels-last maps are joined along their innermost dimension, so the merge's batch
     norm and convolution get a channels-last map, as every other layer does)."""
     n, _, h, w = a.shape
-    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+    if _channels_last(a):
         nhwc = torch.cat([a.permute(0, 2, 3, 1).reshape(n, h, w, groups, -1),
                           b.permute(0, 2, 3, 1).reshape(n, h, w, groups, -1)], dim=4)
         return nhwc.reshape(n, h, w, -1).permute(0, 3, 1, 2)

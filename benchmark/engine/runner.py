@@ -374,19 +374,20 @@ class Runner:
                                           [c.file_name for _, cells in plan for c in cells],
                                           self.suite.presentation(), self.suite.paper, self._env,
                                           suite_to_raw(self.suite))
-        todo = []
+        todo, draws = [], {}
         for i, (spec, cells) in enumerate(plan):
             summary.total += len(cells)
             left = [c for c in cells if not self._done(c)]
             summary.skipped += len(cells) - len(left)
             if left:
                 todo.append(i)
+                draws[i] = sum(c.draws for c in left)
             else:
                 log.info("%s: all %d cells done, skipped", self.label(i, spec, len(plan)), len(cells))
         # the longest models first (a stochastic release is attacked once per draw), so that the last model a
         # worker picks up is a short one and no worker idles long while another finishes; records do not depend
         # on the order
-        todo.sort(key=lambda i: -sum(c.draws for c in plan[i][1] if not self._done(c)))
+        todo.sort(key=lambda i: -draws[i])
         for part in (executor or LocalExecutor()).run(self, todo):
             summary.add(part)
         summary.seconds = time.perf_counter() - t_start
