@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from attacks.optimization import white_box_or_reason
 from benchmark.api import MethodCard, register_attack
 from benchmark.api.contract import Access, Attack, AttackKind, AttackOutput, ReleaseKind, Target
+from benchmark.core.errors import SplitbenchError
 from benchmark.core.fields import field
 from benchmark.data.types import TensorSplit
 from benchmark.kit.channels import as_spatial
@@ -73,6 +74,20 @@ class CrossModelConfig:
             raise ValueError("epochs >= 1, adaptive_epochs >= 0, batch_size >= 1 and lr > 0 are required")
         if self.input_size is not None and self.input_size < 8:
             raise ValueError(f"input_size must be at least 8, got {self.input_size}")
+
+
+def _check_reads(model: nn.Module, release: Tensor, arch: str, size: int) -> None:
+    """Stop with one line when ``arch`` cannot read ``size`` px inputs (e.g. a patch size that does not divide it,
+    or a downsampling that leaves nothing for its last kernel), before any training: a forward pass of a copy in
+    eval mode, which changes neither the model nor any random state."""
+    probe = copy.deepcopy(model).eval()
+    try:
+        with torch.no_grad():
+            probe(release)
+    except RuntimeError as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SplitbenchError(f"cross_model: the unintended model {arch} cannot read {size}x{size} inputs "
+                              f"({first}); set the attack's input_size to a size it reads (e.g. 32)") from None
 
 
 class ReleaseClassifier(nn.Module):
@@ -163,6 +178,7 @@ class CrossModelTransfer(Attack):
         for k, (arch, name) in enumerate(zip(cfg.models, names)):
             seed = self.seed * 1000 + 101 + k
             model = ReleaseClassifier(arch, n_cls, channels, size, image_input, seed).to(observed.device)
+            _check_reads(model, observed[:1], arch, size)
 
             def fit(m: nn.Module, k: int = k, name: str = name) -> dict[str, float]:
                 return {"final_train_loss": self._train(m, data, cfg.epochs, trainer, f"unintended {name}", k)}

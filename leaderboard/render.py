@@ -73,9 +73,10 @@ def build_tracks(run_dir: str | Path, budget: float | None = None, reference: st
     reference = pres.get("reference", "no_pruning") if reference is None else reference
     replicates = pres.get("bootstrap", 1000) if replicates is None else replicates
     cells = [CellData(p, rec) for p, rec in iter_records(Path(run_dir), man["manifest_id"], partial)]
-    left_out = sorted({c.attack for c in cells if attacks is not None and c.attack not in attacks})
+    left_out = sorted({c.attack for c in cells if attacks is not None and not c.model_only
+                       and c.attack not in attacks})
     if left_out:
-        cells = [c for c in cells if c.attack not in left_out]
+        cells = [c for c in cells if c.model_only or c.attack not in left_out]
     admission = pres.get("admission", "selection")
     tracks = TableBuilder(cells, reference, float(budget), int(replicates), admission,
                           pres.get("preregistered"), pres.get("cost_budget")).build()
@@ -260,8 +261,9 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     lines = [f"## {t.scenario} · {t.backbone} @ {t.split}", ""]
     ref = next((r for r in t.rows if r.defense == t.reference), None)
     seeds = f"{len(t.seeds)} seed{'s' if len(t.seeds) != 1 else ''}"
+    admission = admission_text(t.admission, t.budget, len(t.seeds), len(t.admission_seeds))
     lines.append(f"Reference `{t.reference}`" + (f" (utility {_est(ref.utility)})" if ref else "") +
-                 f". {admission_text(t.admission, t.budget, len(t.seeds))} Privacy score = the worse of the attribute "
+                 f". {admission} Privacy score = the worse of the attribute "
                  "and reconstruction leakage, each that of its family's representative, the attack that leaks most "
                  "on the attacker's own hold-out (0 = no more than the floor, \"at floor\" below it; 1 = everything; "
                  "lower is better); the strongest attack on eval is shown beside it, as an optimistic figure. "

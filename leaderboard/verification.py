@@ -313,6 +313,11 @@ def seed_groups(contents: RunContents) -> dict[str, list[tuple[Path, dict[str, A
     return groups
 
 
+def _attack_label(rec: Mapping[str, Any]) -> str | None:
+    """The record's attack label (None for a model cell, which has no attack)."""
+    return (rec["config"].get("attack") or {}).get("label")
+
+
 def choose_configs(contents: RunContents, n: int, seed: int, defense: str | None = None
                    ) -> list[tuple[str, list[tuple[Path, dict[str, Any]]], str]]:
     """For a consistency check: ``n`` cell configurations finished at 2 or more seeds, drawn with ``seed`` (from the
@@ -334,8 +339,8 @@ def choose_configs(contents: RunContents, n: int, seed: int, defense: str | None
         if name[k] == ref:
             continue
         same_track = [k2 for k2 in keys if name[k2] == ref and track_of(groups[k2][0][1])[:3] == track_of(rec)[:3]]
-        label = rec["config"]["attack"].get("label")
-        pick = [k2 for k2 in same_track if groups[k2][0][1]["config"]["attack"].get("label") == label] or same_track
+        label = _attack_label(rec)
+        pick = [k2 for k2 in same_track if _attack_label(groups[k2][0][1]) == label] or same_track
         if pick and pick[0] not in taken:
             taken.add(pick[0])
             chosen.append((pick[0], groups[pick[0]], "reference"))
@@ -714,8 +719,8 @@ def choose_cells(contents: RunContents, n: int, seed: int,
         if rec["config"]["defense"]["name"] == ref:
             continue
         same_track = [(p, r) for p, r in ok if r["config"]["defense"]["name"] == ref and track_of(r) == track_of(rec)]
-        label = rec["config"]["attack"].get("label")
-        pick = [pr for pr in same_track if pr[1]["config"]["attack"].get("label") == label] or same_track
+        label = _attack_label(rec)
+        pick = [pr for pr in same_track if _attack_label(pr[1]) == label] or same_track
         if pick and pick[0][0].name not in names:
             names.add(pick[0][0].name)
             chosen.append((pick[0][0], pick[0][1], "reference"))

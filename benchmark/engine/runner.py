@@ -247,7 +247,10 @@ class Runner:
                    held: HeldOut | None = None) -> CellResult:
         """One attack on the model's eval releases (and, with a hold-out, on the held-out aux releases too: the
         attack trains without them and answers both; it cannot tell which rows are which)."""
-        cls = ATTACKS.get(cell.attack.name)
+        entry = cell.attack
+        if entry is None:
+            raise ValueError(f"{cell.file_name} is a model cell: it has no attack to run")
+        cls = ATTACKS.get(entry.name)
         seed = cell.model.seed
         releases, sample_ids = ev.attack_releases(cell.eval_count, cell.draws)
         n_eval_rows = len(releases)
@@ -259,11 +262,11 @@ class Runner:
         if cell.aux_fraction != 1.0:
             attack_data = dataclasses.replace(attack_data, aux=aux_share(attack_data.aux, cell.aux_fraction, seed))
         trainer = self.trainer(seed)
-        config, report = cell.attack.config, None
+        config, report = entry.config, None
         if cell.tuning is not None:
-            config, report = tune(cls, config, cell.tuning, stable_seed(seed, cell.attack.label, "tune"), defense,
+            config, report = tune(cls, config, cell.tuning, stable_seed(seed, entry.label, "tune"), defense,
                                   attack_data, cell.model.backbone, trainer, self.cache, cell.eval_count)
-            log.info("  tuned %s on aux (%d configurations): chose %s", cell.attack.label, len(report["tried"]),
+            log.info("  tuned %s on aux (%d configurations): chose %s", entry.label, len(report["tried"]),
                      {k: report["chosen"][k] for k in cell.tuning.space})
         output, reason, seconds = execute_attack(cls, config, seed, defense, attack_data, releases,
                                                  cell.model.backbone, trainer, self.cache)
@@ -344,7 +347,7 @@ class Runner:
         for spec, cells in plan:
             n_eval = len(self.data_for(spec).eval)
             for c in cells:
-                if c.eval_count is not None and c.eval_count > n_eval:
+                if c.attack is not None and c.eval_count is not None and c.eval_count > n_eval:
                     kind = ATTACKS.get(c.attack.name).kind.value
                     raise SplitbenchError(f"suite {self.suite.name}: eval_counts.{kind} = {c.eval_count} exceeds "
                                           f"the eval split of scenario {spec.scenario.name!r} ({n_eval} samples)")
@@ -429,11 +432,14 @@ class Runner:
             return summary
         model_outcomes = {"model/utility": ev.utility_correct, "model/val_utility": ev.val_correct,
                           "model/task": data.eval.task.cpu().numpy()}
-        held = self.held_out(spec, defense, data, self.trainer(spec.seed), max(c.draws for c in cells))
+        attacked = any(c.attack is not None for c in cells)
+        held = self.held_out(spec, defense, data, self.trainer(spec.seed), max(c.draws for c in cells)) \
+            if attacked else None
         for cell in todo:
             try:
-                result = self.run_attack(cell, defense, data, ev, held)
-                finite = scorer_for(ATTACKS.get(cell.attack.name).kind).finite
+                # a model cell: the model's own figures, for a seed admission reads and no attack does
+                result = CellResult("ok") if cell.attack is None else self.run_attack(cell, defense, data, ev, held)
+                finite = scorer_for(ATTACKS.get(cell.attack.name).kind).finite if cell.attack is not None else ()
                 bad = sorted(k for k in finite if k in result.metrics and math.isnan(result.metrics[k]))
                 if bad:
                     result = CellResult("failed", f"metric(s) {bad} are NaN")
@@ -447,9 +453,9 @@ class Runner:
             setattr(summary, result.status, getattr(summary, result.status) + 1)
             if result.status == "failed":
                 summary.failures.append(f"{cell.file_name}: {result.reason}")
-                log.warning("%s %s: failed: %s", label, cell.attack.label, result.reason)
+                log.warning("%s %s: failed: %s", label, cell.label, result.reason)
             else:
-                log.info("%s %s: %s", label, cell.attack.label, _brief(cell, result))
+                log.info("%s %s: %s", label, cell.label, _brief(cell, result))
         self.flag_convergence(label, cells)
         return summary
 
@@ -460,7 +466,8 @@ class Runner:
         records = {}
         for cell in cells:
             path = self.record_path(cell)
-            if ATTACKS.get(cell.attack.name).kind == AttackKind.RECONSTRUCTION and path.is_file():
+            if cell.attack is not None and ATTACKS.get(cell.attack.name).kind == AttackKind.RECONSTRUCTION \
+                    and path.is_file():
                 rec = read_record(path)
                 if rec["status"] == "ok":
                     records[path] = rec
@@ -506,6 +513,8 @@ def _brief(cell: Cell, result: CellResult) -> str:
     """The log's line for a finished cell: its status, or its attack kind's scorer's summary of the metrics."""
     if result.status != "ok":
         return f"{result.status} ({result.reason})"
+    if cell.attack is None:
+        return "trained and validated (admission only: not attacked)"
     return scorer_for(ATTACKS.get(cell.attack.name).kind).brief(result.metrics)
 
 

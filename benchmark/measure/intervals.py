@@ -160,10 +160,13 @@ class TrackResample:
         replicates: bootstrap replicates (1: point estimates only).
         key: identifies the track; the draw depends only on it and the sizes, so two sources of the same track
             (e.g. two entries of one run) resample alike and can be ranked together replicate by replicate.
+        extra_seeds: seeds only some rows have (admission seeds: models validated, never attacked); they come after
+            ``seeds`` in the draw, from a stream of their own, so adding them changes no replicate of the rows
+            that lack them.
     """
 
     def __init__(self, seeds: Sequence[int], eval_prefixes: Sequence[int], n_val: int, replicates: int,
-                 key: object = ()):
+                 key: object = (), extra_seeds: Sequence[int] = ()):
         if replicates < 1:
             raise ValueError(f"bootstrap replicates must be at least 1, got {replicates}")
         self.seeds = tuple(sorted(int(s) for s in seeds))
@@ -173,6 +176,10 @@ class TrackResample:
         rng = np.random.default_rng(stable_seed("track", key, self.seeds, self.prefixes, self.n_val, replicates))
         b = replicates
         self._seed_u = rng.random((b, max(1, len(self.seeds))))
+        self.extra_seeds = tuple(sorted(int(s) for s in extra_seeds))
+        if self.extra_seeds:
+            more = np.random.default_rng(stable_seed("track-extra", key, self.seeds, self.extra_seeds, replicates))
+            self._seed_u = np.concatenate([self._seed_u, more.random((b, len(self.extra_seeds)))], axis=1)
         bounds = (0, *self.prefixes)
         self._eval = np.concatenate([rng.integers(lo, hi, size=(b, hi - lo)) for lo, hi in zip(bounds[:-1],
                                                                                                   bounds[1:])],
@@ -189,7 +196,7 @@ class TrackResample:
         row's seeds, so rows with the track's seeds share the draw exactly)."""
         picks = np.minimum((self._seed_u[:, :k] * k).astype(np.int64), k - 1)
         if picks.shape[1] < k:  # a row with more seeds than the track knew of (not expected)
-            raise ValueError(f"a row has {k} seeds, the track {len(self.seeds)}")
+            raise ValueError(f"a row has {k} seeds, the track {len(self.seeds) + len(self.extra_seeds)}")
         return _counts(picks, k)
 
     def draw(self, k: int, n: int, split: str = "eval") -> CrossedDraw:

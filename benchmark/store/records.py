@@ -177,6 +177,7 @@ def load_frame(run_dir: str | Path, manifest: str | None = None, partial: bool =
     rows = []
     for path, rec in iter_records(Path(run_dir), manifest, partial):
         cfg = rec["config"]
+        attack = cfg.get("attack") or {}
         row = {
             "cell_id": rec["cell_id"],
             "suite": cfg.get("suite"),
@@ -186,10 +187,11 @@ def load_frame(run_dir: str | Path, manifest: str | None = None, partial: bool =
             "defense": cfg["defense"]["name"],
             "knob": cfg["defense"]["knob"],
             "knob_value": cfg["defense"]["knob_value"],
-            "attack": cfg["attack"].get("label", cfg["attack"]["name"]),
-            "attack_name": cfg["attack"]["name"],
-            "attack_kind": cfg["attack"].get("kind"),
-            "attack_requires": ",".join(cfg["attack"].get("requires", [])),
+            # a model cell (a seed only admission reads) has no attack
+            "attack": attack.get("label", attack.get("name", "")),
+            "attack_name": attack.get("name", ""),
+            "attack_kind": attack.get("kind", "model"),
+            "attack_requires": ",".join(attack.get("requires", [])),
             "white_box_client": cfg["defense"].get("white_box_client", True),
             "seed": cfg["seed"],
             "status": rec["status"],

@@ -7,7 +7,8 @@ from benchmark.suites.model import Cell, ModelSpec, Suite
 
 
 def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
-    """The suite's models, each with its attack cells, in a stable order (reference defense first)."""
+    """The suite's models, each with its attack cells, in a stable order (reference defense first); then the
+    models of its admission seeds, each with one model cell (trained and validated, not attacked)."""
     plan = []
     defenses = sorted(suite.defenses, key=lambda d: d.name != suite.reference)
     for scenario in suite.scenarios:
@@ -20,4 +21,11 @@ def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
                                           suite.tuning.get(a.label), suite.holdout, f)
                                      for a in suite.attacks if a.runs_on(backbone)
                                      for f in (1.0, *suite.aux_fractions.get(a.label, ()))]))
+    settings = sorted(suite.admission_settings(), key=lambda d: d.name != suite.reference)
+    for scenario in suite.scenarios:
+        for backbone in suite.backbones:
+            for seed in suite.admission_seeds:
+                for d in settings:
+                    m = ModelSpec(suite.name, scenario, backbone, d, seed)
+                    plan.append((m, [Cell(m, None)]))
     return plan

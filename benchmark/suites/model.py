@@ -13,6 +13,9 @@ from benchmark.models.backbones import BackboneSpec
 from benchmark.models.trainer import TrainConfig
 from benchmark.suites.tuning import Tuning
 
+#: what a model cell (a trained model with no attack) is labelled as in its record's file name
+MODEL_CELL = "model"
+
 #: the rules by which each defense's ranked setting is chosen (:attr:`Suite.admission`)
 ADMISSION_RULES = ("selection", "preregistered")
 
@@ -154,6 +157,9 @@ class Suite:
     aux_fractions: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     #: cost -> the largest ratio to the reference's client cost that is admitted (empty: no cost budget)
     cost_budget: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: seeds whose models are trained and validated but not attacked: more seeds for admission, which reads only
+    #: the validation utility (:meth:`admission_settings` says which settings get them)
+    admission_seeds: tuple[int, ...] = ()
 
     def eval_count(self, kind: str) -> int | None:
         """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
@@ -172,6 +178,15 @@ class Suite:
             out["preregistered"] = {d: dict(v) for d, v in sorted(self.preregistered.items())}
             out["preregistered_hash"] = config_hash(self.preregistered_settings(), 16)
         return out
+
+    def admission_settings(self) -> list[DefenseEntry]:
+        """The settings admission reads, which the ``admission_seeds`` are fitted for: under the preregistered rule
+        the reference and each preregistered setting (of any track); under selection every setting, since any of
+        them may be selected."""
+        if self.admission != "preregistered":
+            return list(self.defenses)
+        return [d for d in self.defenses if d.name == self.reference
+                or any(abs(d.knob_value - v) < 1e-12 for v in self.preregistered.get(d.row, {}).values())]
 
     def preregistered_settings(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(defense, track label or "*", full config) of every preregistered setting (``preregistered`` is keyed
@@ -210,19 +225,28 @@ class ModelSpec:
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One attack on one trained model, scored on ``eval_count`` eval samples (None = all) in ``draws`` release
-    draws (1 unless the defense's release is stochastic)."""
+    draws (1 unless the defense's release is stochastic); or, with no attack (a *model cell*), the trained model
+    alone: its utility, validation utility and cost, for a seed that only admission reads."""
 
     model: ModelSpec
-    attack: AttackEntry
+    attack: AttackEntry | None
     eval_count: int | None = None
     draws: int = 1
     tuning: Tuning | None = None
     holdout: Holdout | None = None
     aux_fraction: float = 1.0  # the share of its aux data the attack trains with (1.0: all of it)
 
+    @property
+    def label(self) -> str:
+        """The attack's label, or ``model`` for a model cell."""
+        return self.attack.label if self.attack is not None else MODEL_CELL
+
     def config(self) -> dict[str, Any]:
-        cls = ATTACKS.get(self.attack.name)
         d = self.model.as_dict()
+        if self.attack is None:
+            d["suite"] = self.model.suite
+            return d
+        cls = ATTACKS.get(self.attack.name)
         d["attack"] = {"name": self.attack.name, "label": self.attack.label, "version": cls.version,
                        "kind": cls.kind.value, "requires": sorted(a.value for a in cls.requires),
                        "config": to_dict(self.attack.config)}
@@ -239,7 +263,8 @@ class Cell:
     def hash(self) -> str:
         d = self.config()
         d.pop("suite")  # the same cell in two suites (or under two labels) is the same computation
-        d["attack"].pop("label")
+        if "attack" in d:
+            d["attack"].pop("label")
         return config_hash(d, 16)
 
     @property
@@ -247,4 +272,4 @@ class Cell:
         m = self.model
         aux = "" if self.aux_fraction == 1.0 else f"__aux{self.aux_fraction:g}"
         return (f"{m.scenario.name}__{m.backbone.name}@{m.backbone.split}__{m.defense.label}__"
-                f"{self.attack.label}{aux}__s{m.seed}__{self.hash()[:10]}.json").replace("/", "_")
+                f"{self.label}{aux}__s{m.seed}__{self.hash()[:10]}.json").replace("/", "_")

@@ -14,7 +14,13 @@ from benchmark.core.registry import ATTACKS, DEFENSES, SCENARIOS
 from benchmark.models.backbones import BackboneSpec
 from benchmark.models.trainer import TrainConfig
 from benchmark.suites.model import ADMISSION_RULES, AttackEntry, DefenseEntry, Holdout, ScenarioEntry, Suite
-from benchmark.suites.parse import check_admission, defense_entries, parse_eval_counts, positive_int
+from benchmark.suites.parse import (
+    check_admission,
+    defense_entries,
+    parse_admission_seeds,
+    parse_eval_counts,
+    positive_int,
+)
 from benchmark.suites.tuning import parse_tuning
 
 
@@ -38,7 +44,8 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
       added with its default config (defenses at their default knob value).
     - backbones: ``NAME@SPLIT`` or ``NAME``; a bare name keeps the suite's entries of that name, or else uses
       the model's split point matching the suite's first split, or its second feature stage.
-    - seeds: replace the suite's seeds.
+    - seeds: replace the suite's seeds (an admission seed named here becomes an attacked seed; the other
+      admission seeds stay: ``--set admission_seeds=[]`` drops them).
     - scenario_args: config fields applied to every selected scenario (``--scenario-arg key=value``).
     - overrides: ``{"train.KEY": v, "defense.NAME.KEY": v, "attack.NAME_OR_LABEL.KEY": v}`` (``--set``),
       applied after selection; ``train.KEY`` applies to every defense's shared training settings;
@@ -46,7 +53,7 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
       ``defense.NAME.preregistered`` names the one admission judges, as the suite file's keys of those names do
       (so a defense added with ``--defense`` can be run and preregistered on an official track); the suite-level
       ``eval_counts.KIND``, ``tuning.KEY`` (e.g. ``tuning.budget=4`` tunes every attack that declares a search
-      space), ``release_draws``, ``bootstrap`` and ``utility_budget`` may be set too.
+      space), ``release_draws``, ``bootstrap``, ``utility_budget`` and ``admission_seeds`` may be set too.
     """
     changes: dict[str, Any] = {}
     names = _split_names(scenarios)
@@ -98,6 +105,7 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
         changes["attacks"] = tuple(chosen_a)
     if seeds:
         changes["seeds"] = tuple(int(s) for s in seeds)
+        changes["admission_seeds"] = tuple(s for s in suite.admission_seeds if s not in changes["seeds"])
     out = _drop_dangling(dataclasses.replace(suite, **changes))
     if overrides:
         return apply_overrides(out, overrides)
@@ -197,6 +205,8 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
             top[key] = value
             if value == "selection":
                 top["preregistered"] = {}
+        elif key == "admission_seeds":
+            top[key] = parse_admission_seeds(value, suite.seeds, where)
         elif key in ("release_draws", "bootstrap"):
             top[key] = positive_int(value, key, where)
         elif key == "utility_budget":
@@ -219,7 +229,7 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         else:
             raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY, attack.NAME.KEY, "
                                   "eval_counts.KIND, tuning.KEY, holdout.KEY, release_draws, bootstrap, "
-                                  "utility_budget or admission")
+                                  "utility_budget, admission or admission_seeds")
     train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
     defenses = []
     for d in suite.defenses:

@@ -34,6 +34,8 @@ Schema::
     deployment:                      # also time each track's defended client as deployed on a real backbone
       test_resnet@layer1: {name: resnet18, split: layer1, image_size: 32, batch: 8}
     seeds: [0]
+    admission_seeds: [5, 6]          # optional: more seeds whose models are trained and validated but not attacked,
+                                     #   for admission only (the reference and the settings admission reads)
     scenarios: [{name: digits, config: {...}}]      # or just [digits]
     backbones: [{name: test_resnet, split: layer1, pretrained: false}]
     train: {epochs: 10, batch_size: 64, lr: 0.001}  # TrainConfig, shared by every defense (schedule: cosine)
@@ -74,7 +76,8 @@ from benchmark.suites.model import (
 from benchmark.suites.tuning import parse_tuning
 
 SUITE_KEYS = ("name", "description", "reference", "utility_budget", "cost_budget", "admission", "eval_counts",
-              "release_draws", "bootstrap", "tuning", "holdout", "aux_fraction", "deployment", "seeds", "scenarios",
+              "release_draws", "bootstrap", "tuning", "holdout", "aux_fraction", "deployment", "seeds",
+              "admission_seeds", "scenarios",
               "backbones", "train", "defenses", "attacks", "paper")
 AUX_FRACTION_KEYS = ("fractions", "attacks")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
@@ -233,7 +236,8 @@ def parse_suite(raw: Any, source: str) -> Suite:
     suite = Suite(name, str(raw.get("description", "")), reference, float(budget), tuple(seeds), tuple(scenarios),
                   tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
                   replicates, tuning, raw.get("tuning"), deployment, admission, preregistered, holdout, aux_fractions,
-                  check_cost_budget(raw.get("cost_budget") or {}, f"{where}: cost_budget"))
+                  check_cost_budget(raw.get("cost_budget") or {}, f"{where}: cost_budget"),
+                  parse_admission_seeds(raw.get("admission_seeds", []), seeds, where))
     check_admission(suite, where)
     return suite
 
@@ -267,6 +271,23 @@ def parse_aux_fraction(raw: Any, attacks: Sequence[AttackEntry], where: str) -> 
                                   "the same at every share")
     rest = tuple(sorted((float(f) for f in fractions if float(f) != 1.0), reverse=True))
     return {n: rest for n in chosen} if rest else {}
+
+
+def parse_admission_seeds(raw: Any, seeds: Sequence[int], where: str) -> tuple[int, ...]:
+    """``admission_seeds``: distinct integers, none of them an attacked seed (that seed's model is validated
+    already)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        raise SplitbenchError(f"{where}: 'admission_seeds' must be a list of integers, got {raw!r}")
+    twice = sorted({s for s in raw if raw.count(s) > 1})
+    if twice:
+        raise SplitbenchError(f"{where}: admission_seeds lists {twice} more than once")
+    both = sorted(set(raw) & set(seeds))
+    if both:
+        raise SplitbenchError(f"{where}: admission_seeds {both} are also in 'seeds' (an attacked seed's model is "
+                              "validated already; expected seeds disjoint from 'seeds')")
+    return tuple(raw)
 
 
 def parse_holdout(raw: Any, where: str) -> Holdout | None:
@@ -424,6 +445,8 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
         raw["deployment"] = {label: to_dict(d) for label, d in suite.deployment.items()}
     if suite.admission != "selection":
         raw["admission"] = suite.admission
+    if suite.admission_seeds:
+        raw["admission_seeds"] = list(suite.admission_seeds)
     if suite.cost_budget:
         raw["cost_budget"] = dict(suite.cost_budget)
     raw["holdout"] = None if suite.holdout is None else to_dict(suite.holdout)

@@ -118,7 +118,8 @@ def _check_identity(path: Path, rec: Mapping[str, Any], suite: str, mid: str) ->
     try:
         d = copy.deepcopy(cfg)
         d.pop("suite")
-        d["attack"].pop("label")
+        if "attack" in d:  # a model cell (a seed only admission reads) has none
+            d["attack"].pop("label")
         digest = config_hash(d, 16)
         record_suite = cfg["suite"]
         _ = track_of(rec), cfg["defense"]["name"]  # the fields the checks below and the leaderboard group by

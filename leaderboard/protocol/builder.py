@@ -137,8 +137,9 @@ class TableBuilder:
         if len(n_val) > 1:
             raise SplitbenchError(f"track {' · '.join(key)}: models were validated on different numbers of samples "
                                   f"({sorted(n_val)}); records of one track must share the validation split")
-        seeds = sorted({c.seed for c in cells})
-        return TrackResample(seeds, sorted(prefixes), n_val.pop() if n_val else 0, self.replicates, key)
+        seeds = sorted({c.seed for c in cells if not c.model_only})
+        extra = sorted({c.seed for c in cells} - set(seeds))  # admission seeds: after the attacked ones
+        return TrackResample(seeds, sorted(prefixes), n_val.pop() if n_val else 0, self.replicates, key, extra)
 
     def track(self, key: tuple[str, str, str], cells: list[CellData]) -> Track:
         shares = [c for c in cells if c.aux_fraction != 1.0]
@@ -160,19 +161,21 @@ class TableBuilder:
             by_row: dict[tuple[str, float], list[CellData]] = defaultdict(list)
             for c in [c for c in cells if c.attack not in swapped] + mine:
                 by_row[c.row_key].append(c)
-            kinds = {c.attack: c.kind for c in cells + mine}
-            attacks = sorted({c.attack for c in cells})
+            kinds = {c.attack: c.kind for c in cells + mine if not c.model_only}
+            attacks = sorted({c.attack for c in cells if not c.model_only})
             t.knowledge[f] = {rk: self.row(rc, [], attacks, kinds, resample, f"{' · '.join(key)} at {f:g} aux").privacy
                               for rk, rc in by_row.items()}
 
     def _track(self, key: tuple[str, str, str], cells: list[CellData]) -> Track:
-        attacks = sorted({c.attack for c in cells})
-        kinds = {c.attack: c.kind for c in cells}
+        attacks = sorted({c.attack for c in cells if not c.model_only})
+        kinds = {c.attack: c.kind for c in cells if not c.model_only}
+        attacked = {c.seed for c in cells if not c.model_only}
         by_row: dict[tuple[str, float], list[CellData]] = defaultdict(list)
         for c in cells:
             by_row[c.row_key].append(c)
         t = Track(*key, rows=[], reference=self.reference, budget=self.budget, attacks=attacks, kinds=kinds,
-                  admission=self.admission, replicates=self.replicates, seeds=tuple(sorted({c.seed for c in cells})),
+                  admission=self.admission, replicates=self.replicates, seeds=tuple(sorted(attacked)),
+                  admission_seeds=tuple(sorted({c.seed for c in cells} - attacked)),
                   cost_budget=dict(self.cost_budget))
         resample = self.resample(key, cells)
         ref_keys = sorted(k for k in by_row if k[0] == self.reference)

@@ -44,8 +44,16 @@ def machine_factor(seeds: int) -> float:
     return float(student_t.ppf(0.975, seeds - 1)) * math.sqrt((2.0 + ADMISSION_Z ** 2 / (seeds - 1)) / seeds)
 
 
-def admission_text(rule: str, budget: float, seeds: int) -> str:
-    """One paragraph that says how a track's rule admits a setting, for the markdown table and the site."""
+def admission_text(rule: str, budget: float, seeds: int, admission_seeds: int = 0) -> str:
+    """One paragraph that says how a track's rule admits a setting, for the markdown table and the site
+    (``seeds`` attacked, ``admission_seeds`` more trained and validated for admission only)."""
+    more = (f"Admission reads {seeds + admission_seeds} seeds: the {seeds} attacked and {admission_seeds} more whose "
+            "models were trained and validated but not attacked (utility and Δutility pool all of them; privacy "
+            "the attacked ones). ") if admission_seeds else ""
+    return more + _admission_rule_text(rule, budget, seeds + admission_seeds)
+
+
+def _admission_rule_text(rule: str, budget: float, seeds: int) -> str:
     if rule == "preregistered":
         band = machine_factor(seeds)
         head = ("Each defense's ranked row is the one setting it preregistered for this track, admitted when the "
@@ -104,13 +112,21 @@ class CellData:
         return int(self.config["seed"])
 
     @property
+    def model_only(self) -> bool:
+        """A model cell: the trained model's own figures at a seed only admission reads (no attack)."""
+        return "attack" not in self.config
+
+    @property
     def attack(self) -> str:
-        a = self.config["attack"]
-        return a.get("label") or a["name"]
+        """The attack's label ("" for a model cell)."""
+        a = self.config.get("attack")
+        return (a.get("label") or a["name"]) if a else ""
 
     @property
     def kind(self) -> str:
-        return self.config["attack"]["kind"]
+        """The attack's kind ("model" for a model cell)."""
+        a = self.config.get("attack")
+        return a["kind"] if a else "model"
 
     @property
     def aux_fraction(self) -> float:
@@ -119,12 +135,12 @@ class CellData:
 
     @property
     def white_box_attack(self) -> bool:
-        return "white_box_client" in self.config["attack"].get("requires", [])
+        return "white_box_client" in self.config.get("attack", {}).get("requires", [])
 
     @property
     def data_free_attack(self) -> bool:
         """Whether the attack read no data of the client's distribution (the zero-data end of attacker knowledge)."""
-        return data_free(self.config["attack"].get("requires", []))
+        return not self.model_only and data_free(self.config["attack"].get("requires", []))
 
     @property
     def status(self) -> str:
@@ -274,7 +290,9 @@ class Track:
     flags: list[str] = dataclasses.field(default_factory=list)
     weak_attacks: list[str] = dataclasses.field(default_factory=list)
     floors: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
-    seeds: tuple[int, ...] = ()
+    seeds: tuple[int, ...] = ()  # the attacked seeds
+    #: seeds whose models were trained and validated but not attacked (more seeds for admission only)
+    admission_seeds: tuple[int, ...] = ()
     matched: dict[str, Matched] = dataclasses.field(default_factory=dict)
     #: the attacker-knowledge axis: aux share < 1 -> (defense, knob value) -> privacy score with the attacks that
     #: ran at that share (and the attacks it covers)

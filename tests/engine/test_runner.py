@@ -526,3 +526,39 @@ def test_a_suite_s_learning_rate_schedule_reaches_the_defense_fit_and_its_cell_i
     benchmark.run(str(tmp_path / "const.yaml"), out=tmp_path / "out2", progress=False)
     assert set(seen) == {"constant"}
     assert all("schedule" not in r["config"]["defense"]["config"]["train"] for _, r in iter_records(tmp_path / "out2"))
+
+
+def test_admission_seeds_train_and_validate_a_model_without_attacking_it(tmp_path, finished_run):
+    """A seed only admission reads costs a fit and no attack: its model cell holds the model's utility, validation
+    utility and cost and their outcomes, and the leaderboard pools it into Δutility but not into privacy."""
+    from leaderboard.render import build_tracks
+
+    root, _ = finished_run
+    (tmp_path / "tiny.yaml").write_text(tiny(admission_seeds=[3, 4]))
+    out = tmp_path / "out"
+    summary = benchmark.run(str(tmp_path / "tiny.yaml"), out=out, progress=False, cache_dir=root / "out" / "cache")
+    assert (summary.total, summary.ok, summary.failed) == (8, 8, 0)
+    models = [(p, r) for p, r in iter_records(out) if "attack" not in r["config"]]
+    assert len(models) == 4 and {r["config"]["seed"] for _, r in models} == {3, 4}
+    assert {r["config"]["defense"]["name"] for _, r in models} == {"no_pruning", "random_pruning"}  # selection: all
+    for p, r in models:
+        assert "__model__" in p.name and r["status"] == "ok"
+        assert {"utility", "val_utility", "client_macs"} <= set(r["metrics"])
+        assert not any(k.startswith(("attack", "holdout")) for k in r["metrics"])
+        assert "gallery" not in r
+    frame = load_frame(out)
+    assert set(frame.attack) == {"attribute_inference", "inversion_decoder", ""}
+    (t,), _ = build_tracks(out)
+    assert t.seeds == (0,) and t.admission_seeds == (3, 4) and set(t.attacks) == {"attribute_inference",
+                                                                                  "inversion_decoder"}
+    r = next(r for r in t.rows if r.defense == "random_pruning")
+    assert r.seeds == (0, 3, 4) and len(r.val_delta_seeds) == 3
+    val = {rec["config"]["seed"]: rec["metrics"]["val_utility"] for _, rec in iter_records(out)
+           if rec["config"]["defense"]["name"] == "random_pruning"}
+    assert r.val_utility.value == pytest.approx(sum(val.values()) / 3)  # validation pools all three seeds
+    (alone,), _ = build_tracks(root / "out")  # the same attacked seed without the admission seeds
+    r0 = next(r for r in alone.rows if r.defense == "random_pruning")
+    assert r.privacy == r0.privacy and r.attacks["inversion_decoder"].leakage == \
+        r0.attacks["inversion_decoder"].leakage  # privacy reads the attacked seed alone
+    again = benchmark.run(str(tmp_path / "tiny.yaml"), out=out, progress=False)
+    assert again.skipped == 8 and again.models_trained == again.models_loaded == 0

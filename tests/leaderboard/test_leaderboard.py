@@ -474,3 +474,32 @@ def test_one_seed_gives_no_machine_margin_and_no_borderline_verdict(tmp_path):
     d = row(only_track(tmp_path), "d", 0.5)
     assert math.isnan(d.admission_margin) and not d.borderline and d.selected
     assert "with one seed there is no seed spread" in render_run(tmp_path, write=False)
+
+
+def test_admission_reads_the_model_cells_of_admission_seeds_and_privacy_does_not(tmp_path):
+    """Seeds whose models were trained and validated but never attacked count for utility and admission (and the
+    borderline band's seed count), not for privacy: the attack figures, their intervals and the ranks are those of
+    the attacked seeds alone, replicate for replicate."""
+    def run(defense, knob, attacked, admission_only):
+        out = sum((cells(defense, knob, attr=0.5, recon=0.5, val_utility=v, seed=s, n=400)
+                   for s, v in enumerate(attacked)), [])
+        return out + [FakeCell(defense, knob, "model", val_utility=v, seed=10 + s, n=400)
+                      for s, v in enumerate(admission_only)]
+
+    attacked = run("ref", 0, [0.95] * 3, []) + run("d", 0.5, [0.95] * 3, [])
+    write_run(tmp_path / "attacked", attacked, admission="preregistered", preregistered={"d": {"*": 0.5}})
+    both = run("ref", 0, [0.95] * 3, [0.95] * 3) + run("d", 0.5, [0.95] * 3, [0.85] * 3)
+    write_run(tmp_path / "both", both, admission="preregistered", preregistered={"d": {"*": 0.5}})
+    a, b = only_track(tmp_path / "attacked"), only_track(tmp_path / "both")
+    assert a.seeds == b.seeds == (0, 1, 2) and (a.admission_seeds, b.admission_seeds) == ((), (10, 11, 12))
+    assert b.attacks == a.attacks == ["attr", "recon"]
+    da, db = row(a, "d", 0.5), row(b, "d", 0.5)
+    assert da.selected and not db.selected  # the admission-only seeds lost 0.10 of validation utility
+    assert len(db.val_delta_seeds) == 6 and db.val_delta_utility.value == pytest.approx(-0.05)
+    assert db.seeds == (0, 1, 2, 10, 11, 12)
+    for name in ("attr", "recon"):
+        assert db.attacks[name].leakage == da.attacks[name].leakage and db.attacks[name].seeds == 3
+    ra, rb = row(a, "ref", 0), row(b, "ref", 0)
+    assert rb.privacy == ra.privacy and np.array_equal(rb.reps["privacy"], ra.reps["privacy"])
+    md = render_run(tmp_path / "both", write=False)
+    assert "Admission reads 6 seeds: the 3 attacked and 3 more whose models were trained and validated" in md

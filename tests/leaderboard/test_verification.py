@@ -377,3 +377,20 @@ def test_a_rerun_cell_is_judged_converged_against_the_entrys_other_cells_of_its_
     assert compare_records("c", submitted[2][1], {}, worse, {})[2]
     plain = rec("b.json", 0.001, False)[1]
     assert with_model_convergence(plain, Path("b.json"), contents) is plain
+
+
+def test_an_entry_with_admission_seeds_is_submitted_and_its_model_cells_verify_exactly(tmp_path, capsys):
+    """Model cells (admission seeds: trained and validated, never attacked) pass the entry checks and are re-run by
+    verify like any cell: the fit and its validation must come out identical on the machine that made them."""
+    (tmp_path / "s.yaml").write_text(tiny(name="verifytest", eval_counts=None, release_draws=None, seeds=[0],
+                                          admission_seeds=[1, 2],
+                                          attacks=[{"name": "attribute_inference", "config": {"epochs": 1}}]))
+    summary = run_pinned(str(tmp_path / "s.yaml"), out=tmp_path / "run", progress=False, latency_repeats=2)
+    assert (summary.ok, summary.failed) == (6, 0)
+    (tmp_path / "card.yaml").write_text(yaml.safe_dump(CARD, sort_keys=False))
+    entry = submit(tmp_path / "run", tmp_path / "card.yaml", tmp_path / "entry")
+    models = [r for _, r in check_run(entry / "run").records if "attack" not in r["config"]]
+    assert len(models) == 4
+    assert main(["verify", str(entry), "--cells", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{entry}: verified: 6 cell(s) re-run (3 sampled, 3 reference)" in printed

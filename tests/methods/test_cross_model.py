@@ -151,3 +151,17 @@ def test_activation_releases_need_the_client_weights(tiny_data, tiny_backbone, t
 def test_repeated_architectures_get_their_own_names():
     attack = CrossModelTransfer(CrossModelConfig(models=("test_vit", "test_resnet", "test_vit")), seed=2)
     assert attack._names() == ["test_vit#0", "test_resnet", "test_vit#1"]
+
+
+def test_an_unintended_model_that_cannot_read_the_input_size_fails_the_cell_in_one_line(tmp_path):
+    """test_convnext's downsampling leaves nothing for its last kernel below 32 px: the cell fails with a line naming
+    the model, the size and the key to change, before any training, and the run goes on."""
+    suite = SUITE.replace("[test_resnet, test_efficientnet]", "[test_resnet, test_convnext]")
+    (tmp_path / "t.yaml").write_text(suite)
+    summary = benchmark.run(str(tmp_path / "t.yaml"), out=tmp_path / "a", progress=False)
+    assert summary.failed == 2 and summary.ok == 0
+    for rec in records(tmp_path / "a"):
+        assert rec["status"] == "failed" and "traceback" not in rec
+        assert rec["reason"].startswith("cross_model: the unintended model test_convnext cannot read 16x16 inputs (")
+        assert rec["reason"].endswith("set the attack's input_size to a size it reads (e.g. 32)")
+        assert "\n" not in rec["reason"] and rec["metrics"]["utility"] >= 0.0  # the model's figures are kept

@@ -390,3 +390,53 @@ def test_two_variants_of_one_defense_run_side_by_side_each_with_its_own_preregis
     with pytest.raises(SplitbenchError, match=r"defense settings listed twice: \['dynamic_channel_pruning@0.5'\] "
                                               r"\(two entries of one defense must differ in a variant field"):
         parse_suite(raw, "t")
+
+
+def test_admission_seeds_fit_the_settings_admission_reads_once_each_with_a_model_cell():
+    """More seeds for admission cost a fit, not an attack: under the preregistered rule the reference and each
+    preregistered setting get a model cell at every admission seed; under selection every setting does (any may be
+    chosen). The list reads back from a manifest's suite and is refused when malformed."""
+    from benchmark.suites.parse import suite_to_raw
+
+    raw = prereg(preregistered=0.25)
+    raw["seeds"], raw["admission_seeds"] = [0], [5, 6]
+    s = parse_suite(raw, "t")
+    assert s.admission_seeds == (5, 6) and parse_suite(suite_to_raw(s), "again").admission_seeds == (5, 6)
+    plan = expand(s)
+    models = [(spec, cells) for spec, cells in plan if all(c.attack is None for c in cells)]
+    assert all(c.attack is not None for spec, cells in plan if spec.seed == 0 for c in cells)
+    assert sorted((spec.backbone.split, spec.seed, spec.defense.label) for spec, _ in models) == [
+        (split, seed, label) for split in ("layer1", "layer2") for seed in (5, 6)
+        for label in ("no_pruning@0", "random_pruning@0.25")]  # not random_pruning@0.5: admission never reads it
+    assert all(len(cells) == 1 and "__model__s" in cells[0].file_name and "attack" not in cells[0].config()
+               for _, cells in models)
+    assert len({c.hash() for _, cells in plan for c in cells}) == sum(len(cells) for _, cells in plan)
+    raw["admission"] = "selection"
+    del raw["defenses"][1]["preregistered"]
+    assert len([1 for _, cells in expand(parse_suite(raw, "t")) if cells[0].attack is None]) == 2 * 2 * 3
+    assert "admission_seeds" not in suite_to_raw(parse_suite(base(), "t"))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("5", "'admission_seeds' must be a list of integers, got '5'"),
+    ([5, True], "'admission_seeds' must be a list of integers"),
+    ([5, 5], r"admission_seeds lists \[5\] more than once"),
+    ([0, 5], r"admission_seeds \[0\] are also in 'seeds'"),
+])
+def test_bad_admission_seeds_are_one_line_each(value, message):
+    raw = {**base(), "seeds": [0], "admission_seeds": value}
+    with pytest.raises(SplitbenchError, match=message):
+        parse_suite(raw, "t")
+
+
+def test_narrowing_seeds_keeps_the_other_admission_seeds_and_they_can_be_set_from_the_command_line():
+    from benchmark.suites.narrow import restrict
+
+    s = parse_suite({**base(), "seeds": [0, 1], "admission_seeds": [5, 6]}, "t")
+    assert restrict(s, seeds=[0]).admission_seeds == (5, 6)
+    moved = restrict(s, seeds=[5])  # an admission seed named by --seed is attacked
+    assert moved.seeds == (5,) and moved.admission_seeds == (6,)
+    assert restrict(s, overrides={"admission_seeds": []}).admission_seeds == ()
+    assert restrict(s, overrides={"admission_seeds": [7]}).admission_seeds == (7,)
+    with pytest.raises(SplitbenchError, match=r"admission_seeds \[1\] are also in 'seeds'"):
+        restrict(s, overrides={"admission_seeds": [1]})

@@ -13,7 +13,7 @@ from benchmark.store.records import write_outcomes, write_record
 
 N = 200
 KINDS = {"attr": "attribute", "recon": "reconstruction", "xfer": "transfer", "wb_recon": "reconstruction",
-         "free_recon": "reconstruction"}
+         "free_recon": "reconstruction", "model": "model"}  # model: a model cell (admission only, no attack)
 WHITE_BOX = {"wb_recon"}
 DATA_FREE = {"free_recon"}  # declares no access at all (releases and architecture only)
 
@@ -92,11 +92,13 @@ def write_cell(out: Path, c: FakeCell) -> str:
                       "requires": _requires(c.attack), "config": {}},
            "eval": {"count": None, "draws": 1, **({"aux_fraction": c.aux_fraction} if c.aux_fraction != 1.0 else {})},
            "seed": c.seed, "suite": "fake"}
+    if c.attack == "model":
+        del cfg["attack"]
     n = c.n
     outcomes = {"model/utility": hits(c.utility, n), "model/val_utility": hits(c.val_utility if c.val_utility
                                                                                 is not None else c.utility, n),
                 "model/task": task_labels(n)}
-    if c.status == "ok":
+    if c.status == "ok" and c.attack != "model":
         outcomes.update({f"attack/{k}": v for k, v in attack_outcomes(c, c.value, n).items()})
         if c.holdout is not None:
             outcomes.update({f"holdout/{k}": v for k, v in attack_outcomes(c, c.holdout, 50).items()})
