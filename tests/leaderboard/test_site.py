@@ -644,3 +644,20 @@ def test_an_official_entry_ranks_on_the_attacks_its_suite_runs_today(built, tmp_
     monkeypatch.setattr(site_gather, "_official_attacks", lambda card: None)
     (st,) = site_tracks([site_gather.load_source(built["lab"]), site_gather.load_source(after)])
     assert len(st.rows) == 2 * len(lab.tracks[0].rows)
+
+
+def test_a_track_with_admission_seeds_says_how_many_seeds_admission_read(tmp_path):
+    from tests.support.fake_runs import FakeCell, write_run
+
+    def cells(defense, knob, seed):
+        return [FakeCell(defense, knob, attack, value, seed=seed) for attack, value in (("attr", 0.6), ("recon", 0.5))]
+
+    admission_only = [FakeCell(d, k, "model", seed=s) for d, k in (("ref", 0), ("a", 0.5)) for s in (5, 6)]
+    run = cells("ref", 0, 0) + cells("a", 0.5, 0) + admission_only
+    write_run(tmp_path / "run", run)
+    index = build_site([tmp_path / "run"], tmp_path / "site")
+    (track,) = (index.parent / "tracks").glob("*.html")
+    text = track.read_text()
+    assert "1 seed (+ 2 for admission only)" in text
+    assert "Admission reads 3 seeds: the 1 attacked and 2 more whose models were trained and validated" in text
+    assert "model" not in [a for a in re.findall(r"<strong>([^<]+)</strong>", text)]  # no attack named model
