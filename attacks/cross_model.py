@@ -84,7 +84,7 @@ def _check_reads(model: nn.Module, release: Tensor, arch: str, size: int) -> Non
     try:
         with torch.no_grad():
             probe(release)
-    except RuntimeError as exc:
+    except (RuntimeError, AssertionError, ValueError) as exc:  # timm asserts a patch size divides the input
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise SplitbenchError(f"cross_model: the unintended model {arch} cannot read {size}x{size} inputs "
                               f"({first}); set the attack's input_size to a size it reads (e.g. 32)") from None

@@ -165,3 +165,14 @@ def test_an_unintended_model_that_cannot_read_the_input_size_fails_the_cell_in_o
         assert rec["reason"].startswith("cross_model: the unintended model test_convnext cannot read 16x16 inputs (")
         assert rec["reason"].endswith("set the attack's input_size to a size it reads (e.g. 32)")
         assert "\n" not in rec["reason"] and rec["metrics"]["utility"] >= 0.0  # the model's figures are kept
+
+
+def test_a_patch_size_that_does_not_divide_the_input_size_is_the_same_one_line(tmp_path):
+    """timm's ViT asserts (AssertionError, not RuntimeError) that its patch size divides the input: same line."""
+    suite = SUITE.replace("[test_resnet, test_efficientnet]", "[test_vit]").replace("input_size: 16", "input_size: 24")
+    (tmp_path / "t.yaml").write_text(suite)
+    summary = benchmark.run(str(tmp_path / "t.yaml"), out=tmp_path / "a", progress=False, defenses=["no_pruning"])
+    (rec,) = records(tmp_path / "a")
+    assert summary.failed == 1 and "traceback" not in rec
+    assert rec["reason"].startswith("cross_model: the unintended model test_vit cannot read 24x24 inputs (Input "
+                                    "height (24) should be divisible by patch size (16).)")
