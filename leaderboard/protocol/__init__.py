@@ -25,7 +25,9 @@ The protocol (also in the README):
     replicates its validation Δutility is within the budget. A re-run on other numerics (another CPU model or
     thread count) moves that lower bound about as much as re-drawing every seed would; a setting whose bound lies
     within that move's 97.5% quantile of the budget (:func:`~leaderboard.protocol.model.machine_factor` times the
-    seed spread, ``TableBuilder.machine_margin``) is *borderline*, admitted or not.
+    seed spread, or, when wider, :func:`~leaderboard.protocol.model.tail_band` of the track's pooled seed
+    deviations, which carry the seeds that collapse; ``TableBuilder.machine_margin``) is *borderline*, admitted or
+    not.
   - ``selection``: the defense's most private knob setting (its ``knob_more_private`` end) whose validation
     Δutility is within the budget. The choice is redone inside every bootstrap replicate; each row shows how
     often it was chosen, and a ranked row chosen in fewer than :data:`BORDERLINE` of them is *borderline*.
@@ -68,10 +70,11 @@ from leaderboard.protocol.model import (
     Track,
     admission_text,
     machine_factor,
+    tail_band,
 )
 
 __all__ = [
     "ADMISSION_RULES", "ADMISSION_Z", "BORDERLINE", "COST", "FAMILIES", "PARETO_COST", "PRIVACY_FAMILIES", "VIEWS",
     "AttackSummary", "CellData", "Matched", "Row", "TableBuilder", "Track", "admission_text", "machine_factor",
-    "matched_privacy", "representative",
+    "matched_privacy", "representative", "tail_band",
 ]

@@ -28,6 +28,7 @@ from leaderboard.protocol.model import (
     Row,
     Track,
     machine_factor,
+    tail_band,
 )
 
 
@@ -424,32 +425,78 @@ class TableBuilder:
                 pick.reps[f"rank/{figure}"] = reps[figure]
 
     @staticmethod
-    def seed_spread(t: Track, ref: Row) -> float:
-        """The track's typical seed-to-seed spread of a paired validation Δutility: the median over its rows (with
-        two seeds or more) of each row's standard deviation over seeds; NaN when no row has two seeds."""
-        sds = [sd for r in t.rows if r is not ref and not math.isnan(sd := r.val_delta_seed_sd)]
+    def seed_spread(rows: Iterable[Row]) -> float:
+        """The track's typical seed-to-seed spread of a paired validation Δutility: the median over ``rows`` (the
+        track's rows but the reference's, with two seeds or more) of each row's standard deviation over seeds; NaN
+        when no row has two seeds."""
+        sds = [sd for r in rows if not math.isnan(sd := r.val_delta_seed_sd)]
         return float(np.median(sds)) if sds else math.nan
 
     @staticmethod
-    def machine_margin(r: Row, track_spread: float) -> float:
+    def pooled_deviations(rows: Iterable[Row], budget: float) -> np.ndarray:
+        """Every seed's deviation from its row's mean paired validation Δutility, pooled over the track's rows near
+        the budget (each row's deviations scaled by ``sqrt(k / (k - 1))`` so that ``k`` seeds' deviations have the
+        spread of a fresh seed). Rows are pooled when they have two seeds or more, vary at all (a row whose every
+        seed equals the reference's is the reference's model) and have a mean Δutility at or above twice the
+        budget's loss: a setting that far below the budget is never judged near it, and its spread is its own.
+        ``rows`` are the track's rows but the reference's."""
+        out: list[np.ndarray] = []
+        for r in rows:
+            v = np.asarray(r.val_delta_seeds, dtype=np.float64)
+            if len(v) < 2 or not np.all(np.isfinite(v)) or np.ptp(v) == 0 or v.mean() < -2 * budget:
+                continue
+            out.append((v - v.mean()) * math.sqrt(len(v) / (len(v) - 1)))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    @staticmethod
+    def machine_margin(r: Row, track_spread: float, deviations: np.ndarray | None = None) -> float:
         """How far a re-run of ``r`` on other numerics may move the lower bound of its validation Δutility.
 
         Training on another CPU model or thread count diverges from the first after a few hundred steps, so each
         seed's model is in effect a fresh draw. The margin is :func:`machine_factor` (for the row's seed count)
         times ``s``, the row's own seed-to-seed spread but at least the track's median (a spread from five seeds is
-        itself noisy, and may be small by chance); NaN with fewer than two seeds."""
+        itself noisy, and may be small by chance), or, when wider, :func:`tail_band` of the track's
+        :meth:`pooled_deviations` for the row's seed count; NaN with fewer than two seeds."""
         s = r.val_delta_seed_sd
         if math.isnan(s):
             return math.nan
         if not math.isnan(track_spread):
             s = max(s, track_spread)
-        return machine_factor(len(r.val_delta_seeds)) * s
+        k = len(r.val_delta_seeds)
+        margin = machine_factor(k) * s
+        tail = tail_band(deviations, k) if deviations is not None else math.nan
+        return margin if math.isnan(tail) else max(margin, tail)
+
+    @staticmethod
+    def admission_bound(r: Row) -> float:
+        """The lower 95% bound of a row's paired validation Δutility (the point value without a bootstrap)."""
+        e = r.val_delta_utility
+        return e.lo if e.has_interval else e.value
+
+    @classmethod
+    def mark_borderline(cls, pick: Row, budget: float, spread: float, deviations: np.ndarray) -> None:
+        """Set a preregistered (non-reference) row's :attr:`Row.admission_margin`, *borderline* flag and note, from
+        the track's seed spread and pooled deviations; its ``admissible`` and ``over_cost_reason`` are already decided.
+        The site calls this again over every entry of a track, so that the band pools all of their settings."""
+        lo = cls.admission_bound(pick)
+        over = pick.over_cost_reason
+        pick.admission_margin = cls.machine_margin(pick, spread, deviations)
+        pick.borderline = not over and not math.isnan(lo) and abs(lo + budget) < pick.admission_margin
+        if over:
+            pick.note = f"the preregistered setting is not admitted: {over}"
+        elif not pick.admissible:
+            pick.note = (f"the preregistered setting is not admitted: the lower bound of its validation Δutility "
+                         f"({lo:.3f}) is below -{budget:.3f}")
+            if pick.borderline:
+                pick.note += (f" (borderline: within ±{pick.admission_margin:.3f}, the spread of a re-run on other "
+                              "numerics, so another machine may admit it)")
 
     def preregistered_admission(self, t: Track, ref: Row) -> None:
         """Preregistered rule: the one setting each defense named for this track, admitted when the lower bound of
         its validation Δutility is within the budget; *borderline* (admitted or not) when that bound lies within
         :meth:`machine_margin` of the budget, so that another machine's re-run may decide otherwise."""
-        spread = self.seed_spread(t, ref)
+        others = [r for r in t.rows if r is not ref]
+        spread, deviations = self.seed_spread(others), self.pooled_deviations(others, t.budget)
         for name, rows in self._by_defense(t).items():
             if name == ref.defense:
                 pick = ref
@@ -466,23 +513,14 @@ class TableBuilder:
                     raise SplitbenchError(f"track {t.label}: the preregistered setting {name}@{float(value):g} is not "
                                           f"in the run (it ran {', '.join(r.label for r in rows)})")
             pick.preregistered = True
-            e = pick.val_delta_utility
-            lo = e.lo if e.has_interval else e.value
+            lo = self.admission_bound(pick)
             over = self.over_cost(pick, ref)
+            pick.over_cost_reason = over
             pick.admissible = pick is ref or (not math.isnan(lo) and lo >= -t.budget - 1e-12 and not over)
             pick.selection = float(self._within(pick).mean()) if self.replicates > 1 else math.nan
             if pick is not ref:
-                pick.admission_margin = self.machine_margin(pick, spread)
-                pick.borderline = not over and not math.isnan(lo) and abs(lo + t.budget) < pick.admission_margin
-            if over:
-                pick.note = f"the preregistered setting is not admitted: {over}"
-                continue
-            if not pick.admissible:
-                pick.note = (f"the preregistered setting is not admitted: the lower bound of its validation Δutility "
-                             f"({lo:.3f}) is below -{t.budget:.3f}")
-                if pick.borderline:
-                    pick.note += (f" (borderline: within ±{pick.admission_margin:.3f}, the spread of a re-run on other "
-                                  "numerics, so another machine may admit it)")
+                self.mark_borderline(pick, t.budget, spread, deviations)
+            if not pick.admissible and pick is not ref:
                 continue
             pick.selected = True
             for figure in VIEWS.values():

@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from benchmark.measure.intervals import Estimate, rank_intervals
-from leaderboard.protocol import VIEWS, Matched, Row, Track
+from leaderboard.protocol import VIEWS, Matched, Row, TableBuilder, Track
 from leaderboard.site.gather import Gallery, Source
 
 
@@ -231,6 +231,7 @@ def site_tracks(sources: list[Source]) -> list[SiteTrack]:
     tracks = [by_key[k] for k in sorted(by_key)]
     for st in tracks:
         st.rows = _merge_same_records(st.rows)
+        _pool_bands(st)
         st.matched = _matched(st)
         if not st.multi:
             for r in st.rows:
@@ -240,6 +241,24 @@ def site_tracks(sources: list[Source]) -> list[SiteTrack]:
         for view in VIEWS:
             rerank(st.rows, view)
     return tracks
+
+
+def _pool_bands(st: SiteTrack) -> None:
+    """On a track of several sources under the preregistered rule, each preregistered row's borderline band from
+    the seed spread and pooled seed deviations of every source's settings, as one run of them all would have it,
+    not from its own source's settings alone (a seed that collapses in one entry is evidence about them all).
+    Which settings are admitted does not change; only the band, the *borderline* flag and the note."""
+    if not st.multi:
+        return
+    rows = [r for r in st.rows if r.track.admission == "preregistered"]
+    others = [r.row for r in rows if r.row.defense != r.track.reference]
+    if not others:
+        return
+    spread = TableBuilder.seed_spread(others)
+    deviations = TableBuilder.pooled_deviations(others, rows[0].track.budget)
+    for r in rows:
+        if r.row.preregistered and r.row.defense != r.track.reference:
+            TableBuilder.mark_borderline(r.row, r.track.budget, spread, deviations)
 
 
 def _matched(st: SiteTrack) -> list[SiteMatched]:

@@ -661,3 +661,38 @@ def test_a_track_with_admission_seeds_says_how_many_seeds_admission_read(tmp_pat
     assert "1 seed (+ 2 for admission only)" in text
     assert "Admission reads 3 seeds: the 1 attacked and 2 more whose models were trained and validated" in text
     assert "model" not in [a for a in re.findall(r"<strong>([^<]+)</strong>", text)]  # no attack named model
+
+
+def test_the_borderline_band_of_a_track_of_several_entries_pools_every_entry_s_seeds(tmp_path):
+    """Entries of one official track are one experiment split in folders: a seed that collapses in one entry is
+    evidence that any entry's seed may collapse on another machine, so the site's band pools every entry's seed
+    deviations. Alone, the steady entry's setting is clearly admitted; beside the wobbly entry it is borderline,
+    still admitted (admission itself does not move)."""
+    from leaderboard.protocol import TableBuilder, tail_band
+    from tests.support.fake_runs import FakeCell, write_run
+
+    def five(defense, vals):
+        knob = 0 if defense == "ref" else 0.5
+        return [FakeCell(defense, knob, attack, 0.5, val_utility=v, seed=s, n=2000)
+                for s, v in enumerate(vals) for attack in ("attr", "recon")]
+
+    ref = five("ref", [0.95] * 5)
+    tight = [0.9450, 0.9460, 0.9440, 0.9455, 0.9445]
+    write_run(tmp_path / "one", ref + five("steady", [0.9485, 0.9495, 0.9490, 0.9500, 0.9480])
+              + five("calm0", tight) + five("calm1", tight), admission="preregistered", bootstrap=300,
+              preregistered={d: {"*": 0.5} for d in ("steady", "calm0", "calm1")})
+    write_run(tmp_path / "two", ref + five("wobbly", [0.9450, 0.9460, 0.8850, 0.9455, 0.9445]) + five("calm2", tight),
+              admission="preregistered", bootstrap=300, preregistered={d: {"*": 0.5} for d in ("wobbly", "calm2")})
+    (alone,) = site_tracks(site_gather.load_sources([tmp_path / "one"]))
+    steady = next(r.row for r in alone.rows if r.defense == "steady")
+    assert steady.selected and not steady.borderline
+    (both,) = site_tracks(site_gather.load_sources([tmp_path / "one", tmp_path / "two"]))
+    assert both.multi
+    rows = {r.defense: r.row for r in both.rows}
+    others = [r for d, r in rows.items() if d != "ref"]
+    pooled = TableBuilder.pooled_deviations(others, 0.02)
+    assert len(pooled) == 25 and rows["steady"].admission_margin == pytest.approx(tail_band(pooled, 5))
+    assert rows["steady"].selected and rows["steady"].borderline
+    index = build_site([tmp_path / "one", tmp_path / "two"], tmp_path / "site")
+    (page,) = (index.parent / "tracks").glob("*.html")
+    assert "pooled seed deviations of every entry" in page.read_text()
