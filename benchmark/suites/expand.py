@@ -8,7 +8,8 @@ from benchmark.suites.model import Cell, ModelSpec, Suite
 
 def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
     """The suite's models, each with its attack cells, in a stable order (reference defense first); then the
-    models of its admission seeds, each with one model cell (trained and validated, not attacked)."""
+    models of its admission seeds (and the settle rule's, :meth:`Suite.admission_plan`), each with one model cell
+    (trained and validated, not attacked)."""
     plan = []
     defenses = sorted(suite.defenses, key=lambda d: d.name != suite.reference)
     for scenario in suite.scenarios:
@@ -21,11 +22,13 @@ def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
                                           suite.tuning.get(a.label), suite.holdout, f)
                                      for a in suite.attacks if a.runs_on(backbone)
                                      for f in (1.0, *suite.aux_fractions.get(a.label, ()))]))
-    settings = sorted(suite.admission_settings(), key=lambda d: d.name != suite.reference)
+    settings = suite.admission_plan()
+    every = sorted({s for _, seeds in settings for s in seeds})
     for scenario in suite.scenarios:
         for backbone in suite.backbones:
-            for seed in suite.admission_seeds:
-                for d in settings:
-                    m = ModelSpec(suite.name, scenario, backbone, d, seed)
-                    plan.append((m, [Cell(m, None)]))
+            for seed in every:
+                for d, seeds in settings:
+                    if seed in seeds:
+                        m = ModelSpec(suite.name, scenario, backbone, d, seed)
+                        plan.append((m, [Cell(m, None)]))
     return plan

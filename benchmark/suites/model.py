@@ -61,6 +61,15 @@ class DefenseEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class Settle:
+    """The settle rule (a suite's ``settle``): more admission seeds, ``step`` at a time, for a preregistered setting
+    still *borderline* after a run, until it is clear or has ``up_to`` seeds in all."""
+
+    step: int = 5
+    up_to: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
 class AttackEntry:
     """An attack with its config; ``label`` tells apart several configs of one attack (default: the name);
     ``backbones`` limits it to those tracks (``NAME@SPLIT`` labels; empty: every track), e.g. a costly budget
@@ -160,6 +169,12 @@ class Suite:
     #: seeds whose models are trained and validated but not attacked: more seeds for admission, which reads only
     #: the validation utility (:meth:`admission_settings` says which settings get them)
     admission_seeds: tuple[int, ...] = ()
+    #: the settle rule: a preregistered setting still borderline gets ``step`` more admission seeds at a time (the
+    #: reference with it) until it is clear or has ``up_to`` seeds in all (None: off)
+    settle: Settle | None = None
+    #: row -> the admission seeds the settle rule added for that row's preregistered setting; the reference is
+    #: fitted at every one of them
+    settled_seeds: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
     def eval_count(self, kind: str) -> int | None:
         """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
@@ -187,6 +202,17 @@ class Suite:
             return list(self.defenses)
         return [d for d in self.defenses if d.name == self.reference
                 or any(abs(d.knob_value - v) < 1e-12 for v in self.preregistered.get(d.row, {}).values())]
+
+    def admission_plan(self) -> list[tuple[DefenseEntry, tuple[int, ...]]]:
+        """Each setting admission reads (:meth:`admission_settings`, the reference first) with the seeds it is
+        trained and validated at without attack: the suite's ``admission_seeds``, plus a preregistered setting's
+        ``settled_seeds`` (its row's), plus, for the reference, every settled seed (each is paired with it)."""
+        every = sorted({s for v in self.settled_seeds.values() for s in v})
+        out = []
+        for d in sorted(self.admission_settings(), key=lambda d: d.name != self.reference):
+            more = every if d.name == self.reference else self.settled_seeds.get(d.row, ())
+            out.append((d, tuple(sorted({*self.admission_seeds, *more}))))
+        return out
 
     def preregistered_settings(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(defense, track label or "*", full config) of every preregistered setting (``preregistered`` is keyed

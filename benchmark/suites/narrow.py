@@ -19,6 +19,8 @@ from benchmark.suites.parse import (
     defense_entries,
     parse_admission_seeds,
     parse_eval_counts,
+    parse_settle,
+    parse_settled_seeds,
     positive_int,
 )
 from benchmark.suites.tuning import parse_tuning
@@ -140,6 +142,11 @@ def _drop_dangling(suite: Suite) -> Suite:
               for d, per in suite.preregistered.items() if d in rows}
     if prereg != suite.preregistered:
         changes["preregistered"] = prereg
+    taken = {*suite.seeds, *suite.admission_seeds}
+    settled = {r: kept_seeds for r, v in suite.settled_seeds.items()
+               if r in prereg and (kept_seeds := tuple(x for x in v if x not in taken))}
+    if settled != suite.settled_seeds:
+        changes["settled_seeds"] = settled
     numbers = suite.paper.get("numbers")
     if numbers:
         kept = [n for n in numbers if n["defense"] in defenses and n["attack"] in labels
@@ -184,6 +191,7 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
     prereg_over: dict[str, float] = {}  # defense.NAME.preregistered: the one setting admission judges
     per_attack: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
+    settled_raw: Any = None
     counts = dict(suite.eval_counts)
     where = f"suite {suite.name} (--set)"
     for key, value in overrides.items():
@@ -207,6 +215,10 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
                 top["preregistered"] = {}
         elif key == "admission_seeds":
             top[key] = parse_admission_seeds(value, suite.seeds, where)
+        elif key == "settle":
+            top[key] = parse_settle(value, where)
+        elif key == "settled_seeds":
+            settled_raw = value
         elif key in ("release_draws", "bootstrap"):
             top[key] = positive_int(value, key, where)
         elif key == "utility_budget":
@@ -229,7 +241,7 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         else:
             raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY, attack.NAME.KEY, "
                                   "eval_counts.KIND, tuning.KEY, holdout.KEY, release_draws, bootstrap, "
-                                  "utility_budget, admission or admission_seeds")
+                                  "utility_budget, admission, admission_seeds, settle or settled_seeds")
     train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
     defenses = []
     for d in suite.defenses:
@@ -266,5 +278,10 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         top["tuning"] = parse_tuning(top["tuning_raw"], attacks, where)
     out = dataclasses.replace(suite, train=train, defenses=tuple(defenses), attacks=tuple(attacks),
                               eval_counts=counts, **top)
+    if settled_raw is not None:
+        out = dataclasses.replace(out, settled_seeds=parse_settled_seeds(settled_raw, out, where))
     check_admission(out, where)  # e.g. an overridden knob that leaves a preregistered setting unrun
+    if out.settle is not None and out.admission != "preregistered":
+        raise SplitbenchError(f"{where}: settle adds seeds to borderline preregistered settings, but admission is "
+                              f"{out.admission!r} (--set admission=preregistered, or --set settle=null)")
     return out

@@ -36,6 +36,10 @@ Schema::
     seeds: [0]
     admission_seeds: [5, 6]          # optional: more seeds whose models are trained and validated but not attacked,
                                      #   for admission only (the reference and the settings admission reads)
+    settle: {step: 5, up_to: 20}     # optional (preregistered rule): a preregistered setting still borderline after
+                                     #   the run gets `step` more admission seeds at a time, the reference with
+                                     #   it, until it is clear or has `up_to` seeds; the run records what it added
+                                     #   as settled_seeds: {row: [seeds]}
     scenarios: [{name: digits, config: {...}}]      # or just [digits]
     backbones: [{name: test_resnet, split: layer1, pretrained: false}]
     train: {epochs: 10, batch_size: 64, lr: 0.001}  # TrainConfig, shared by every defense (schedule: cosine)
@@ -51,6 +55,7 @@ Schema::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,13 +76,14 @@ from benchmark.suites.model import (
     DeploymentSpec,
     Holdout,
     ScenarioEntry,
+    Settle,
     Suite,
 )
 from benchmark.suites.tuning import parse_tuning
 
 SUITE_KEYS = ("name", "description", "reference", "utility_budget", "cost_budget", "admission", "eval_counts",
               "release_draws", "bootstrap", "tuning", "holdout", "aux_fraction", "deployment", "seeds",
-              "admission_seeds", "scenarios",
+              "admission_seeds", "settle", "settled_seeds", "scenarios",
               "backbones", "train", "defenses", "attacks", "paper")
 AUX_FRACTION_KEYS = ("fractions", "attacks")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
@@ -237,7 +243,12 @@ def parse_suite(raw: Any, source: str) -> Suite:
                   tuple(backbones), train, tuple(defenses), tuple(attacks), paper, source, eval_counts, draws,
                   replicates, tuning, raw.get("tuning"), deployment, admission, preregistered, holdout, aux_fractions,
                   check_cost_budget(raw.get("cost_budget") or {}, f"{where}: cost_budget"),
-                  parse_admission_seeds(raw.get("admission_seeds", []), seeds, where))
+                  parse_admission_seeds(raw.get("admission_seeds", []), seeds, where),
+                  parse_settle(raw.get("settle"), where))
+    if suite.settle is not None and suite.admission != "preregistered":
+        raise SplitbenchError(f"{where}: 'settle' adds seeds to borderline preregistered settings, but admission is "
+                              f"{suite.admission!r} (set admission: preregistered, or drop settle)")
+    suite = dataclasses.replace(suite, settled_seeds=parse_settled_seeds(raw.get("settled_seeds"), suite, where))
     check_admission(suite, where)
     return suite
 
@@ -288,6 +299,46 @@ def parse_admission_seeds(raw: Any, seeds: Sequence[int], where: str) -> tuple[i
         raise SplitbenchError(f"{where}: admission_seeds {both} are also in 'seeds' (an attacked seed's model is "
                               "validated already; expected seeds disjoint from 'seeds')")
     return tuple(raw)
+
+
+def parse_settle(raw: Any, where: str) -> Settle | None:
+    """``settle``: ``{step, up_to}`` (defaults for a key left out), or null / absent for none."""
+    if raw is None:
+        return None
+    rule = build_config(Settle, raw, f"{where}: settle")
+    for key, least in (("step", 1), ("up_to", 2)):
+        value = getattr(rule, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise SplitbenchError(f"{where}: settle.{key} must be an integer of at least {least}, got {value!r}")
+    return rule
+
+
+def parse_settled_seeds(raw: Any, suite: Suite, where: str) -> dict[str, tuple[int, ...]]:
+    """``settled_seeds``: ``{row: [seeds]}``, what the settle rule added (written by a run, rarely by hand): rows
+    that preregistered a setting, distinct integers that are neither attacked seeds nor ``admission_seeds``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SplitbenchError(f"{where}: 'settled_seeds' must be a mapping of row to a list of seeds, got {raw!r}")
+    if raw and suite.admission != "preregistered":
+        raise SplitbenchError(f"{where}: 'settled_seeds' are added to preregistered settings, but admission is "
+                              f"{suite.admission!r}")
+    out = {}
+    for row, seeds in raw.items():
+        at = f"{where}: settled_seeds.{row}"
+        if row not in suite.preregistered:
+            raise SplitbenchError(f"{at}: {row!r} preregistered no setting in this suite (expected one of "
+                                  f"{', '.join(sorted(suite.preregistered)) or 'none'})")
+        if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+            raise SplitbenchError(f"{at}: must be a list of integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise SplitbenchError(f"{at}: lists {sorted({x for x in seeds if seeds.count(x) > 1})} more than once")
+        taken = sorted(set(seeds) & {*suite.seeds, *suite.admission_seeds})
+        if taken:
+            raise SplitbenchError(f"{at}: seeds {taken} are already attacked or admission seeds (expected seeds "
+                                  "of their own)")
+        out[str(row)] = tuple(sorted(seeds))
+    return out
 
 
 def parse_holdout(raw: Any, where: str) -> Holdout | None:
@@ -447,6 +498,10 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
         raw["admission"] = suite.admission
     if suite.admission_seeds:
         raw["admission_seeds"] = list(suite.admission_seeds)
+    if suite.settle is not None:
+        raw["settle"] = to_dict(suite.settle)
+    if suite.settled_seeds:
+        raw["settled_seeds"] = {row: list(v) for row, v in sorted(suite.settled_seeds.items())}
     if suite.cost_budget:
         raw["cost_budget"] = dict(suite.cost_budget)
     raw["holdout"] = None if suite.holdout is None else to_dict(suite.holdout)
