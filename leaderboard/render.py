@@ -253,8 +253,8 @@ def _admitted(r: Row, t: Track) -> str:
     """The admission column: how often the setting is chosen (selection) or within budget (preregistered)."""
     if math.isnan(r.selection):
         return "–"
-    text = f"{r.selection:.0%}"
-    return text + " (borderline)" if r.borderline else text
+    text = f"{r.selection:.0%}" + (" (borderline)" if r.borderline else "")
+    return f"{text}, {r.seed_note}" if r.seed_note else text
 
 
 def track_markdown(t: Track, replicates: int) -> list[str]:

@@ -103,3 +103,22 @@ def settle(run_dir: str | Path, run_once: RunOnce, build: TrackBuilder,
             return settled
         suite = dataclasses.replace(suite, settled_seeds=dict(settled))
 
+
+
+def run_and_settle(suite: Any, out: str | Path, log: Callable[[str], None] | None = None, **run_kwargs: Any) -> Any:
+    """``benchmark.run(suite, out, **run_kwargs)`` and then the suite's settle rule, as ``splitbench run`` does
+    (``benchmark.run`` alone does not settle). Returns the last run's summary."""
+    from benchmark.engine.runner import run
+    from leaderboard.render import build_tracks
+
+    overrides = dict(run_kwargs.pop("overrides", None) or {})
+    last = [run(suite, out=out, overrides=overrides, **run_kwargs)]
+    if last[0].exit_code:
+        return last[0]
+
+    def once(extra: dict[str, Any]) -> int:
+        last[0] = run(suite, out=out, overrides={**overrides, **extra}, **run_kwargs)
+        return last[0].exit_code
+
+    settle(out, once, lambda d: build_tracks(d, partial=True)[0], log)
+    return last[0]

@@ -526,6 +526,10 @@ class TableBuilder:
             for figure in VIEWS.values():
                 if figure in pick.reps:
                     pick.reps[f"rank/{figure}"] = pick.reps[figure]
+        judged = [r for r in t.rows if r.preregistered and r is not ref]
+        if len({len(r.val_delta_seeds) for r in judged}) > 1:  # the settle rule gave some of them more seeds
+            for r in judged:
+                r.seed_note = f"{len(r.val_delta_seeds)} seeds"
 
     def matched(self, t: Track) -> None:
         """Each defense's privacy at matched utility (validation Δutility = -budget), per replicate."""

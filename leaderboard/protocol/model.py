@@ -251,6 +251,9 @@ class Row:
     #: Δutility is within the budget (preregistered rule); NaN without a bootstrap
     selection: float = math.nan
     borderline: bool = False
+    #: preregistered rule: "N seeds" when the track's preregistered settings were judged on different numbers of
+    #: seeds (the settle rule added some to settings left borderline), else ""
+    seed_note: str = ""
     #: preregistered rule: why the setting is over the suite's cost budget ("" when it is not)
     over_cost_reason: str = ""
     #: preregistered rule: how far a re-run on other numerics may move the validation Δutility's lower bound

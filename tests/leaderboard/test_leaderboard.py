@@ -587,3 +587,22 @@ def test_admission_reads_the_model_cells_of_admission_seeds_and_privacy_does_not
     assert rb.privacy == ra.privacy and np.array_equal(rb.reps["privacy"], ra.reps["privacy"])
     md = render_run(tmp_path / "both", write=False)
     assert "Admission reads 6 seeds: the 3 attacked and 3 more whose models were trained and validated" in md
+
+
+def test_settings_judged_on_different_numbers_of_seeds_say_how_many(tmp_path):
+    """When the settle rule gave some preregistered settings more admission seeds than others, each preregistered
+    row says how many seeds admission read for it."""
+    run = []
+    for s in range(5):
+        run += [FakeCell(d, k, "attr", 0.5, seed=s, val_utility=0.95) for d, k in (("ref", 0), ("a", 0.5), ("b", 0.5))]
+    for s in (5, 6):
+        run += [FakeCell(d, k, "model", seed=s, val_utility=0.95) for d, k in (("ref", 0), ("b", 0.5))]
+    write_run(tmp_path, run, admission="preregistered", preregistered={"a": {"*": 0.5}, "b": {"*": 0.5}})
+    t = only_track(tmp_path)
+    assert row(t, "a").seed_note == "5 seeds" and row(t, "b").seed_note == "7 seeds" and row(t, "ref").seed_note == ""
+    md = render_run(tmp_path, write=False)
+    assert ", 7 seeds |" in md and ", 5 seeds |" in md
+    # the same seeds everywhere: no note
+    write_run(tmp_path / "same", [c for c in run if c.seed < 5], admission="preregistered",
+              preregistered={"a": {"*": 0.5}, "b": {"*": 0.5}})
+    assert all(r.seed_note == "" for r in only_track(tmp_path / "same").rows)

@@ -148,3 +148,16 @@ def test_a_run_settles_its_borderline_setting_end_to_end(tmp_path, monkeypatch, 
     assert main(["run", "--suite", str(p), "--out", str(out), "--quiet", "--executor", "local",
                  "--no-leaderboard"]) == 0
     assert "0 models trained" in capsys.readouterr().err
+
+
+def test_the_python_api_settles_like_the_command_line(tmp_path, monkeypatch):
+    from leaderboard.settle import run_and_settle
+
+    monkeypatch.setattr("leaderboard.protocol.builder.tail_band", lambda deviations, seeds, draws=0: 1.0)
+    p = tmp_path / "s.yaml"
+    p.write_text(tiny(**PREREG, seeds=[0, 1], settle={"step": 1, "up_to": 3},
+                      attacks=[{"name": "attribute_inference", "config": {"epochs": 1}}]))
+    lines = []
+    summary = run_and_settle(str(p), tmp_path / "out", log=lines.append, progress=False, executor="local")
+    assert summary.exit_code == 0 and "done after 1 round" in lines[-1]
+    assert load_manifest(tmp_path / "out")["resolved_suite"]["settled_seeds"] == {"random_pruning": [2]}
