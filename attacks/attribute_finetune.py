@@ -44,6 +44,8 @@ class AttributeFinetuneConfig:
     holdout_fraction: float = field(0.2, "share of the aux training set held out (seeded) to choose the epoch on; "
                                          "0 = train on all of it and keep the last epoch")
     eval_every: int = field(1, "measure the hold-out accuracy every this many epochs (and after the last)")
+    patience: int = field(0, "stop once the hold-out accuracy has not improved for this many measurements (its "
+                             "plateau; the epochs are then a cap); 0 = train every epoch", omit_default=True)
 
     def validate(self) -> None:
         _check_training(self)
@@ -107,7 +109,8 @@ class AttributeFinetune(Attack):
         if cfg.backbone_lr > 0:
             groups["server"] = ParamGroup(body, cfg.backbone_lr)
         choice = fit_choosing_epoch(trainer, groups, model, [model], fit, hold, release, cfg.epochs,
-                                    cfg.batch_size, cfg.eval_every, desc="attribute_finetune")
+                                    cfg.batch_size, cfg.eval_every, desc="attribute_finetune",
+                                    patience=cfg.patience)
         return attribute_output(target, trainer, model, choice, cfg, len(train),
                                 {"backbone_lr": cfg.backbone_lr,
                                  "attacker_params": sum(p.numel() for p in model.parameters()),

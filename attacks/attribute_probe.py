@@ -45,6 +45,8 @@ class AttributeProbeConfig:
     holdout_fraction: float = field(0.2, "share of the aux training set held out (seeded) to choose the epoch on; "
                                          "0 = train on all of it and keep the last epoch")
     eval_every: int = field(1, "measure the hold-out accuracy every this many epochs (and after the last)")
+    patience: int = field(0, "stop once the hold-out accuracy has not improved for this many measurements (its "
+                             "plateau; the epochs are then a cap); 0 = train every epoch", omit_default=True)
 
     def validate(self) -> None:
         _check_training(self)
@@ -135,7 +137,8 @@ class AttributeProbe(Attack):
         probe = nn.Sequential(Standardize(f_fit.mean(0), std), linear).to(f_fit.device)
         group = {"probe": ParamGroup(list(linear.parameters()), cfg.lr, cfg.weight_decay)}
         choice = fit_choosing_epoch(trainer, group, probe, [probe], fit, hold, transform, cfg.epochs,
-                                    cfg.batch_size, cfg.eval_every, desc="attribute_probe")
+                                    cfg.batch_size, cfg.eval_every, desc="attribute_probe",
+                                    patience=cfg.patience)
         return attribute_output(target, trainer, lambda z: probe(feats(z)), choice, cfg, len(train),
                                 {"feature_width": width, "weight_decay": cfg.weight_decay,
                                  "attacker_params": sum(p.numel() for p in linear.parameters())})

@@ -58,6 +58,8 @@ def _check_holdout(cfg) -> None:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {cfg.holdout_fraction}")
     if cfg.eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {cfg.eval_every}")
+    if cfg.patience < 0:
+        raise ValueError(f"patience must be >= 0 (0: no plateau stop), got {cfg.patience}")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ class EpochChoice:
 def fit_choosing_epoch(trainer: Trainer, groups: Mapping[str, ParamGroup], forward: Callable[[Tensor], Tensor],
                        modules: Sequence[nn.Module], fit: TensorSplit, hold: TensorSplit | None,
                        transform: Callable[[Tensor], Tensor], epochs: int, batch_size: int, eval_every: int = 1,
-                       desc: str = "attack") -> EpochChoice:
+                       desc: str = "attack", patience: int = 0) -> EpochChoice:
     """Train ``forward`` (whose parameters are in ``groups``, its modules in ``modules``) to classify ``fit``
     with cross-entropy, keeping the weights of the epoch with the best accuracy on ``hold``.
 
@@ -128,24 +130,29 @@ def fit_choosing_epoch(trainer: Trainer, groups: Mapping[str, ParamGroup], forwa
     release for stochastic defenses). The hold-out is transformed once, before training, so every epoch is
     measured on the same inputs. It is measured after every ``eval_every``-th epoch and after the last; the
     weights (``state_dict`` of every module, buffers included) of the most accurate epoch are restored at the
-    end, the earlier epoch on a tie. Without a hold-out the last epoch's weights stay."""
+    end, the earlier epoch on a tie. Without a hold-out the last epoch's weights stay. With ``patience`` > 0 and a
+    hold-out, training stops once that many measurements in a row have not beaten the best (the hold-out's
+    plateau), ``epochs`` being the cap; the epochs before the stop are exactly those of the full run."""
     hold_z = hold_y = None
     if hold is not None:
         hold_z = trainer.map(lambda b: transform(b.x), TensorSplit(hold.x))
         hold_y = hold.y
     curve: list[tuple[int, float]] = []
-    best: dict[str, Any] = {"acc": -1.0, "epoch": epochs, "state": None}
+    best: dict[str, Any] = {"acc": -1.0, "epoch": epochs, "state": None, "since": 0}
 
-    def on_epoch_end(epoch: int) -> None:
+    def on_epoch_end(epoch: int) -> bool:
         done = epoch + 1
         if hold_z is None or (done % eval_every and done != epochs):
-            return
+            return False
         pred = trainer.map(lambda b: forward(b.x), TensorSplit(hold_z)).argmax(1).to(hold_y.device)
         acc = float((pred == hold_y).float().mean())
         curve.append((done, acc))
         if acc > best["acc"]:
-            best.update(acc=acc, epoch=done,
+            best.update(acc=acc, epoch=done, since=0,
                         state=[{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules])
+        else:
+            best["since"] += 1
+        return patience > 0 and best["since"] >= patience
 
     def step(b):
         loss = F.cross_entropy(forward(transform(b.x)).float(), b.y)
@@ -158,7 +165,8 @@ def fit_choosing_epoch(trainer: Trainer, groups: Mapping[str, ParamGroup], forwa
             m.load_state_dict(state)
     for m in modules:
         m.eval()
-    return EpochChoice(epochs, best["epoch"] if hold_z is not None else epochs, curve, len(fit),
+    run = len(history)  # fewer than ``epochs`` when the plateau stopped it
+    return EpochChoice(run, best["epoch"] if hold_z is not None else run, curve, len(fit),
                        0 if hold is None else len(hold), history, next(iter(groups), "loss"))
 
 
@@ -223,6 +231,8 @@ class AttributeInferenceConfig:
     holdout_fraction: float = field(0.2, "share of the aux training set held out (seeded) to choose the epoch on; "
                                          "0 = train on all of it and keep the last epoch")
     eval_every: int = field(1, "measure the hold-out accuracy every this many epochs (and after the last)")
+    patience: int = field(0, "stop once the hold-out accuracy has not improved for this many measurements (its "
+                             "plateau; the epochs are then a cap); 0 = train every epoch", omit_default=True)
 
     def validate(self) -> None:
         _check_training(self)
@@ -264,6 +274,7 @@ class AttributeInference(Attack):
         model = target.fresh_tail(n_cls, seed=self.seed + 1)
         choice = fit_choosing_epoch(trainer, {"attacker": ParamGroup(list(model.parameters()), cfg.lr)}, model,
                                     [model], fit, hold, release, cfg.epochs, cfg.batch_size, cfg.eval_every,
+                                    patience=cfg.patience,
                                     desc="attribute_inference")
         return attribute_output(target, trainer, model, choice, cfg, len(train),
                                 {"attacker_params": sum(p.numel() for p in model.parameters())})

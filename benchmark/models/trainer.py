@@ -187,12 +187,14 @@ class Trainer:
     def fit(self, groups: Mapping[str, ParamGroup], step: Callable[[Batch], Mapping[str, Tensor]],
             split: Split | TensorSplit,
             epochs: int, batch_size: int, modules: Iterable[nn.Module] = (), desc: str = "train",
-            on_epoch_end: Callable[[int], None] | None = None, on_epoch_start: Callable[[int], None] | None = None,
+            on_epoch_end: Callable[[int], bool | None] | None = None,
+            on_epoch_start: Callable[[int], None] | None = None,
             seed_offset: int = 0, drop_last: bool = True) -> list[dict[str, float]]:
         """Train for ``epochs`` over ``split``; ``step(batch)`` returns ``{group_name: loss}``.
 
         ``step`` may also return extra scalar tensors under names that are not groups; they are logged only.
-        Returns one dict of mean logged values per epoch.
+        ``on_epoch_end(epoch)`` returning True stops training after that epoch (e.g. on a hold-out's plateau).
+        Returns one dict of mean logged values per epoch run.
         """
         modules = [place(m, self.device) for m in modules]
         opts = {name: g.make() for name, g in groups.items()}
@@ -225,8 +227,8 @@ class Trainer:
             history.append(means)
             if means:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:3]})
-            if on_epoch_end is not None:
-                on_epoch_end(epoch)
+            if on_epoch_end is not None and on_epoch_end(epoch):
+                break
         return history
 
     def optimize(self, groups: Mapping[str, ParamGroup], step: Callable[[int], Mapping[str, Tensor]], steps: int,

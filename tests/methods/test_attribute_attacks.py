@@ -224,9 +224,31 @@ def test_ties_keep_the_earlier_epoch_and_eval_every_spaces_the_measurements():
     torch.testing.assert_close(m.weight, m2.weight, rtol=0, atol=0)
 
 
+def test_patience_stops_on_the_hold_out_plateau_and_keeps_the_same_best_epoch():
+    """With patience, training ends once that many measurements in a row have not beaten the best; the epochs run
+    are those of the full run (same curve prefix), and the kept weights are the same best epoch's."""
+    fit, hold, make = _flipped_task()
+    trainer = Trainer("cpu", seed=0, progress=False)
+
+    def train(patience):
+        m = make()
+        return m, fit_choosing_epoch(trainer, {"m": ParamGroup(list(m.parameters()), 0.05)}, m, [m], fit, hold,
+                                     lambda x: x, 12, 16, desc="test", patience=patience)
+
+    full_m, full = train(0)
+    short_m, short = train(3)
+    best = full.chosen_epoch
+    assert short.epochs == best + 3 < full.epochs == 12  # stopped three measurements after the best
+    assert short.curve == full.curve[:short.epochs] and len(short.history) == short.epochs
+    assert short.chosen_epoch == best
+    torch.testing.assert_close(short_m.weight, full_m.weight, rtol=0, atol=0)
+    assert short.budget()["epochs"] == short.epochs
+
+
 @pytest.mark.parametrize(("cls", "values", "field"), [
     (AttributeInferenceConfig, {"holdout_fraction": 1.0}, "holdout_fraction"),
     (AttributeInferenceConfig, {"eval_every": 0}, "eval_every"),
+    (AttributeInferenceConfig, {"patience": -1}, "patience"),
     (AttributeFinetuneConfig, {"backbone_lr": -1e-3}, "backbone_lr"),
     (AttributeProbeConfig, {"weight_decay": -1.0}, "weight_decay"),
     (AttributeProbeConfig, {"holdout_fraction": -0.1}, "holdout_fraction"),
