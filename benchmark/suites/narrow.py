@@ -213,6 +213,7 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
             top[key] = value
             if value == "selection":
                 top["preregistered"] = {}
+                top["settled_seeds"] = {}  # they were added to preregistered settings
         elif key == "admission_seeds":
             top[key] = parse_admission_seeds(value, suite.seeds, where)
         elif key == "settle":

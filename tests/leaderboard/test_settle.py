@@ -65,6 +65,8 @@ def test_settle_can_be_set_and_dropped_from_the_command_line(tmp_path):
     assert apply_overrides(on, {"settle": None}).settle is None
     with pytest.raises(SplitbenchError, match="settle adds seeds to borderline preregistered settings"):
         apply_overrides(on, {"admission": "selection"})
+    off = apply_overrides(on, {"admission": "selection", "settle": None})
+    assert off.settled_seeds == {} and off.preregistered == {}
 
 
 def _fake_tracks(counts, clear_at):
