@@ -80,6 +80,9 @@ def build_tracks(run_dir: str | Path, budget: float | None = None, reference: st
     admission = pres.get("admission", "selection")
     tracks = TableBuilder(cells, reference, float(budget), int(replicates), admission,
                           pres.get("preregistered"), pres.get("cost_budget")).build()
+    settle = (man.get("resolved_suite") or {}).get("settle")
+    for t in tracks:
+        t.settle = dict(settle) if isinstance(settle, dict) else None
     man = {**man, "presentation": {**pres, "utility_budget": budget, "reference": reference,
                                    "bootstrap": replicates}, "attacks_left_out": left_out}
     return tracks, man
@@ -261,7 +264,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     lines = [f"## {t.scenario} · {t.backbone} @ {t.split}", ""]
     ref = next((r for r in t.rows if r.defense == t.reference), None)
     seeds = f"{len(t.seeds)} seed{'s' if len(t.seeds) != 1 else ''}"
-    admission = admission_text(t.admission, t.budget, len(t.seeds), len(t.admission_seeds))
+    admission = admission_text(t.admission, t.budget, len(t.seeds), len(t.admission_seeds), t.settle)
     lines.append(f"Reference `{t.reference}`" + (f" (utility {_est(ref.utility)})" if ref else "") +
                  f". {admission} Privacy score = the worse of the attribute "
                  "and reconstruction leakage, each that of its family's representative, the attack that leaks most "

@@ -68,13 +68,21 @@ def tail_band(deviations: np.ndarray, seeds: int, draws: int = TAIL_DRAWS) -> fl
     return float(np.quantile(np.abs(lo[:, 0] - lo[:, 1]), 0.95))
 
 
-def admission_text(rule: str, budget: float, seeds: int, admission_seeds: int = 0) -> str:
+def admission_text(rule: str, budget: float, seeds: int, admission_seeds: int = 0,
+                   settle: dict[str, int] | None = None) -> str:
     """One paragraph that says how a track's rule admits a setting, for the markdown table and the site
-    (``seeds`` attacked, ``admission_seeds`` more trained and validated for admission only)."""
-    more = (f"Admission reads {seeds + admission_seeds} seeds: the {seeds} attacked and {admission_seeds} more whose "
-            "models were trained and validated but not attacked (utility and Δutility pool all of them; privacy "
-            "the attacked ones). ") if admission_seeds else ""
-    return more + _admission_rule_text(rule, budget, seeds + admission_seeds)
+    (``seeds`` attacked, ``admission_seeds`` more trained and validated for admission only, up to that many; the
+    suite's ``settle`` rule when it has one)."""
+    word = "up to " if settle else ""
+    more = (f"Admission reads {word}{seeds + admission_seeds} seeds: the {seeds} attacked and {word}{admission_seeds} "
+            "more whose models were trained and validated but not attacked (utility and Δutility pool all of them; "
+            "privacy the attacked ones). ") if admission_seeds else ""
+    text = more + _admission_rule_text(rule, budget, seeds + admission_seeds)
+    if settle:
+        text += (f" Under the suite's settle rule a preregistered setting left borderline was given {settle['step']} "
+                 f"more seeds at a time (the reference with it), until it was clear or had {settle['up_to']}; where "
+                 "settings were judged on different numbers of seeds, each says how many.")
+    return text
 
 
 def _admission_rule_text(rule: str, budget: float, seeds: int) -> str:
@@ -324,6 +332,8 @@ class Track:
     seeds: tuple[int, ...] = ()  # the attacked seeds
     #: seeds whose models were trained and validated but not attacked (more seeds for admission only)
     admission_seeds: tuple[int, ...] = ()
+    #: the suite's settle rule ({"step": N, "up_to": M}) when it has one: borderline settings got more seeds
+    settle: dict[str, int] | None = None
     matched: dict[str, Matched] = dataclasses.field(default_factory=dict)
     #: the attacker-knowledge axis: aux share < 1 -> (defense, knob value) -> privacy score with the attacks that
     #: ran at that share (and the attacks it covers)

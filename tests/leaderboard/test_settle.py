@@ -146,7 +146,9 @@ def test_a_run_settles_its_borderline_setting_end_to_end(tmp_path, monkeypatch, 
     assert man["resolved_suite"]["settled_seeds"] == {"random_pruning": [2]}
     (t,), _ = build_tracks(out)
     row = next(r for r in t.rows if r.defense == "random_pruning" and r.knob_value == 0.5)
-    assert len(row.val_delta_seeds) == 3 and row.borderline
+    assert len(row.val_delta_seeds) == 3 and row.borderline and t.settle == {"step": 1, "up_to": 3}
+    md = (out / "leaderboard.md").read_text()
+    assert "Admission reads up to 3 seeds" in md and "until it was clear or had 3" in md
     assert main(["run", "--suite", str(p), "--out", str(out), "--quiet", "--executor", "local",
                  "--no-leaderboard"]) == 0
     assert "0 models trained" in capsys.readouterr().err
