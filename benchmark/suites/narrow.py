@@ -282,7 +282,4 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
     if settled_raw is not None:
         out = dataclasses.replace(out, settled_seeds=parse_settled_seeds(settled_raw, out, where))
     check_admission(out, where)  # e.g. an overridden knob that leaves a preregistered setting unrun
-    if out.settle is not None and out.admission != "preregistered":
-        raise SplitbenchError(f"{where}: settle adds seeds to borderline preregistered settings, but admission is "
-                              f"{out.admission!r} (--set admission=preregistered, or --set settle=null)")
     return out

@@ -245,9 +245,6 @@ def parse_suite(raw: Any, source: str) -> Suite:
                   check_cost_budget(raw.get("cost_budget") or {}, f"{where}: cost_budget"),
                   parse_admission_seeds(raw.get("admission_seeds", []), seeds, where),
                   parse_settle(raw.get("settle"), where))
-    if suite.settle is not None and suite.admission != "preregistered":
-        raise SplitbenchError(f"{where}: 'settle' adds seeds to borderline preregistered settings, but admission is "
-                              f"{suite.admission!r} (set admission: preregistered, or drop settle)")
     suite = dataclasses.replace(suite, settled_seeds=parse_settled_seeds(raw.get("settled_seeds"), suite, where))
     check_admission(suite, where)
     return suite
@@ -381,11 +378,14 @@ def parse_preregistered(entries: list[dict], backbones: Sequence[BackboneSpec], 
 
 def check_admission(suite: Suite, where: str) -> None:
     """Under the preregistered rule every defense but the reference names one setting per track, and that setting
-    is among those the suite runs."""
+    is among those the suite runs; under another, nothing is preregistered and there is no settle rule."""
     if suite.admission != "preregistered":
         if suite.preregistered:
             raise SplitbenchError(f"{where}: 'preregistered' settings are given, but admission is {suite.admission!r}"
                                   " (set admission: preregistered, or drop them)")
+        if suite.settle is not None:
+            raise SplitbenchError(f"{where}: 'settle' adds seeds to borderline preregistered settings, but admission "
+                                  f"is {suite.admission!r} (set admission: preregistered, or drop settle)")
         return
     for name in sorted({d.row for d in suite.defenses} - {suite.reference}):
         per_track = suite.preregistered.get(name)

@@ -63,7 +63,8 @@ def test_settle_can_be_set_and_dropped_from_the_command_line(tmp_path):
     on = apply_overrides(suite, {"settle": {"step": 3, "up_to": 9}, "settled_seeds": {"random_pruning": [5]}})
     assert (on.settle.step, on.settle.up_to) == (3, 9) and on.settled_seeds == {"random_pruning": (5,)}
     assert apply_overrides(on, {"settle": None}).settle is None
-    with pytest.raises(SplitbenchError, match="settle adds seeds to borderline preregistered settings"):
+    with pytest.raises(SplitbenchError, match="'settle' adds seeds to borderline preregistered settings, but "
+                                              "admission is 'selection'"):
         apply_overrides(on, {"admission": "selection"})
     off = apply_overrides(on, {"admission": "selection", "settle": None})
     assert off.settled_seeds == {} and off.preregistered == {}
