@@ -260,7 +260,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.quiet:
         os.environ[PROGRESS_ENV] = "0"
     out = Path(args.out) if args.out else Path("runs") / Path(args.suite).stem
-    run_kwargs = dict(out=out, device=args.device, scenarios=args.scenario, backbones=args.backbone,
+    run_kwargs = dict(device=args.device, scenarios=args.scenario, backbones=args.backbone,
                       defenses=args.defense, attacks=args.attack, seeds=args.seed,
                       scenario_args=_kv(args.scenario_arg), overrides=_kv(args.overrides, "--set"),
                       data_root=args.data_root, download=args.download,
@@ -268,12 +268,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       retry_failed=not args.no_retry_failed, latency_repeats=args.latency_repeats,
                       executor=args.executor, workers=args.workers, ray_address=args.ray_address,
                       plugins=args.plugin, threads=args.threads)
-    summary = run(args.suite, **run_kwargs)
-    print(f"splitbench: {summary.line()}", file=sys.stderr)
-    for f in summary.failures[:20]:
-        print(f"  failed: {f}", file=sys.stderr)
-    if summary.exit_code == 0 and not args.no_settle:
-        summary = _settle(args, out, summary, run_kwargs)
+    summary = run(args.suite, out=out, **run_kwargs)
+    _report_run(summary)
+    if not args.no_settle:
+        from leaderboard.settle import settle_after
+
+        summary = settle_after(summary, args.suite, out, report=_report_run, **run_kwargs)
     if not args.no_leaderboard:
         from leaderboard import render_run
 
@@ -282,25 +282,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def _settle(args: argparse.Namespace, out: Path, summary: Any, run_kwargs: dict[str, Any]) -> Any:
-    """Apply the suite's settle rule (more admission seeds for borderline preregistered settings), each round a
-    run of the same suite and narrowing with the seeds added so far; returns the last round's summary."""
-    from benchmark.engine.runner import run
-    from leaderboard.render import build_tracks
-    from leaderboard.settle import settle
-
-    last = [summary]
-
-    def once(extra: dict[str, Any]) -> int:
-        s = run(args.suite, **{**run_kwargs, "overrides": {**run_kwargs["overrides"], **extra}})
-        print(f"splitbench: {s.line()}", file=sys.stderr)
-        for f in s.failures[:20]:
-            print(f"  failed: {f}", file=sys.stderr)
-        last[0] = s
-        return s.exit_code
-
-    settle(out, once, lambda d: build_tracks(d, partial=True)[0])
-    return last[0]
+def _report_run(summary: Any) -> None:
+    """A run's summary line and its first failures, on stderr."""
+    print(f"splitbench: {summary.line()}", file=sys.stderr)
+    for f in summary.failures[:20]:
+        print(f"  failed: {f}", file=sys.stderr)
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:

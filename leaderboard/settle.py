@@ -105,20 +105,33 @@ def settle(run_dir: str | Path, run_once: RunOnce, build: TrackBuilder,
 
 
 
-def run_and_settle(suite: Any, out: str | Path, log: Callable[[str], None] | None = None, **run_kwargs: Any) -> Any:
-    """``benchmark.run(suite, out, **run_kwargs)`` and then the suite's settle rule, as ``splitbench run`` does
-    (``benchmark.run`` alone does not settle). Returns the last run's summary."""
+
+def settle_after(first: Any, suite: Any, out: str | Path, log: Callable[[str], None] | None = None,
+                 report: Callable[[Any], None] | None = None, **run_kwargs: Any) -> Any:
+    """The suite's settle rule after ``first``, a finished ``benchmark.run(suite, out, **run_kwargs)``: each round
+    is that run again with the seeds added so far (``report`` sees each round's summary). Returns the last run's
+    summary (``first`` when it failed or nothing was borderline)."""
     from benchmark.engine.runner import run
     from leaderboard.render import build_tracks
 
+    if first.exit_code:
+        return first
     overrides = dict(run_kwargs.pop("overrides", None) or {})
-    last = [run(suite, out=out, overrides=overrides, **run_kwargs)]
-    if last[0].exit_code:
-        return last[0]
+    last = [first]
 
     def once(extra: dict[str, Any]) -> int:
         last[0] = run(suite, out=out, overrides={**overrides, **extra}, **run_kwargs)
+        if report is not None:
+            report(last[0])
         return last[0].exit_code
 
     settle(out, once, lambda d: build_tracks(d, partial=True)[0], log)
     return last[0]
+
+
+def run_and_settle(suite: Any, out: str | Path, log: Callable[[str], None] | None = None, **run_kwargs: Any) -> Any:
+    """``benchmark.run(suite, out, **run_kwargs)`` and then the suite's settle rule, as ``splitbench run`` does
+    (``benchmark.run`` alone does not settle). Returns the last run's summary."""
+    from benchmark.engine.runner import run
+
+    return settle_after(run(suite, out=out, **run_kwargs), suite, out, log, **run_kwargs)
