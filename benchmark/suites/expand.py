@@ -7,15 +7,18 @@ from benchmark.suites.model import Cell, ModelSpec, Suite
 
 
 def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
-    """The suite's models, each with its attack cells, in a stable order (reference defense first); then the
-    models of its admission seeds (and the settle rule's, :meth:`Suite.admission_plan`), each with one model cell
+    """The suite's models, each with its attack cells, in a stable order (reference defense first; a setting only at
+    the seeds :meth:`Suite.seeds_of` gives it); then the models of its admission seeds (and the settle rule's, :meth:`Suite.admission_plan`), each with one model cell
     (trained and validated, not attacked)."""
     plan = []
     defenses = sorted(suite.defenses, key=lambda d: d.name != suite.reference)
+    runs_at = [set(suite.seeds_of(d)) for d in defenses]
     for scenario in suite.scenarios:
         for backbone in suite.backbones:
             for seed in suite.seeds:
-                for d in defenses:
+                for d, at in zip(defenses, runs_at):
+                    if seed not in at:
+                        continue
                     m = ModelSpec(suite.name, scenario, backbone, d, seed)
                     draws = suite.release_draws if DEFENSES.get(d.name).stochastic_release else 1
                     plan.append((m, [Cell(m, a, suite.eval_count(ATTACKS.get(a.name).kind.value), draws,

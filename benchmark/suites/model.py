@@ -175,6 +175,10 @@ class Suite:
     #: row -> the admission seeds the settle rule added for that row's preregistered setting; the reference is
     #: fitted at every one of them
     settled_seeds: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    #: under the preregistered rule, the seeds at which the settings admission does not read (each defense's other
+    #: knob settings: points of its privacy-utility curve, never ranked) are trained and attacked, a subset of
+    #: ``seeds`` (None: every seed); :meth:`seeds_of` says which seeds a setting runs
+    curve_seeds: tuple[int, ...] | None = None
 
     def eval_count(self, kind: str) -> int | None:
         """Eval samples attacks of ``kind`` are scored on (None = the whole eval split)."""
@@ -213,6 +217,13 @@ class Suite:
             more = every if d.name == self.reference else self.settled_seeds.get(d.row, ())
             out.append((d, tuple(sorted({*self.admission_seeds, *more}))))
         return out
+
+    def seeds_of(self, d: DefenseEntry) -> tuple[int, ...]:
+        """The attacked seeds setting ``d`` is trained and attacked at: every seed, but only the ``curve_seeds`` for
+        a setting admission does not read when the suite gives them."""
+        if self.curve_seeds is None or d in self.admission_settings():
+            return self.seeds
+        return tuple(s for s in self.seeds if s in self.curve_seeds)
 
     def preregistered_settings(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(defense, track label or "*", full config) of every preregistered setting (``preregistered`` is keyed

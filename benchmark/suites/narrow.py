@@ -18,6 +18,7 @@ from benchmark.suites.parse import (
     check_admission,
     defense_entries,
     parse_admission_seeds,
+    parse_curve_seeds,
     parse_eval_counts,
     parse_settle,
     parse_settled_seeds,
@@ -47,7 +48,7 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
     - backbones: ``NAME@SPLIT`` or ``NAME``; a bare name keeps the suite's entries of that name, or else uses
       the model's split point matching the suite's first split, or its second feature stage.
     - seeds: replace the suite's seeds (an admission seed named here becomes an attacked seed; the other
-      admission seeds stay: ``--set admission_seeds=[]`` drops them).
+      admission seeds stay: ``--set admission_seeds=[]`` drops them; ``curve_seeds`` keeps those still attacked).
     - scenario_args: config fields applied to every selected scenario (``--scenario-arg key=value``).
     - overrides: ``{"train.KEY": v, "defense.NAME.KEY": v, "attack.NAME_OR_LABEL.KEY": v}`` (``--set``),
       applied after selection; ``train.KEY`` applies to every defense's shared training settings;
@@ -55,7 +56,7 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
       ``defense.NAME.preregistered`` names the one admission judges, as the suite file's keys of those names do
       (so a defense added with ``--defense`` can be run and preregistered on an official track); the suite-level
       ``eval_counts.KIND``, ``tuning.KEY`` (e.g. ``tuning.budget=4`` tunes every attack that declares a search
-      space), ``release_draws``, ``bootstrap``, ``utility_budget`` and ``admission_seeds`` may be set too.
+      space), ``release_draws``, ``bootstrap``, ``utility_budget``, ``admission_seeds`` and ``curve_seeds`` may be set too.
     """
     changes: dict[str, Any] = {}
     names = _split_names(scenarios)
@@ -108,6 +109,8 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
     if seeds:
         changes["seeds"] = tuple(int(s) for s in seeds)
         changes["admission_seeds"] = tuple(s for s in suite.admission_seeds if s not in changes["seeds"])
+        if suite.curve_seeds is not None:
+            changes["curve_seeds"] = tuple(s for s in suite.curve_seeds if s in changes["seeds"])
     out = _drop_dangling(dataclasses.replace(suite, **changes))
     if overrides:
         return apply_overrides(out, overrides)
@@ -214,8 +217,11 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
             if value == "selection":
                 top["preregistered"] = {}
                 top["settled_seeds"] = {}  # they were added to preregistered settings
+                top["curve_seeds"] = None  # any setting may now be ranked: every setting runs every seed
         elif key == "admission_seeds":
             top[key] = parse_admission_seeds(value, suite.seeds, where)
+        elif key == "curve_seeds":
+            top[key] = parse_curve_seeds(value, suite.seeds, where)
         elif key == "settle":
             top[key] = parse_settle(value, where)
         elif key == "settled_seeds":
@@ -242,7 +248,7 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         else:
             raise SplitbenchError(f"--set {key}: expected train.KEY, defense.NAME.KEY, attack.NAME.KEY, "
                                   "eval_counts.KIND, tuning.KEY, holdout.KEY, release_draws, bootstrap, "
-                                  "utility_budget, admission, admission_seeds, settle or settled_seeds")
+                                  "utility_budget, admission, admission_seeds, curve_seeds, settle or settled_seeds")
     train = build_config(TrainConfig, {**to_dict(suite.train), **train_over}, "--set train")
     defenses = []
     for d in suite.defenses:

@@ -83,7 +83,7 @@ from benchmark.suites.tuning import parse_tuning
 
 SUITE_KEYS = ("name", "description", "reference", "utility_budget", "cost_budget", "admission", "eval_counts",
               "release_draws", "bootstrap", "tuning", "holdout", "aux_fraction", "deployment", "seeds",
-              "admission_seeds", "settle", "settled_seeds", "scenarios",
+              "admission_seeds", "curve_seeds", "settle", "settled_seeds", "scenarios",
               "backbones", "train", "defenses", "attacks", "paper")
 AUX_FRACTION_KEYS = ("fractions", "attacks")
 EVAL_KINDS = ("attribute", "reconstruction", "transfer")
@@ -245,7 +245,8 @@ def parse_suite(raw: Any, source: str) -> Suite:
                   check_cost_budget(raw.get("cost_budget") or {}, f"{where}: cost_budget"),
                   parse_admission_seeds(raw.get("admission_seeds", []), seeds, where),
                   parse_settle(raw.get("settle"), where))
-    suite = dataclasses.replace(suite, settled_seeds=parse_settled_seeds(raw.get("settled_seeds"), suite, where))
+    suite = dataclasses.replace(suite, settled_seeds=parse_settled_seeds(raw.get("settled_seeds"), suite, where),
+                                curve_seeds=parse_curve_seeds(raw.get("curve_seeds"), seeds, where))
     check_admission(suite, where)
     return suite
 
@@ -296,6 +297,23 @@ def parse_admission_seeds(raw: Any, seeds: Sequence[int], where: str) -> tuple[i
         raise SplitbenchError(f"{where}: admission_seeds {both} are also in 'seeds' (an attacked seed's model is "
                               "validated already; expected seeds disjoint from 'seeds')")
     return tuple(raw)
+
+
+def parse_curve_seeds(raw: Any, seeds: Sequence[int], where: str) -> tuple[int, ...] | None:
+    """``curve_seeds``: distinct integers among ``seeds`` (an empty list runs only the settings admission reads),
+    or null / absent for every seed."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        raise SplitbenchError(f"{where}: 'curve_seeds' must be a list of integers among 'seeds', got {raw!r}")
+    twice = sorted({s for s in raw if raw.count(s) > 1})
+    if twice:
+        raise SplitbenchError(f"{where}: curve_seeds lists {twice} more than once")
+    other = sorted(set(raw) - set(seeds))
+    if other:
+        raise SplitbenchError(f"{where}: curve_seeds {other} are not in 'seeds' {list(seeds)} (expected a subset: the "
+                              "curve's other settings run at some of the attacked seeds)")
+    return tuple(sorted(raw))
 
 
 def parse_settle(raw: Any, where: str) -> Settle | None:
@@ -386,6 +404,10 @@ def check_admission(suite: Suite, where: str) -> None:
         if suite.settle is not None:
             raise SplitbenchError(f"{where}: 'settle' adds seeds to borderline preregistered settings, but admission "
                                   f"is {suite.admission!r} (set admission: preregistered, or drop settle)")
+        if suite.curve_seeds is not None:
+            raise SplitbenchError(f"{where}: 'curve_seeds' runs the settings admission does not read at fewer seeds, "
+                                  f"but admission is {suite.admission!r}, under which any setting may be ranked (set "
+                                  "admission: preregistered, or drop curve_seeds)")
         return
     for name in sorted({d.row for d in suite.defenses} - {suite.reference}):
         per_track = suite.preregistered.get(name)
@@ -498,6 +520,8 @@ def suite_to_raw(suite: Suite) -> dict[str, Any]:
         raw["admission"] = suite.admission
     if suite.admission_seeds:
         raw["admission_seeds"] = list(suite.admission_seeds)
+    if suite.curve_seeds is not None:
+        raw["curve_seeds"] = list(suite.curve_seeds)
     if suite.settle is not None:
         raw["settle"] = to_dict(suite.settle)
     if suite.settled_seeds:

@@ -59,6 +59,13 @@ class SiteRow:
         return f"{self.row.knob}={self.row.knob_value:g}"
 
     @property
+    def seed_text(self) -> str:
+        """"attacked at K of N seeds" for a setting attacked at fewer of its track's seeds (a suite's
+        ``curve_seeds``), else empty."""
+        k, n = len(set(self.row.seeds) & set(self.track.seeds)), len(self.track.seeds)
+        return f"attacked at {k} of {n} seeds" if 0 < k < n else ""
+
+    @property
     def is_reference(self) -> bool:
         return self.row.defense == self.track.reference
 

@@ -589,6 +589,26 @@ def test_admission_reads_the_model_cells_of_admission_seeds_and_privacy_does_not
     assert "Admission reads 6 seeds: the 3 attacked and 3 more whose models were trained and validated" in md
 
 
+def test_a_curve_setting_attacked_at_fewer_seeds_is_on_the_curve_and_says_so(tmp_path):
+    """A suite's ``curve_seeds`` attack a defense's settings that are never ranked at fewer seeds: such a row still
+    has its figures and intervals (its bootstrap maps the track's seed draws onto its own seeds), feeds the
+    matched-utility view, and the knob table says at how many of the track's seeds it was attacked."""
+    run = []
+    for s in range(5):
+        run += [FakeCell(d, k, "attr", 0.5, seed=s, val_utility=0.95) for d, k in (("ref", 0), ("d", 0.5))]
+    run += [FakeCell("d", 0.25, "attr", 0.7, seed=s, val_utility=0.97) for s in range(3)]
+    write_run(tmp_path, run, admission="preregistered", preregistered={"d": {"*": 0.5}})
+    t = only_track(tmp_path)
+    assert t.seeds == (0, 1, 2, 3, 4)
+    curve = row(t, "d", 0.25)
+    assert curve.seeds == (0, 1, 2) and curve.attacks["attr"].seeds == 3 and not curve.selected
+    assert curve.privacy.lo <= curve.privacy.value <= curve.privacy.hi and curve.delta_utility.value is not None
+    assert row(t, "d", 0.5).selected and "d" in t.matched
+    md = render_run(tmp_path, write=False)
+    assert "Settings attacked at fewer of the track's seeds (the suite's `curve_seeds`" in md
+    assert "`d@0.25` (3 of 5)" in md and "`d@0.5` (" not in md
+
+
 def test_settings_judged_on_different_numbers_of_seeds_say_how_many(tmp_path):
     """When the settle rule gave some preregistered settings more admission seeds than others, each preregistered
     row says how many seeds admission read for it."""

@@ -663,6 +663,18 @@ def test_a_track_with_admission_seeds_says_how_many_seeds_admission_read(tmp_pat
     assert "model" not in [a for a in re.findall(r"<strong>([^<]+)</strong>", text)]  # no attack named model
 
 
+def test_a_setting_attacked_at_fewer_seeds_says_so_in_the_knob_table(tmp_path):
+    from tests.support.fake_runs import FakeCell, write_run
+
+    run = [FakeCell(d, k, "attr", 0.5, seed=s) for s in range(3) for d, k in (("ref", 0), ("a", 0.5))]
+    run += [FakeCell("a", 0.25, "attr", 0.6, seed=0)]
+    write_run(tmp_path / "run", run, admission="preregistered", preregistered={"a": {"*": 0.5}})
+    index = build_site([tmp_path / "run"], tmp_path / "site")
+    (track,) = (index.parent / "tracks").glob("*.html")
+    text = track.read_text()
+    assert text.count("attacked at 1 of 3 seeds") == 1 and "attacked at 3 of 3" not in text
+
+
 def test_the_borderline_band_of_a_track_of_several_entries_pools_every_entry_s_seeds(tmp_path):
     """Entries of one official track are one experiment split in folders: a seed that collapses in one entry is
     evidence that any entry's seed may collapse on another machine, so the site's band pools every entry's seed

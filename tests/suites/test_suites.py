@@ -429,6 +429,61 @@ def test_bad_admission_seeds_are_one_line_each(value, message):
         parse_suite(raw, "t")
 
 
+def test_curve_seeds_run_the_settings_admission_does_not_read_at_fewer_seeds():
+    """Under the preregistered rule a defense's other knob settings (its curve's other points, never ranked) run only
+    at ``curve_seeds``; the reference and the preregistered settings run every seed, and admission seeds are as
+    before. The key reads back from a manifest's suite; without it every setting runs every seed."""
+    from benchmark.suites.parse import suite_to_raw
+
+    raw = prereg(preregistered=0.25)
+    raw["seeds"], raw["admission_seeds"], raw["curve_seeds"] = [0, 1, 2], [5], [0, 1]
+    s = parse_suite(raw, "t")
+    assert s.curve_seeds == (0, 1) and parse_suite(suite_to_raw(s), "again").curve_seeds == (0, 1)
+    attacked = sorted((spec.backbone.split, spec.defense.label, spec.seed) for spec, cells in expand(s)
+                      if cells[0].attack is not None)
+    want = sorted((split, label, seed) for split in ("layer1", "layer2")
+                  for label, seeds in (("no_pruning@0", (0, 1, 2)), ("random_pruning@0.25", (0, 1, 2)),
+                                       ("random_pruning@0.5", (0, 1))) for seed in seeds)
+    assert attacked == want
+    assert sorted((spec.defense.label, spec.seed) for spec, cells in expand(s) if cells[0].attack is None
+                  and spec.backbone.split == "layer1") == [("no_pruning@0", 5), ("random_pruning@0.25", 5)]
+    assert s.seeds_of(s.defenses[2]) == (0, 1) and s.seeds_of(s.defenses[1]) == (0, 1, 2)
+    raw["curve_seeds"] = []  # only the settings admission reads
+    assert {spec.defense.label for spec, _ in expand(parse_suite(raw, "t"))} == {"no_pruning@0", "random_pruning@0.25"}
+    del raw["curve_seeds"]
+    assert len([1 for spec, cells in expand(parse_suite(raw, "t")) if cells[0].attack is not None]) == 2 * 3 * 3
+    assert "curve_seeds" not in suite_to_raw(parse_suite(raw, "t"))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "'curve_seeds' must be a list of integers among 'seeds', got '0'"),
+    ([0, 0], r"curve_seeds lists \[0\] more than once"),
+    ([0, 7], r"curve_seeds \[7\] are not in 'seeds' \[0, 1\] \(expected a subset"),
+])
+def test_bad_curve_seeds_are_one_line_each(value, message):
+    raw = {**prereg(preregistered=0.25), "seeds": [0, 1], "curve_seeds": value}
+    with pytest.raises(SplitbenchError, match=message):
+        parse_suite(raw, "t")
+
+
+def test_curve_seeds_need_the_preregistered_rule_and_follow_narrowing():
+    from benchmark.suites.narrow import restrict
+
+    raw = {**prereg(preregistered=0.25), "seeds": [0, 1, 2], "curve_seeds": [0, 1]}
+    with pytest.raises(SplitbenchError, match="'curve_seeds' runs the settings admission does not read at fewer "
+                                              "seeds, but admission is 'selection'"):
+        parse_suite({**base(), "seeds": [0, 1], "curve_seeds": [0]}, "t")
+    s = parse_suite(raw, "t")
+    assert restrict(s, seeds=[1, 2]).curve_seeds == (1,)
+    assert restrict(s, seeds=[2]).curve_seeds == ()
+    assert restrict(s, overrides={"curve_seeds": [2]}).curve_seeds == (2,)
+    assert restrict(s, overrides={"curve_seeds": None}).curve_seeds is None
+    # under selection any setting may be ranked: every setting runs every seed again
+    assert restrict(s, overrides={"admission": "selection"}).curve_seeds is None
+    with pytest.raises(SplitbenchError, match=r"curve_seeds \[3\] are not in 'seeds'"):
+        restrict(s, overrides={"curve_seeds": [3]})
+
+
 def test_narrowing_seeds_keeps_the_other_admission_seeds_and_they_can_be_set_from_the_command_line():
     from benchmark.suites.narrow import restrict
 
