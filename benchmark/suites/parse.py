@@ -282,16 +282,22 @@ def parse_aux_fraction(raw: Any, attacks: Sequence[AttackEntry], where: str) -> 
     return {n: rest for n in chosen} if rest else {}
 
 
+def _seed_list(raw: Any, what: str) -> None:
+    """A list of seeds (``admission_seeds``, ``curve_seeds``, one row of ``settled_seeds``): distinct integers, else
+    one line naming ``what``."""
+    if not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        raise SplitbenchError(f"{what} must be a list of integers, got {raw!r}")
+    twice = sorted({s for s in raw if raw.count(s) > 1})
+    if twice:
+        raise SplitbenchError(f"{what} lists {twice} more than once")
+
+
 def parse_admission_seeds(raw: Any, seeds: Sequence[int], where: str) -> tuple[int, ...]:
     """``admission_seeds``: distinct integers, none of them an attacked seed (that seed's model is validated
     already)."""
     if raw is None:
         return ()
-    if not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
-        raise SplitbenchError(f"{where}: 'admission_seeds' must be a list of integers, got {raw!r}")
-    twice = sorted({s for s in raw if raw.count(s) > 1})
-    if twice:
-        raise SplitbenchError(f"{where}: admission_seeds lists {twice} more than once")
+    _seed_list(raw, f"{where}: 'admission_seeds'")
     both = sorted(set(raw) & set(seeds))
     if both:
         raise SplitbenchError(f"{where}: admission_seeds {both} are also in 'seeds' (an attacked seed's model is "
@@ -304,11 +310,7 @@ def parse_curve_seeds(raw: Any, seeds: Sequence[int], where: str) -> tuple[int, 
     or null / absent for every seed."""
     if raw is None:
         return None
-    if not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
-        raise SplitbenchError(f"{where}: 'curve_seeds' must be a list of integers among 'seeds', got {raw!r}")
-    twice = sorted({s for s in raw if raw.count(s) > 1})
-    if twice:
-        raise SplitbenchError(f"{where}: curve_seeds lists {twice} more than once")
+    _seed_list(raw, f"{where}: 'curve_seeds'")
     other = sorted(set(raw) - set(seeds))
     if other:
         raise SplitbenchError(f"{where}: curve_seeds {other} are not in 'seeds' {list(seeds)} (expected a subset: the "
@@ -344,10 +346,7 @@ def parse_settled_seeds(raw: Any, suite: Suite, where: str) -> dict[str, tuple[i
         if row not in suite.preregistered:
             raise SplitbenchError(f"{at}: {row!r} preregistered no setting in this suite (expected one of "
                                   f"{', '.join(sorted(suite.preregistered)) or 'none'})")
-        if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
-            raise SplitbenchError(f"{at}: must be a list of integers, got {seeds!r}")
-        if len(set(seeds)) != len(seeds):
-            raise SplitbenchError(f"{at}: lists {sorted({x for x in seeds if seeds.count(x) > 1})} more than once")
+        _seed_list(seeds, at)
         taken = sorted(set(seeds) & {*suite.seeds, *suite.admission_seeds})
         if taken:
             raise SplitbenchError(f"{at}: seeds {taken} are already attacked or admission seeds (expected seeds "

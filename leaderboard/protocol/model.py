@@ -63,7 +63,13 @@ def tail_band(deviations: np.ndarray, seeds: int, draws: int = TAIL_DRAWS) -> fl
     d = np.sort(np.asarray(deviations, dtype=np.float64))  # the same band whatever order the rows come in
     if seeds < 2 or len(d) < TAIL_MIN_DEVIATIONS:
         return math.nan
-    x = np.random.default_rng(20261206).choice(d, size=(draws, 2, seeds), replace=True)
+    return _tail_band(tuple(d.tolist()), seeds, draws)
+
+
+@functools.lru_cache(maxsize=256)
+def _tail_band(d: tuple[float, ...], seeds: int, draws: int) -> float:
+    """:func:`tail_band` of sorted deviations, once per (pool, seed count): a track's rows share both."""
+    x = np.random.default_rng(20261206).choice(np.asarray(d), size=(draws, 2, seeds), replace=True)
     lo = x.mean(-1) - ADMISSION_Z * x.std(-1, ddof=1) / math.sqrt(seeds)
     return float(np.quantile(np.abs(lo[:, 0] - lo[:, 1]), 0.95))
 

@@ -420,7 +420,7 @@ def test_admission_seeds_fit_the_settings_admission_reads_once_each_with_a_model
 @pytest.mark.parametrize("value, message", [
     ("5", "'admission_seeds' must be a list of integers, got '5'"),
     ([5, True], "'admission_seeds' must be a list of integers"),
-    ([5, 5], r"admission_seeds lists \[5\] more than once"),
+    ([5, 5], r"'admission_seeds' lists \[5\] more than once"),
     ([0, 5], r"admission_seeds \[0\] are also in 'seeds'"),
 ])
 def test_bad_admission_seeds_are_one_line_each(value, message):
@@ -456,8 +456,8 @@ def test_curve_seeds_run_the_settings_admission_does_not_read_at_fewer_seeds():
 
 
 @pytest.mark.parametrize("value, message", [
-    ("0", "'curve_seeds' must be a list of integers among 'seeds', got '0'"),
-    ([0, 0], r"curve_seeds lists \[0\] more than once"),
+    ("0", "'curve_seeds' must be a list of integers, got '0'"),
+    ([0, 0], r"'curve_seeds' lists \[0\] more than once"),
     ([0, 7], r"curve_seeds \[7\] are not in 'seeds' \[0, 1\] \(expected a subset"),
 ])
 def test_bad_curve_seeds_are_one_line_each(value, message):
