@@ -107,6 +107,20 @@ def _parser() -> argparse.ArgumentParser:
                     help="render a run whose manifest names cells not finished yet (they are left out)")
     lb.add_argument("--no-write", action="store_true", help="print only; do not write files")
 
+    timing = sub.add_parser("timing", help="where a run's compute time went, from its records",
+                            description="Sum a run's recorded fit seconds (once per trained model) and attack "
+                                        "seconds by part (the fits, the fits of models trained for admission only, "
+                                        "each attack) or by setting, with each part's share and the wall time the "
+                                        "run would take with its work spread evenly over N workers.")
+    timing.add_argument("run_dir", help="the --out directory of `splitbench run`")
+    timing.add_argument("--by", choices=["part", "setting"], default="part", help="how to split (default: part)")
+    timing.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="workers for the even-spread wall time (default: 2)")
+    timing.add_argument("--manifest", default=None, metavar="ID",
+                        help="which run manifest to read (default: the most recent one in the folder)")
+    timing.add_argument("--partial", action="store_true",
+                        help="read a run whose manifest names cells not finished yet (they are left out)")
+
     site = sub.add_parser("site", help="render a static leaderboard site from entries and run directories",
                           description="Render a static HTML site (readable offline) from leaderboard entries and "
                                       "run directories: tracks, ranked tables, plots, heatmaps, galleries.")
@@ -298,6 +312,13 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_timing(args: argparse.Namespace) -> int:
+    from benchmark.engine.timing import time_split
+
+    print(time_split(Path(args.run_dir), args.manifest, args.partial, args.by).table(args.workers))
+    return 0
+
+
 def _cmd_hardware(args: argparse.Namespace) -> int:
     from benchmark.core import registry
     from benchmark.engine.hardware import hardware_table, load_rows, run_hardware
@@ -356,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"list": _cmd_list, "run": _cmd_run, "leaderboard": _cmd_leaderboard, "site": _cmd_site,
                    "hardware": _cmd_hardware, "submit": _cmd_submit, "share": _cmd_share,
-                   "verify": _cmd_verify}[args.command]
+                   "verify": _cmd_verify, "timing": _cmd_timing}[args.command]
         return handler(args)
     except SplitbenchError as exc:
         if args.traceback:

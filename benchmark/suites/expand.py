@@ -8,8 +8,8 @@ from benchmark.suites.model import Cell, ModelSpec, Suite
 
 def expand(suite: Suite) -> list[tuple[ModelSpec, list[Cell]]]:
     """The suite's models, each with its attack cells, in a stable order (reference defense first; a setting only at
-    the seeds :meth:`Suite.seeds_of` gives it); then the models of its admission seeds (and the settle rule's, :meth:`Suite.admission_plan`), each with one model cell
-    (trained and validated, not attacked)."""
+    the seeds :meth:`Suite.seeds_of` gives it); then the models of its admission seeds (and the settle rule's,
+    :meth:`Suite.admission_plan`), each with one model cell (trained and validated, not attacked)."""
     plan = []
     defenses = sorted(suite.defenses, key=lambda d: d.name != suite.reference)
     runs_at = [set(suite.seeds_of(d)) for d in defenses]

@@ -56,7 +56,8 @@ def restrict(suite: Suite, scenarios: Sequence[str] | None = None, backbones: Se
       ``defense.NAME.preregistered`` names the one admission judges, as the suite file's keys of those names do
       (so a defense added with ``--defense`` can be run and preregistered on an official track); the suite-level
       ``eval_counts.KIND``, ``tuning.KEY`` (e.g. ``tuning.budget=4`` tunes every attack that declares a search
-      space), ``release_draws``, ``bootstrap``, ``utility_budget``, ``admission_seeds`` and ``curve_seeds`` may be set too.
+      space), ``release_draws``, ``bootstrap``, ``utility_budget``, ``admission_seeds`` and ``curve_seeds`` may be
+      set too.
     """
     changes: dict[str, Any] = {}
     names = _split_names(scenarios)

@@ -49,6 +49,8 @@ class FakeCell:
     macs: float = 50.0  # the client's MACs on the track
     deployed_macs: float | None = None  # the client's MACs as deployed on "real@l1" (None: no deployment)
     config: dict = dataclasses.field(default_factory=dict)  # the defense's config as records store it
+    fit_seconds: float | None = None  # the model's training time, as every cell of it records it
+    attack_seconds: float | None = None
 
     @property
     def kind(self) -> str:
@@ -104,12 +106,15 @@ def write_cell(out: Path, c: FakeCell) -> str:
             outcomes.update({f"holdout/{k}": v for k, v in attack_outcomes(c, c.holdout, 50).items()})
     metrics = {"utility": float(outcomes["model/utility"].mean()), "client_ms_b1_p50": 1.0, "payload_bytes": 10.0,
                "client_params": 5.0, "client_macs": c.macs, "client_ms_bB_p50": 0.1}
+    metrics.update({k: v for k, v in (("fit_seconds", c.fit_seconds), ("attack_seconds", c.attack_seconds))
+                    if v is not None and (k == "fit_seconds" or c.attack != "model")})
     if c.deployed_macs is not None:
         metrics.update({"deployed/real@l1/client_macs": c.deployed_macs, "deployed/real@l1/client_params": 7.0,
                         "deployed/real@l1/client_ms_b1_p50": 2.0})
     rec = {"status": c.status, "reason": None if c.status == "ok" else f"{c.status} on purpose",
-           "cell_id": name[:-5], "config": cfg, "config_hash": name, "model_hash": "m", "metrics": metrics,
-           "budget": {}, "samples": {}, "env": {"device": "cpu"}}
+           "cell_id": name[:-5], "config": cfg, "config_hash": name,
+           "model_hash": f"m-{c.scenario}-{c.defense}-{c.knob:g}-{c.seed}", "metrics": metrics, "budget": {},
+           "samples": {}, "env": {"device": "cpu"}}
     rec["outcomes"] = write_outcomes(out / "records" / (name[:-5] + ".npz"), outcomes)
     write_record(out / "records" / name, rec)
     return name

@@ -1,0 +1,115 @@
+"""Where a run's time went, read back from its records: the CPU (or GPU) seconds of every fit and every attack.
+
+Each record carries its model's training time (``fit_seconds``, the same on every cell of one model, counted once per
+``model_hash``) and its attack's time (``attack_seconds``). Summed over a manifest's cells they are the run's compute
+time, whatever machine, executor or resumption wrote them; divided by the number of workers they give the wall time
+the run would take with its work spread evenly (a lower bound: the last models keep one worker busy alone).
+``splitbench timing RUN_DIR`` prints it by part (the fits, the fits of models trained for admission only, each
+attack) or by setting (defense and knob).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from pathlib import Path
+
+from benchmark.api.contract import defense_row
+from benchmark.core.errors import SplitbenchError
+from benchmark.store.manifest import load_manifest
+from benchmark.store.records import iter_records
+
+FIT = "fit"
+FIT_ADMISSION = "fit (admission only)"
+
+
+@dataclasses.dataclass
+class TimeSplit:
+    """Seconds per part of a run (``by``: "part" or "setting"), with the counts a reader needs beside them."""
+
+    manifest: str
+    by: str
+    seconds: dict[str, float]
+    counts: dict[str, int]  # part -> models (fit parts, settings) or cells (attacks)
+    models: int = 0
+    admission_models: int = 0
+    cells: int = 0
+    missing: int = 0  # cells without a time (failed before timing, or records from before times were kept)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+    def table(self, workers: int = 2) -> str:
+        """The split as aligned text, largest part first, with the even-spread wall time at ``workers``."""
+        if workers < 1:
+            raise SplitbenchError(f"--workers must be at least 1, got {workers}")
+        unit = "models" if self.by == "setting" else "n"
+        head = (f"manifest {self.manifest}: {self.models} models ({self.models - self.admission_models} attacked, "
+                f"{self.admission_models} trained and validated for admission only), {self.cells} cells")
+        width = max([len(k) for k in self.seconds] + [5])
+        lines = [head, "", f"{'part' if self.by == 'part' else 'setting':<{width}}  {'seconds':>9}  {'share':>6}  "
+                           f"{unit:>6}  {'per one':>8}"]
+        total = self.total
+        for k, v in sorted(self.seconds.items(), key=lambda kv: (-kv[1], kv[0])):
+            n = self.counts.get(k, 0)
+            share = v / total if total > 0 else math.nan
+            lines.append(f"{k:<{width}}  {v:9.0f}  {share:6.1%}  {n:6d}  {v / max(n, 1):8.1f}")
+        lines.append(f"{'total':<{width}}  {total:9.0f}  {1.0 if total > 0 else math.nan:6.1%}")
+        lines += ["", f"at {workers} worker{'s' if workers != 1 else ''}: {total / workers / 60:.1f} minutes with the "
+                      "work spread evenly (a lower bound on the wall time)"]
+        if self.missing:
+            lines.append(f"{self.missing} cells carry no time (failed before it was taken) and are not counted")
+        return "\n".join(lines)
+
+
+def _setting(cfg: dict) -> str:
+    """``SCENARIO BACKBONE@SPLIT ROW@KNOB``: the track and the leaderboard row of a record's setting."""
+    d = cfg["defense"]
+    row = defense_row(d["name"], d.get("config"))
+    return f"{cfg['scenario']['name']} {cfg['backbone']['name']}@{cfg['backbone']['split']} {row}@{d['knob_value']:g}"
+
+
+def time_split(run_dir: str | Path, manifest: str | None = None, partial: bool = False,
+               by: str = "part") -> TimeSplit:
+    """The seconds of one manifest of ``run_dir`` (the latest unless ``manifest`` names one), by part or setting."""
+    if by not in ("part", "setting"):
+        raise SplitbenchError(f"--by must be 'part' or 'setting', got {by!r}")
+    run_dir = Path(run_dir)
+    man_id = load_manifest(run_dir, manifest)["manifest_id"] if (run_dir / "records").is_dir() else ""
+    seconds: dict[str, float] = collections.defaultdict(float)
+    counts: dict[str, int] = collections.defaultdict(int)
+    models: dict[str, bool] = {}  # model hash -> attacked
+    fitted: set[str] = set()
+    per_setting: dict[str, set[str]] = collections.defaultdict(set)
+    out = TimeSplit(man_id, by, seconds, counts)
+    for _, rec in iter_records(run_dir, manifest, partial):
+        cfg, metrics = rec["config"], rec.get("metrics") or {}
+        out.cells += 1
+        key = str(rec.get("model_hash") or rec["cell_id"])
+        attack = cfg.get("attack")
+        models[key] = models.get(key, False) or attack is not None
+        setting = _setting(cfg)
+        per_setting[setting].add(key)
+        fit = metrics.get("fit_seconds")
+        if key not in fitted and isinstance(fit, (int, float)) and math.isfinite(fit):
+            fitted.add(key)
+            part = setting if by == "setting" else (FIT if attack is not None else FIT_ADMISSION)
+            seconds[part] += float(fit)
+            if by == "part":
+                counts[part] += 1
+        if attack is not None:
+            spent = metrics.get("attack_seconds")
+            if not isinstance(spent, (int, float)) or not math.isfinite(spent):
+                out.missing += 1
+                continue
+            part = setting if by == "setting" else str(attack.get("label", attack["name"]))
+            seconds[part] += float(spent)
+            if by == "part":
+                counts[part] += 1
+    if by == "setting":
+        counts.update({k: len(v) for k, v in per_setting.items()})
+    out.models = len(models)
+    out.admission_models = sum(1 for attacked in models.values() if not attacked)
+    return out

@@ -1,0 +1,62 @@
+"""``splitbench timing``: a run's compute time read back from its records, each model's fit counted once."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.core.errors import SplitbenchError
+from benchmark.engine.timing import FIT, FIT_ADMISSION, time_split
+from tests.support.fake_runs import FakeCell, write_run
+
+
+def _run(tmp_path):
+    cells = []
+    for seed in (0, 1):
+        for d, k, fit in (("ref", 0, 10.0), ("d", 0.5, 20.0)):
+            cells += [FakeCell(d, k, "attr", seed=seed, fit_seconds=fit, attack_seconds=3.0),
+                      FakeCell(d, k, "recon", seed=seed, fit_seconds=fit, attack_seconds=5.0)]
+    cells += [FakeCell("ref", 0, "model", seed=5, fit_seconds=11.0),
+              FakeCell("d", 0.5, "model", seed=5, fit_seconds=21.0)]
+    write_run(tmp_path, cells)
+    return tmp_path
+
+
+def test_fits_count_once_per_model_and_admission_fits_apart(tmp_path):
+    t = time_split(_run(tmp_path))
+    assert t.models == 6 and t.admission_models == 2 and t.cells == 10 and t.missing == 0
+    assert t.seconds[FIT] == pytest.approx(2 * (10 + 20)) and t.counts[FIT] == 4  # not once per cell
+    assert t.seconds[FIT_ADMISSION] == pytest.approx(32) and t.counts[FIT_ADMISSION] == 2
+    assert t.seconds["attr"] == pytest.approx(12) and t.seconds["recon"] == pytest.approx(20)
+    assert t.total == pytest.approx(60 + 32 + 32)
+    text = t.table(workers=2)
+    assert "6 models (4 attacked, 2 trained and validated for admission only), 10 cells" in text
+    assert "at 2 workers: 1.0 minutes with the work spread evenly" in text  # 124 s / 2 / 60
+
+
+def test_by_setting_counts_the_models_of_each_setting(tmp_path):
+    t = time_split(_run(tmp_path), by="setting")
+    ref = next(k for k in t.seconds if k.endswith(" ref@0"))
+    assert t.seconds[ref] == pytest.approx(2 * 10 + 11 + 2 * 8) and t.counts[ref] == 3
+
+
+def test_cells_without_a_time_are_counted_apart(tmp_path):
+    write_run(tmp_path, [FakeCell("ref", 0, "attr", fit_seconds=1.0, attack_seconds=2.0),
+                         FakeCell("ref", 0, "recon", fit_seconds=1.0)])
+    t = time_split(tmp_path)
+    assert t.missing == 1 and t.total == pytest.approx(3.0)
+    assert "1 cells carry no time" in t.table()
+
+
+def test_the_command_prints_the_split_and_bad_input_is_one_line(tmp_path, capsys):
+    run = _run(tmp_path / "run")
+    assert main(["timing", str(run), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fit (admission only)" in out and "at 1 worker: 2.1 minutes" in out
+    assert main(["timing", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "not a run directory" in err and err.count("\n") == 1
+    assert main(["timing", str(run), "--workers", "0"]) == 2
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SplitbenchError, match="--by must be 'part' or 'setting'"):
+        time_split(run, by="cell")
