@@ -1,9 +1,11 @@
-"""Where a run's time went, read back from its records: the CPU (or GPU) seconds of every fit and every attack.
+"""Where a run's time went, read back from its records: the seconds of every fit and every attack.
 
 Each record carries its model's training time (``fit_seconds``, the same on every cell of one model, counted once per
-``model_hash``) and its attack's time (``attack_seconds``). Summed over a manifest's cells they are the run's compute
-time, whatever machine, executor or resumption wrote them; divided by the number of workers they give the wall time
-the run would take with its work spread evenly (a lower bound: the last models keep one worker busy alone).
+``model_hash``) and its attack's time (``attack_seconds``), both wall-clock time as the worker measured it: with one
+torch thread per worker on otherwise idle cores that is the core's time, while a worker that shared its core with
+other work, or was paused, records more. Summed over a manifest's cells they are the run's worker-seconds, whatever
+executor or resumption wrote them; divided by the number of workers they give the wall time the run would take with
+its work spread evenly (a lower bound: the last models keep one worker busy alone).
 ``splitbench timing RUN_DIR`` prints it by part (the fits, the fits of models trained for admission only, each
 attack) or by setting (defense and knob).
 """
