@@ -360,8 +360,9 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     fewer = [f"`{r.label}` ({len(k)} of {len(t.seeds)})" for r in t.rows
              if 0 < len(k := set(r.seeds) & set(t.seeds)) < len(t.seeds)]
     if fewer:
-        lines += ["Settings attacked at fewer of the track's seeds (the suite's `curve_seeds`: points of a "
-                  "privacy-utility curve that are never ranked): " + "; ".join(fewer) + ".", ""]
+        lines += ["Settings attacked at fewer of the track's seeds (a suite's `curve_seeds` runs the points of a "
+                  "privacy-utility curve that are never ranked at fewer seeds; a partial run has seeds to come): "
+                  + "; ".join(fewer) + ".", ""]
     notes = []
     for a, fl in t.floors.items():
         parts = []

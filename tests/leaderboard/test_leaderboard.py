@@ -605,7 +605,7 @@ def test_a_curve_setting_attacked_at_fewer_seeds_is_on_the_curve_and_says_so(tmp
     assert curve.privacy.lo <= curve.privacy.value <= curve.privacy.hi and curve.delta_utility.value is not None
     assert row(t, "d", 0.5).selected and "d" in t.matched
     md = render_run(tmp_path, write=False)
-    assert "Settings attacked at fewer of the track's seeds (the suite's `curve_seeds`" in md
+    assert "Settings attacked at fewer of the track's seeds (a suite's `curve_seeds` runs the points" in md
     assert "`d@0.25` (3 of 5)" in md and "`d@0.5` (" not in md
 
 
