@@ -1,7 +1,8 @@
 """Where a run's time went, read back from its records: the seconds of every fit and every attack.
 
 Each record carries its model's training time (``fit_seconds``, the same on every cell of one model, counted once per
-``model_hash``) and its attack's time (``attack_seconds``), both wall-clock time as the worker measured it: with one
+``model_hash``), its attack's time (``attack_seconds``) and, when the suite tunes the attack, the tuning's
+(``tuning_seconds``, a part of its own), all wall-clock time as the worker measured it: with one
 torch thread per worker on otherwise idle cores that is the core's time, while a worker that shared its core with
 other work, or was paused, records more. Summed over a manifest's cells they are the run's worker-seconds, whatever
 executor or resumption wrote them; divided by the number of workers they give the wall time the run would take with
@@ -66,6 +67,11 @@ class TimeSplit:
         return "\n".join(lines)
 
 
+def _seconds(value: object) -> float | None:
+    """A recorded time, or None where the record has none (or not a finite number)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def _setting(cfg: dict) -> str:
     """``SCENARIO BACKBONE@SPLIT ROW@KNOB``: the track and the leaderboard row of a record's setting."""
     d = cfg["defense"]
@@ -79,13 +85,12 @@ def time_split(run_dir: str | Path, manifest: str | None = None, partial: bool =
     if by not in ("part", "setting"):
         raise SplitbenchError(f"--by must be 'part' or 'setting', got {by!r}")
     run_dir = Path(run_dir)
-    man_id = load_manifest(run_dir, manifest)["manifest_id"] if (run_dir / "records").is_dir() else ""
     seconds: dict[str, float] = collections.defaultdict(float)
     counts: dict[str, int] = collections.defaultdict(int)
     models: dict[str, bool] = {}  # model hash -> attacked
     fitted: set[str] = set()
     per_setting: dict[str, set[str]] = collections.defaultdict(set)
-    out = TimeSplit(man_id, by, seconds, counts)
+    out = TimeSplit("", by, seconds, counts)
     for _, rec in iter_records(run_dir, manifest, partial):
         cfg, metrics = rec["config"], rec.get("metrics") or {}
         out.cells += 1
@@ -94,22 +99,27 @@ def time_split(run_dir: str | Path, manifest: str | None = None, partial: bool =
         models[key] = models.get(key, False) or attack is not None
         setting = _setting(cfg)
         per_setting[setting].add(key)
-        fit = metrics.get("fit_seconds")
-        if key not in fitted and isinstance(fit, (int, float)) and math.isfinite(fit):
+        fit = _seconds(metrics.get("fit_seconds"))
+        if key not in fitted and fit is not None:
             fitted.add(key)
             part = setting if by == "setting" else (FIT if attack is not None else FIT_ADMISSION)
-            seconds[part] += float(fit)
+            seconds[part] += fit
             if by == "part":
                 counts[part] += 1
-        if attack is not None:
-            spent = metrics.get("attack_seconds")
-            if not isinstance(spent, (int, float)) or not math.isfinite(spent):
-                out.missing += 1
-                continue
-            part = setting if by == "setting" else str(attack.get("label", attack["name"]))
-            seconds[part] += float(spent)
-            if by == "part":
-                counts[part] += 1
+        if attack is None:
+            continue
+        label = str(attack.get("label", attack["name"]))
+        if _seconds(metrics.get("attack_seconds")) is None:
+            out.missing += 1
+            continue
+        for part, key in ((label, "attack_seconds"), (f"{label} (tuning)", "tuning_seconds")):
+            value = _seconds(metrics.get(key))
+            if value is not None:
+                part = setting if by == "setting" else part
+                seconds[part] += value
+                if by == "part":
+                    counts[part] += 1
+    out.manifest = load_manifest(run_dir, manifest)["manifest_id"]  # the records were read: the folder is a run
     if by == "setting":
         counts.update({k: len(v) for k, v in per_setting.items()})
     out.models = len(models)

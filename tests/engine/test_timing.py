@@ -40,6 +40,15 @@ def test_by_setting_counts_the_models_of_each_setting(tmp_path):
     assert t.seconds[ref] == pytest.approx(2 * 10 + 11 + 2 * 8) and t.counts[ref] == 3
 
 
+def test_tuning_time_is_a_part_of_its_own(tmp_path):
+    write_run(tmp_path, [FakeCell("ref", 0, "attr", fit_seconds=1.0, attack_seconds=2.0, tuning_seconds=6.0),
+                         FakeCell("ref", 0, "recon", fit_seconds=1.0, attack_seconds=4.0)])
+    t = time_split(tmp_path)
+    assert t.seconds["attr (tuning)"] == pytest.approx(6.0) and t.seconds["attr"] == pytest.approx(2.0)
+    assert "recon (tuning)" not in t.seconds and t.total == pytest.approx(13.0)
+    assert time_split(tmp_path, by="setting").total == pytest.approx(13.0)
+
+
 def test_cells_without_a_time_are_counted_apart(tmp_path):
     write_run(tmp_path, [FakeCell("ref", 0, "attr", fit_seconds=1.0, attack_seconds=2.0),
                          FakeCell("ref", 0, "recon", fit_seconds=1.0)])
