@@ -357,8 +357,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
                      _admitted(r, t), _est(r.utility), _est(r.delta_utility)]
                     + [_attack_cell(r, a) for a in t.attacks] + [_est(r.privacy, 2)])
     lines += _table(head, rows)
-    fewer = [f"`{r.label}` ({len(k)} of {len(t.seeds)})" for r in t.rows
-             if 0 < len(k := set(r.seeds) & set(t.seeds)) < len(t.seeds)]
+    fewer = [f"`{r.label}` ({k} of {len(t.seeds)})" for r in t.rows if (k := t.fewer_seeds(r)) is not None]
     if fewer:
         lines += ["Settings attacked at fewer of the track's seeds (a suite's `curve_seeds` runs the points of a "
                   "privacy-utility curve that are never ranked at fewer seeds; a partial run has seeds to come): "

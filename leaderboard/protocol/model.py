@@ -361,6 +361,12 @@ class Track:
         """``backbone@split``, the key a suite's per-track settings (``preregistered``, ``deployment``) use."""
         return f"{self.backbone}@{self.split}"
 
+    def fewer_seeds(self, r: Row) -> int | None:
+        """How many of the track's attacked seeds row ``r`` was attacked at, when that is some but not all of them
+        (a suite's ``curve_seeds``, or a partial run); else None."""
+        k = len(set(r.seeds) & set(self.seeds))
+        return k if 0 < k < len(self.seeds) else None
+
     @property
     def ranked(self) -> bool:
         return not self.flags

@@ -62,8 +62,8 @@ class SiteRow:
     def seed_text(self) -> str:
         """"attacked at K of N seeds" for a setting attacked at fewer of its track's seeds (a suite's
         ``curve_seeds``), else empty."""
-        k, n = len(set(self.row.seeds) & set(self.track.seeds)), len(self.track.seeds)
-        return f"attacked at {k} of {n} seeds" if 0 < k < n else ""
+        k = self.track.fewer_seeds(self.row)
+        return "" if k is None else f"attacked at {k} of {len(self.track.seeds)} seeds"
 
     @property
     def is_reference(self) -> bool:
