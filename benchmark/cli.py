@@ -109,9 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 
     timing = sub.add_parser("timing", help="where a run's compute time went, from its records",
                             description="Sum a run's recorded fit seconds (once per trained model) and attack "
-                                        "seconds by part (the fits, the fits of models trained for admission only, "
-                                        "each attack) or by setting, with each part's share and the wall time the "
-                                        "run would take with its work spread evenly over N workers.")
+                                        "seconds (the workers' CPU time where the records have it) by part (the "
+                                        "fits, the fits of models trained for admission only, each attack) or by "
+                                        "setting, with each part's share and the wall time the run would take with "
+                                        "its work spread evenly over N workers.")
     timing.add_argument("run_dir", help="the --out directory of `splitbench run`")
     timing.add_argument("--by", choices=["part", "setting"], default="part", help="how to split (default: part)")
     timing.add_argument("--workers", type=int, default=2, metavar="N",
@@ -120,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="which run manifest to read (default: the most recent one in the folder)")
     timing.add_argument("--partial", action="store_true",
                         help="read a run whose manifest names cells not finished yet (they are left out)")
+    timing.add_argument("--clock", choices=["auto", "cpu", "wall"], default="auto",
+                        help="cpu: each worker process's CPU time (not inflated by other work on its core); wall: "
+                             "each worker's wall clock; auto (default): cpu when every record has it")
 
     site = sub.add_parser("site", help="render a static leaderboard site from entries and run directories",
                           description="Render a static HTML site (readable offline) from leaderboard entries and "
@@ -315,7 +319,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 def _cmd_timing(args: argparse.Namespace) -> int:
     from benchmark.engine.timing import time_split
 
-    print(time_split(Path(args.run_dir), args.manifest, args.partial, args.by).table(args.workers))
+    print(time_split(Path(args.run_dir), args.manifest, args.partial, args.by, args.clock).table(args.workers))
     return 0
 
 

@@ -11,13 +11,13 @@ import dataclasses
 import itertools
 import math
 import random
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
 from benchmark.api.contract import AttackKind, AttackOutput, Defense, NotApplicable, Target
+from benchmark.core.clock import Span, Stopwatch
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.fields import build_config, config_hash, to_dict
 from benchmark.data.types import ScenarioData, Split
@@ -108,22 +108,22 @@ def take_rows(out: AttackOutput, keep: np.ndarray, offset: int) -> AttackOutput:
 
 def execute_attack(cls: type, config: Any, seed: int, defense: Defense, data: ScenarioData, releases: torch.Tensor,
                    backbone: Any, trainer: Trainer, cache: ModelCache | None = None
-                   ) -> tuple[AttackOutput | None, str | None, float]:
-    """Run one attack on releases the harness computed; return (output, None, seconds) or (None, reason, 0) when
-    it does not apply. Reads only ``data.aux`` and ``data.info``: never the eval images or labels, nor the
-    defender's train or validation split (the contract tests booby-trap them)."""
+                   ) -> tuple[AttackOutput | None, str | None, Span]:
+    """Run one attack on releases the harness computed; return (output, None, the run's time on both clocks) or
+    (None, reason, zero time) when it does not apply. Reads only ``data.aux`` and ``data.info``: never the eval
+    images or labels, nor the defender's train or validation split (the contract tests booby-trap them)."""
     attack = cls(config, seed)
     target = Target(defense, cls.requires, trainer, releases, data.aux, data.info, backbone, cache=cache, seed=seed)
     reason = attack.applicable(target)
     if reason:
-        return None, reason, 0.0
+        return None, reason, Span(0.0, 0.0)
     seed_all(stable_seed(seed, cls.name, "attack"))
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     try:
         output = attack.run(target, trainer)
     except NotApplicable as exc:
-        return None, str(exc), 0.0
-    return output, None, time.perf_counter() - t0
+        return None, str(exc), Span(0.0, 0.0)
+    return output, None, watch.read()
 
 
 
@@ -160,7 +160,7 @@ def tune(cls: type, base: Any, tuning: Tuning, seed: int, defense: Defense, data
     ``limit`` caps the select images an attack answers (the suite's eval count of its kind), so that tuning a
     white-box attack costs each candidate no more than its run on eval.
     """
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     fit, select = split_aux(data.aux, tuning.select_fraction, seed)
     if limit is not None:
         select = select.subset(limit)
@@ -188,9 +188,10 @@ def tune(cls: type, base: Any, tuning: Tuning, seed: int, defense: Defense, data
         tried.append({"config": to_dict(cfg), "selection_score": score})
         if not math.isnan(score) and score > best_score:
             best, best_score = cfg, score
+    spent = watch.read()
     report = {**tuning.as_dict(), "fit_samples": len(fit), "select_samples": n, "tried": tried,
               "chosen": to_dict(best), "selection_score": best_score if best_score > -math.inf else float("nan"),
-              "seconds": time.perf_counter() - t0}
+              "seconds": spent.wall, "cpu_seconds": spent.cpu}
     return best, report
 
 

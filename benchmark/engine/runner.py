@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from benchmark.api.contract import AttackKind, Defense, NotApplicable
+from benchmark.core.clock import Stopwatch
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.fields import config_hash
 from benchmark.core.registry import ATTACKS, DEFENSES, SCENARIOS, load_plugin
@@ -189,24 +190,25 @@ class Runner:
                 self.cache.load_into("models", key, defense)
                 place(defense, self.device)
                 summary.models_loaded += 1
-                fit_seconds = meta.get("fit_seconds", float("nan"))
+                fit_times = {k: meta[k] for k in ("fit_seconds", "fit_cpu_seconds") if k in meta}
             else:
                 place(defense, self.device)
-                t0 = time.perf_counter()
+                watch = Stopwatch()
                 seed_all(spec.seed)
                 with trainer.schedule(defense.train_config().schedule):
                     defense.fit(data, trainer)
-                fit_seconds = time.perf_counter() - t0
+                spent = watch.read()
+                fit_times = {"fit_seconds": spent.wall, "fit_cpu_seconds": spent.cpu}
                 place(defense, self.device)  # layers a fit replaced (pruning) get the layout a cache hit gets
                 self.cache.save("models", key, defense, {"structure": defense.structure(), "spec": key_spec,
-                                                         "fit_seconds": fit_seconds})
+                                                         **fit_times})
                 summary.models_trained += 1
         defense.freeze()
         cost_name = f"{key}.cost.v{COST_VERSION}.json"
         cost = self.cache.read_json("models", cost_name)
         if cost is None:
             cost = client_cost(defense, data, trainer, self.opt.latency_batch, self.opt.latency_repeats)
-            cost["fit_seconds"] = fit_seconds
+            cost = {**cost, "fit_seconds": float("nan"), **fit_times}
             self.cache.write_json("models", cost_name, cost)
         target = self.suite.deployment.get(spec.backbone.label)
         if target is not None:
@@ -268,7 +270,7 @@ class Runner:
                                   attack_data, cell.model.backbone, trainer, self.cache, cell.eval_count)
             log.info("  tuned %s on aux (%d configurations): chose %s", entry.label, len(report["tried"]),
                      {k: report["chosen"][k] for k in cell.tuning.space})
-        output, reason, seconds = execute_attack(cls, config, seed, defense, attack_data, releases,
+        output, reason, spent = execute_attack(cls, config, seed, defense, attack_data, releases,
                                                  cell.model.backbone, trainer, self.cache)
         if output is None:
             return CellResult("not_applicable", reason)
@@ -293,7 +295,8 @@ class Runner:
                                                            releases[rows[rows >= n_eval_rows]], trainer)
             metrics.update({f"holdout/{k}": v for k, v in h_metrics.items()})
             outcomes.update({f"holdout/{k}": v for k, v in h_samples.items()})
-        metrics["attack_seconds"] = seconds
+        metrics["attack_seconds"] = spent.wall
+        metrics["attack_cpu_seconds"] = spent.cpu
         metrics.update({f"attack.{k}": v for k, v in output.metrics.items()})
         counts = {"eval": int(len(np.unique(sample_ids))), "draws": cell.draws, "aux": len(attack_data.aux),
                   "train": len(data.train), "val": len(data.val)}
@@ -307,6 +310,7 @@ class Runner:
         if report is not None:
             budget["tuning"] = report
             metrics["tuning_seconds"] = report["seconds"]
+            metrics["tuning_cpu_seconds"] = report["cpu_seconds"]
         return CellResult("ok", None, metrics, budget, counts, outcomes, gallery=gallery)
 
     GALLERY = 8

@@ -69,6 +69,9 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "fit_seconds": False,
     "attack_seconds": False,
     "tuning_seconds": False,
+    "fit_cpu_seconds": False,
+    "attack_cpu_seconds": False,
+    "tuning_cpu_seconds": False,
 }
 
 

@@ -69,6 +69,22 @@ def test_new_attack_reuses_the_cached_models(finished_run, tmp_path):
     summary = benchmark.run(str(root / "tiny.yaml"), out=out, cache_dir=root / "out" / "cache",
                             attacks=["attribute_inference"], progress=False)
     assert summary.models_trained == 0 and summary.models_loaded == 2
+    fits = {rec["model_hash"]: (rec["metrics"]["fit_seconds"], rec["metrics"]["fit_cpu_seconds"])
+            for _, rec in iter_records(root / "out")}
+    for _, rec in iter_records(out):  # a model loaded from the cache carries the times its fit took
+        assert (rec["metrics"]["fit_seconds"], rec["metrics"]["fit_cpu_seconds"]) == fits[rec["model_hash"]]
+
+
+def test_every_record_times_its_fit_and_attack_on_both_clocks(finished_run):
+    from benchmark.engine.timing import time_split
+
+    root, _ = finished_run
+    for _, rec in iter_records(root / "out"):
+        m = rec["metrics"]
+        for key in ("fit_seconds", "fit_cpu_seconds", "attack_seconds", "attack_cpu_seconds"):
+            assert m[key] > 0 and m[key] < 600, key
+        assert rec["higher_is_better"]["attack_cpu_seconds"] is False
+    assert time_split(root / "out").clock == "cpu"  # every record has the CPU clock, so it is the one read
 
 
 def _numbers(run_dir):

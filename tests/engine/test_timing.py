@@ -54,7 +54,42 @@ def test_cells_without_a_time_are_counted_apart(tmp_path):
                          FakeCell("ref", 0, "recon", fit_seconds=1.0)])
     t = time_split(tmp_path)
     assert t.missing == 1 and t.total == pytest.approx(3.0)
-    assert "1 cells carry no time" in t.table()
+    assert "1 attack cells carry no time" in t.table()
+
+
+def _both_clocks(tmp_path, cpu_on_second=True):
+    write_run(tmp_path, [FakeCell("ref", 0, "attr", fit_seconds=10.0, attack_seconds=4.0, tuning_seconds=8.0,
+                                  fit_cpu_seconds=6.0, attack_cpu_seconds=2.0, tuning_cpu_seconds=5.0),
+                         FakeCell("ref", 0, "recon", fit_seconds=10.0, attack_seconds=9.0, fit_cpu_seconds=6.0,
+                                  attack_cpu_seconds=3.0 if cpu_on_second else None),
+                         FakeCell("ref", 0, "model", seed=5, fit_seconds=7.0, fit_cpu_seconds=4.0)])
+    return tmp_path
+
+
+def test_the_cpu_clock_is_read_when_every_record_has_it(tmp_path):
+    run = _both_clocks(tmp_path)
+    t = time_split(run)  # auto
+    assert t.clock == "cpu" and t.total == pytest.approx(6 + 2 + 5 + 3 + 4)
+    assert t.seconds["attr (tuning)"] == pytest.approx(5.0) and t.seconds[FIT_ADMISSION] == pytest.approx(4.0)
+    assert "seconds on the CPU time of each worker process" in t.table()
+    wall = time_split(run, clock="wall")
+    assert wall.clock == "wall" and wall.total == pytest.approx(10 + 4 + 8 + 9 + 7)
+    assert "seconds on the wall clock of each worker" in wall.table()
+
+
+def test_records_without_the_cpu_clock_make_auto_read_the_wall_clock(tmp_path):
+    run = _both_clocks(tmp_path, cpu_on_second=False)
+    assert time_split(run).clock == "wall"
+    cpu = time_split(run, clock="cpu")  # asked for: the record without it is counted apart
+    assert cpu.missing == 1 and cpu.total == pytest.approx(6 + 2 + 5 + 4)
+    assert "1 attack cells carry no time on this clock" in cpu.table()
+
+
+def test_a_model_without_a_fit_time_on_the_clock_is_counted_apart(tmp_path):
+    write_run(tmp_path, [FakeCell("ref", 0, "attr", fit_seconds=10.0, attack_seconds=4.0, attack_cpu_seconds=2.0)])
+    t = time_split(tmp_path, clock="cpu")
+    assert t.missing_fits == 1 and t.total == pytest.approx(2.0)
+    assert "1 models carry no fit time on this clock" in t.table()
 
 
 def test_the_command_prints_the_split_and_bad_input_is_one_line(tmp_path, capsys):
@@ -69,3 +104,7 @@ def test_the_command_prints_the_split_and_bad_input_is_one_line(tmp_path, capsys
     assert "--workers must be at least 1, got 0" in capsys.readouterr().err
     with pytest.raises(SplitbenchError, match="--by must be 'part' or 'setting'"):
         time_split(run, by="cell")
+    with pytest.raises(SplitbenchError, match="--clock must be one of auto, wall, cpu; got 'gpu'"):
+        time_split(run, clock="gpu")
+    assert main(["timing", str(run), "--clock", "wall"]) == 0
+    assert "seconds on the wall clock" in capsys.readouterr().out

@@ -87,7 +87,10 @@ def test_a_tuned_run_records_the_space_the_choice_and_the_scores(tmp_path):
     report = tuned["budget"]["tuning"]
     assert len(report["tried"]) == 2 and report["chosen"]["epochs"] in (1, 3)
     assert tuned["budget"]["epochs"] == report["chosen"]["epochs"]  # the eval run used the chosen config
+    assert tuned["metrics"]["tuning_seconds"] == report["seconds"] > 0  # the search's time, on both clocks
+    assert tuned["metrics"]["tuning_cpu_seconds"] == report["cpu_seconds"] > 0
     assert "tuning" not in recs["inversion_decoder"]["config"]["attack"]
+    assert "tuning_cpu_seconds" not in recs["inversion_decoder"]["metrics"]
     from leaderboard import render_run
 
     assert "attribute_inference (tuned)" in render_run(tmp_path / "out", write=False)

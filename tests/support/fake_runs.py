@@ -52,6 +52,9 @@ class FakeCell:
     fit_seconds: float | None = None  # the model's training time, as every cell of it records it
     attack_seconds: float | None = None
     tuning_seconds: float | None = None  # when the suite tuned the attack on aux
+    fit_cpu_seconds: float | None = None  # the same three on the worker's CPU clock
+    attack_cpu_seconds: float | None = None
+    tuning_cpu_seconds: float | None = None
 
     @property
     def kind(self) -> str:
@@ -107,9 +110,10 @@ def write_cell(out: Path, c: FakeCell) -> str:
             outcomes.update({f"holdout/{k}": v for k, v in attack_outcomes(c, c.holdout, 50).items()})
     metrics = {"utility": float(outcomes["model/utility"].mean()), "client_ms_b1_p50": 1.0, "payload_bytes": 10.0,
                "client_params": 5.0, "client_macs": c.macs, "client_ms_bB_p50": 0.1}
-    metrics.update({k: v for k, v in (("fit_seconds", c.fit_seconds), ("attack_seconds", c.attack_seconds),
-                                      ("tuning_seconds", c.tuning_seconds))
-                    if v is not None and (k == "fit_seconds" or c.attack != "model")})
+    times = (("fit_seconds", c.fit_seconds), ("attack_seconds", c.attack_seconds), ("tuning_seconds", c.tuning_seconds),
+             ("fit_cpu_seconds", c.fit_cpu_seconds), ("attack_cpu_seconds", c.attack_cpu_seconds),
+             ("tuning_cpu_seconds", c.tuning_cpu_seconds))
+    metrics.update({k: v for k, v in times if v is not None and (k.startswith("fit_") or c.attack != "model")})
     if c.deployed_macs is not None:
         metrics.update({"deployed/real@l1/client_macs": c.deployed_macs, "deployed/real@l1/client_params": 7.0,
                         "deployed/real@l1/client_ms_b1_p50": 2.0})
