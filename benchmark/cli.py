@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="which run manifest to read (default: the most recent one in the folder)")
     timing.add_argument("--partial", action="store_true",
                         help="read a run whose manifest names cells not finished yet (they are left out)")
+    timing.add_argument("--defense", default=None, metavar="NAME", help="only the cells of this defense")
     timing.add_argument("--clock", choices=["auto", "cpu", "wall"], default="auto",
                         help="cpu: each worker process's CPU time (not inflated by other work on its core); wall: "
                              "each worker's wall clock; auto (default): cpu when every record has it")
@@ -319,7 +320,8 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 def _cmd_timing(args: argparse.Namespace) -> int:
     from benchmark.engine.timing import time_split
 
-    print(time_split(Path(args.run_dir), args.manifest, args.partial, args.by, args.clock).table(args.workers))
+    print(time_split(Path(args.run_dir), args.manifest, args.partial, args.by, args.clock, args.defense)
+          .table(args.workers))
     return 0
 
 

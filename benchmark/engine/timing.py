@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 
 from benchmark.api.contract import defense_row
-from benchmark.core.errors import SplitbenchError
+from benchmark.core.errors import SplitbenchError, did_you_mean
 from benchmark.store.manifest import load_manifest
 from benchmark.store.records import iter_records
 
@@ -101,15 +101,22 @@ def _setting(cfg: dict) -> str:
 
 
 def time_split(run_dir: str | Path, manifest: str | None = None, partial: bool = False,
-               by: str = "part", clock: str = "auto") -> TimeSplit:
+               by: str = "part", clock: str = "auto", defense: str | None = None) -> TimeSplit:
     """The seconds of one manifest of ``run_dir`` (the latest unless ``manifest`` names one), by part or setting,
-    on one clock (``wall``, ``cpu``, or ``auto``: CPU time when every timed record has it)."""
+    on one clock (``wall``, ``cpu``, or ``auto``: CPU time when every timed record has it); with ``defense``, only
+    the cells of that defense."""
     if by not in ("part", "setting"):
         raise SplitbenchError(f"--by must be 'part' or 'setting', got {by!r}")
     if clock not in ("auto", *CLOCKS):
         raise SplitbenchError(f"--clock must be one of auto, {', '.join(CLOCKS)}; got {clock!r}")
     run_dir = Path(run_dir)
     records = [rec for _, rec in iter_records(run_dir, manifest, partial)]
+    if defense is not None:
+        names = sorted({rec["config"]["defense"]["name"] for rec in records})
+        if defense not in names:
+            raise SplitbenchError(f"--defense: the run has no cells of {defense!r} (it has "
+                                  f"{', '.join(names) or 'none'}){did_you_mean(defense, names)}")
+        records = [rec for rec in records if rec["config"]["defense"]["name"] == defense]
     if clock == "auto":
         clock = "cpu" if all(_has_cpu(rec) for rec in records) else "wall"
     fit_key, attack_key, tuning_key = CLOCKS[clock]

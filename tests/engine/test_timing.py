@@ -92,6 +92,17 @@ def test_a_model_without_a_fit_time_on_the_clock_is_counted_apart(tmp_path):
     assert "1 models carry no fit time on this clock" in t.table()
 
 
+def test_one_defense_s_cells_alone(tmp_path, capsys):
+    run = _run(tmp_path)
+    t = time_split(run, defense="d")
+    assert t.models == 3 and t.cells == 5 and t.total == pytest.approx(2 * 20 + 21 + 2 * 8)
+    with pytest.raises(SplitbenchError, match=r"--defense: the run has no cells of 'dd' \(it has d, ref\); "
+                                              r"did you mean 'd'\?"):
+        time_split(run, defense="dd")
+    assert main(["timing", str(run), "--defense", "ref"]) == 0
+    assert "3 models (2 attacked, 1 trained" in capsys.readouterr().out
+
+
 def test_the_command_prints_the_split_and_bad_input_is_one_line(tmp_path, capsys):
     run = _run(tmp_path / "run")
     assert main(["timing", str(run), "--workers", "1"]) == 0
