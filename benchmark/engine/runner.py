@@ -271,7 +271,7 @@ class Runner:
             log.info("  tuned %s on aux (%d configurations): chose %s", entry.label, len(report["tried"]),
                      {k: report["chosen"][k] for k in cell.tuning.space})
         output, reason, spent = execute_attack(cls, config, seed, defense, attack_data, releases,
-                                                 cell.model.backbone, trainer, self.cache)
+                                               cell.model.backbone, trainer, self.cache)
         if output is None:
             return CellResult("not_applicable", reason)
         rows = output.index.detach().cpu().long().numpy()
