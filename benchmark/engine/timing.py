@@ -86,11 +86,10 @@ def _seconds(value: object) -> float | None:
 
 
 def _has_cpu(rec: dict) -> bool:
-    """Whether a record's times are on the CPU clock too (the fit's, and the attack's where it has one)."""
+    """Whether every time a record has on the wall clock it has on the CPU clock too."""
     metrics = rec.get("metrics") or {}
-    if _seconds(metrics.get("fit_seconds")) is not None and _seconds(metrics.get("fit_cpu_seconds")) is None:
-        return False
-    return _seconds(metrics.get("attack_seconds")) is None or _seconds(metrics.get("attack_cpu_seconds")) is not None
+    return all(_seconds(metrics.get(wall)) is None or _seconds(metrics.get(cpu)) is not None
+               for wall, cpu in zip(CLOCKS["wall"], CLOCKS["cpu"]))
 
 
 def _setting(cfg: dict) -> str:

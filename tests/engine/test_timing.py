@@ -85,6 +85,12 @@ def test_records_without_the_cpu_clock_make_auto_read_the_wall_clock(tmp_path):
     assert "1 attack cells carry no time on this clock" in cpu.table()
 
 
+def test_a_tuning_time_without_the_cpu_clock_makes_auto_read_the_wall_clock(tmp_path):
+    write_run(tmp_path, [FakeCell("ref", 0, "attr", fit_seconds=1.0, attack_seconds=2.0, tuning_seconds=3.0,
+                                  fit_cpu_seconds=1.0, attack_cpu_seconds=2.0)])
+    assert time_split(tmp_path).clock == "wall"
+
+
 def test_a_model_without_a_fit_time_on_the_clock_is_counted_apart(tmp_path):
     write_run(tmp_path, [FakeCell("ref", 0, "attr", fit_seconds=10.0, attack_seconds=4.0, attack_cpu_seconds=2.0)])
     t = time_split(tmp_path, clock="cpu")
