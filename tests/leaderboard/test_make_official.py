@@ -1,0 +1,111 @@
+"""entries/make-official.sh: the maintainers' recipe for the official standard-cpu entries. Its baseline table must
+name registered defenses at settings of the pre-study's grid, every command it builds must be one the CLI accepts on
+the official track, and a bad step or name is one line with exit 2."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import _kv, _parser
+from benchmark.suites.narrow import restrict
+from benchmark.suites.parse import load_suite
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "entries" / "make-official.sh"
+
+
+def _script(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPLITBENCH": "echo", "ENTRIES_OUT": str(cwd or REPO / "entries-new")}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def _baselines() -> list[list[str]]:
+    text = SCRIPT.read_text()
+    table = text.split('BASELINES="', 1)[1].split('"', 1)[0]
+    return [line.split() for line in table.strip().splitlines()]
+
+
+def test_every_baseline_row_is_a_registered_defense_at_settings_of_the_prestudy_grid():
+    prestudy = load_suite("standard-cpu-prestudy")
+    grid: dict[str, set[float]] = {}
+    for d in prestudy.defenses:
+        grid.setdefault(d.name, set()).add(d.knob_value)
+    rows = _baselines()
+    assert len(rows) == 10
+    for entry, defense, prereg, neighbour, *_extra in rows:
+        assert (REPO / "entries" / f"standard-cpu-{entry}" / "entry.yaml").is_file(), entry
+        assert float(prereg) in grid[defense] and float(neighbour) in grid[defense], entry
+        assert float(prereg) != float(neighbour)
+
+
+@pytest.mark.parametrize("names", [["noise", "quantize"], ["dynamic-channel-pruning-light"]])
+def test_the_baselines_step_builds_a_run_the_cli_accepts_on_the_official_track(names):
+    out = _script("/tmp/run", "baselines", *names)
+    assert out.returncode == 0, out.stderr
+    argv = shlex.split(out.stdout.replace("[", "'[").replace("]", "]'"))
+    args = _parser().parse_args(argv)
+    assert args.suite == "standard-cpu" and args.out == "/tmp/run"
+    suite = restrict(load_suite(args.suite), defenses=args.defense, overrides=_kv(args.overrides, "--set"))
+    rows = {r[0]: r for r in _baselines()}
+    assert suite.name == "standard-cpu" and suite.reference == "no_pruning"
+    for name in names:
+        _, defense, prereg, neighbour, *extra = rows[name]
+        knobs = sorted(d.knob_value for d in suite.defenses if d.name == defense)
+        assert knobs == sorted([float(prereg), float(neighbour)])
+        assert set(suite.preregistered[defense].values()) == {float(prereg)}
+        if extra:
+            key, value = extra[0].split("=")
+            assert all(getattr(d.config, key) == value for d in suite.defenses if d.name == defense)
+    assert {d.name for d in suite.defenses} == {"no_pruning"} | {rows[n][1] for n in names}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/tmp/run", "baselines", "nois"], "nois is not a baseline of this script"),
+    (["/tmp/run", "frob"], "unknown step 'frob'"),
+    (["/tmp/run"], "usage: make-official.sh"),
+    (["/tmp/run", "baselines", "noise", "noise"], "noise is already in this step"),
+    (["/tmp/run", "seed", "/nonexistent"], "not an entry folder"),
+])
+def test_bad_steps_and_names_are_one_line_and_exit_2(args, message):
+    out = _script(*args)
+    assert out.returncode == 2
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.stdout == ""
+
+
+def test_pack_takes_the_shipped_card_without_its_suite_key(tmp_path):
+    out = _script("/tmp/run", "pack", "noise", cwd=tmp_path / "new")
+    assert out.returncode == 0, out.stderr
+    submit, share = out.stdout.strip().splitlines()
+    argv = submit.split()
+    assert argv[:2] == ["submit", "/tmp/run"] and argv[-2:] == ["--out", str(tmp_path / "new" / "standard-cpu-noise")]
+    assert share == f"share {tmp_path / 'new'}"
+
+
+def test_a_run_seeded_from_a_shared_entry_holds_its_records_and_reruns_none_of_them(built, entry, tmp_path):
+    import sys
+
+    from leaderboard.entry.objects import share
+    from tests.support.entries import copy_entry
+    from tests.support.helpers import run_pinned
+
+    root = tmp_path / "entries"
+    a = copy_entry(entry, root / "a")
+    copy_entry(entry, root / "b")
+    share(root)
+    run = tmp_path / "run"
+    out = subprocess.run(["bash", str(SCRIPT), str(run), "seed", str(a)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    original = built["run"] / "records"
+    files = sorted(p.relative_to(original) for p in original.rglob("*") if p.is_file())
+    copied = sorted(p.relative_to(run / "records") for p in (run / "records").rglob("*") if p.is_file())
+    assert files and copied == files
+    assert all((run / "records" / f).read_bytes() == (original / f).read_bytes() for f in files)
+    summary = run_pinned(str(built["root"] / "entrytest.yaml"), out=run, progress=False, latency_repeats=2)
+    assert (summary.skipped, summary.models_trained, summary.ok, summary.failed) == (4, 0, 0, 0)
