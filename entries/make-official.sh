@@ -85,6 +85,7 @@ case "$step" in
       [ -f "$card" ] || die "$card: no shipped card for $name"
       [ ! -e "$ENTRIES_OUT/standard-cpu-$name" ] || { echo "standard-cpu-$name: already packed"; continue; }
       tmp="$(mktemp)"
+      trap 'rm -f "$tmp"' EXIT  # also when submit fails
       grep -v '^suite:' "$card" > "$tmp"
       "$SPLITBENCH" submit "$run" --card "$tmp" --out "$ENTRIES_OUT/standard-cpu-$name"
       rm -f "$tmp"
