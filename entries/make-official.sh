@@ -19,8 +19,8 @@
 # worktree of it). Runs resume: running a step again re-runs only what is not finished.
 #
 # NAME is an entry's name without the track prefix: no-pruning, random-pruning, dynamic-channel-pruning,
-# latent-masking, patrol, paoding, or a baseline of the table. The cards are taken from the shipped entries
-# (their `suite` key left out: submit fills it in).
+# latent-masking, patrol, paoding, or a baseline of the table. The cards are the shipped entries' (submit accepts
+# their `suite` key when it names the run's suite, and refuses it otherwise).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -84,11 +84,7 @@ case "$step" in
       card="$here/standard-cpu-$name/entry.yaml"
       [ -f "$card" ] || die "$card: no shipped card for $name"
       [ ! -e "$ENTRIES_OUT/standard-cpu-$name" ] || { echo "standard-cpu-$name: already packed"; continue; }
-      tmp="$(mktemp)"
-      trap 'rm -f "$tmp"' EXIT  # also when submit fails
-      grep -v '^suite:' "$card" > "$tmp"
-      "$SPLITBENCH" submit "$run" --card "$tmp" --out "$ENTRIES_OUT/standard-cpu-$name"
-      rm -f "$tmp"
+      "$SPLITBENCH" submit "$run" --card "$card" --out "$ENTRIES_OUT/standard-cpu-$name"
     done
     "$SPLITBENCH" share "$ENTRIES_OUT"
     ;;

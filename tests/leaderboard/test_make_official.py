@@ -78,12 +78,13 @@ def test_bad_steps_and_names_are_one_line_and_exit_2(args, message):
     assert out.stdout == ""
 
 
-def test_pack_takes_the_shipped_card_without_its_suite_key(tmp_path):
+def test_pack_takes_the_shipped_card(tmp_path):
     out = _script("/tmp/run", "pack", "noise", cwd=tmp_path / "new")
     assert out.returncode == 0, out.stderr
     submit, share = out.stdout.strip().splitlines()
     argv = submit.split()
     assert argv[:2] == ["submit", "/tmp/run"] and argv[-2:] == ["--out", str(tmp_path / "new" / "standard-cpu-noise")]
+    assert argv[2:4] == ["--card", str(REPO / "entries" / "standard-cpu-noise" / "entry.yaml")]
     assert share == f"share {tmp_path / 'new'}"
 
 
