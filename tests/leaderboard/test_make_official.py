@@ -36,14 +36,16 @@ def test_every_baseline_row_is_a_registered_defense_at_settings_of_the_prestudy_
     for d in prestudy.defenses:
         grid.setdefault(d.name, set()).add(d.knob_value)
     rows = _baselines()
-    assert len(rows) == 10
+    assert len(rows) == 11
+    assert not {r[1] for r in rows} & {d.name for d in load_suite("standard-cpu").defenses}  # none twice
     for entry, defense, prereg, neighbour, *_extra in rows:
         assert (REPO / "entries" / f"standard-cpu-{entry}" / "entry.yaml").is_file(), entry
         assert float(prereg) in grid[defense] and float(neighbour) in grid[defense], entry
         assert float(prereg) != float(neighbour)
 
 
-@pytest.mark.parametrize("names", [["noise", "quantize"], ["dynamic-channel-pruning-light"]])
+@pytest.mark.parametrize("names", [["noise", "quantize"], ["dynamic-channel-pruning-light"],
+                                   ["dynamic-channel-pruning"]])
 def test_the_baselines_step_builds_a_run_the_cli_accepts_on_the_official_track(names):
     out = _script("/tmp/run", "baselines", *names)
     assert out.returncode == 0, out.stderr
@@ -57,7 +59,8 @@ def test_the_baselines_step_builds_a_run_the_cli_accepts_on_the_official_track(n
         _, defense, prereg, neighbour, *extra = rows[name]
         knobs = sorted(d.knob_value for d in suite.defenses if d.name == defense)
         assert knobs == sorted([float(prereg), float(neighbour)])
-        assert set(suite.preregistered[defense].values()) == {float(prereg)}
+        (row,) = [r for r in suite.preregistered if r.split("[")[0] == defense]  # a non-default config names its row
+        assert set(suite.preregistered[row].values()) == {float(prereg)}
         if extra:
             key, value = extra[0].split("=")
             assert all(getattr(d.config, key) == value for d in suite.defenses if d.name == defense)
@@ -69,6 +72,8 @@ def test_the_baselines_step_builds_a_run_the_cli_accepts_on_the_official_track(n
     (["/tmp/run", "frob"], "unknown step 'frob'"),
     (["/tmp/run"], "usage: make-official.sh"),
     (["/tmp/run", "baselines", "noise", "noise"], "noise is already in this step"),
+    (["/tmp/run", "baselines", "dynamic-channel-pruning", "dynamic-channel-pruning-light"],
+     "dynamic_channel_pruning is already in this step"),
     (["/tmp/run", "seed", "/nonexistent"], "not an entry folder"),
 ])
 def test_bad_steps_and_names_are_one_line_and_exit_2(args, message):
