@@ -32,6 +32,9 @@ log = logging.getLogger("splitbench")
 
 EXECUTORS = ("auto", "local", "gpus", "processes", "ray")
 
+#: how long a finished run waits for a worker process to exit on its own before stopping it
+EXIT_GRACE_SECONDS = 60.0
+
 
 class LocalExecutor:
     """Models one after the other in this process (with ``threads`` torch threads when given)."""
@@ -123,8 +126,8 @@ class ProcessExecutor:
                  for d in workers]
         for p in procs:
             p.start()
+        done = 0
         try:
-            done = 0
             while done < len(indices):
                 try:
                     status, payload = results.get(timeout=5)
@@ -138,7 +141,12 @@ class ProcessExecutor:
                 done += 1
                 yield RunSummary(runner.out, **payload)
         finally:
+            # After the last model every worker has its end-of-queue marker and is shutting down: let it finish
+            # (a worker killed while it exits leaves what it holds, e.g. a named semaphore, for the resource
+            # tracker to warn about). On an error or an interrupted run, stop the workers at once.
+            grace = EXIT_GRACE_SECONDS if done == len(indices) else 0.0
             for p in procs:
+                p.join(timeout=grace)
                 if p.is_alive():
                     p.terminate()
                 p.join(timeout=10)

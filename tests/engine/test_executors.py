@@ -318,3 +318,47 @@ def test_models_with_more_release_draws_are_handed_out_first(tmp_path):
     ex = Recording()
     runner.run(ex)
     assert ex.handed == [1, 3, 0, 2]
+
+
+class _SlowToExit:
+    """A stand-in for the runner whose worker process takes a moment to shut down after its last model (as a worker
+    does while torch and its libraries tear down), and leaves a file once its exit handlers have run."""
+
+    def __init__(self, out: Path):
+        self.out = out
+
+    def to_spec(self) -> dict:
+        return {"out": str(self.out)}
+
+    @classmethod
+    def from_spec(cls, spec: dict, device: str, threads: int | None) -> _SlowToExit:
+        import atexit
+
+        runner = cls(Path(spec["out"]))
+
+        def exit_slowly() -> None:
+            time.sleep(1.0)
+            (runner.out / f"exited-{os.getpid()}").write_text("clean")
+
+        atexit.register(exit_slowly)
+        return runner
+
+    def plan(self) -> None:
+        return None
+
+    def run_model(self, i: int, plan: None) -> _SlowToExit:
+        return self
+
+    def payload(self) -> dict:
+        return {"ok": 1}
+
+
+def test_a_finished_run_lets_its_workers_exit_on_their_own(tmp_path):
+    """Workers that are shutting down after the last model are waited for, not killed: a worker killed while it
+    exits skips its exit handlers and leaves what it holds (a named semaphore: the resource tracker's "leaked
+    semaphore objects" warning at the end of a run)."""
+    from benchmark.engine.executors import ProcessExecutor
+
+    parts = list(ProcessExecutor(["cpu", "cpu"], threads=1).run(_SlowToExit(tmp_path), [0, 1, 2]))
+    assert sum(p.ok for p in parts) == 3
+    assert len(list(tmp_path.glob("exited-*"))) == 2  # both workers ran their exit handlers
