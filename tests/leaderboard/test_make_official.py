@@ -59,7 +59,7 @@ def test_the_baselines_step_builds_a_run_the_cli_accepts_on_the_official_track(n
         _, defense, prereg, neighbour, *extra = rows[name]
         knobs = sorted(d.knob_value for d in suite.defenses if d.name == defense)
         assert knobs == sorted([float(prereg), float(neighbour)])
-        (row,) = [r for r in suite.preregistered if r.split("[")[0] == defense]  # a non-default config names its row
+        (row,) = {d.row for d in suite.defenses if d.name == defense}  # a non-default config names its row
         assert set(suite.preregistered[row].values()) == {float(prereg)}
         if extra:
             key, value = extra[0].split("=")
