@@ -22,6 +22,7 @@ from benchmark.measure.intervals import Estimate
 from benchmark.measure.metrics import COST_NAMES, DEPLOYED
 from benchmark.store.manifest import load_manifest
 from benchmark.store.records import iter_records, load_frame
+from leaderboard.markdown import code, text
 from leaderboard.protocol import FAMILIES, CellData, Row, TableBuilder, Track, admission_text
 
 
@@ -113,7 +114,7 @@ def _family_cell(r: Row, fam: str) -> str:
     s = r.attacks.get(attack)
     if s is not None and s.not_converged:
         how += f"; not converged on {s.not_converged}/{s.seeds} seeds"
-    return f"{_leak(e, raw)} ({attack}{how})"
+    return f"{_leak(e, raw)} ({text(attack)}{how})"
 
 
 def _best_on_eval(r: Row) -> str:
@@ -122,7 +123,7 @@ def _best_on_eval(r: Row) -> str:
     for fam in ("attribute", "reconstruction"):
         best = r.family_best_eval_attack.get(fam)
         if best and best != r.family_attack.get(fam):
-            parts.append(f"{fam[:5]}. {_est(r.family_best_eval[fam], 2)} ({best})")
+            parts.append(f"{fam[:5]}. {_est(r.family_best_eval[fam], 2)} ({text(best)})")
     return "; ".join(parts) or "same"
 
 
@@ -172,11 +173,11 @@ def _deployed_note(rows: list[Row], labels: list[str]) -> list[str]:
         sizes = sorted({int(r.cost[k]) for r in rows for k in r.cost
                         if k == f"{DEPLOYED}{label}/image_size" and not math.isnan(r.cost[k])})
         missing = sorted({r.defense for r in rows if f"{DEPLOYED}{label}/client_ms_b1_p50" not in r.cost})
-        line = (f"Deployed on `{label}`: each client also timed as the same defense and knob built on {label} at "
-                f"{'/'.join(str(s) for s in sizes)} px, with the pruning its fit chose carried over by the fit's rule "
-                "(untrained weights; cost only).")
+        line = (f"Deployed on {code(label)}: each client also timed as the same defense and knob built on "
+                f"{text(label)} at {'/'.join(str(s) for s in sizes)} px, with the pruning its fit chose carried over "
+                "by the fit's rule (untrained weights; cost only).")
         if missing:
-            line += (f" No figures there for {', '.join(f'`{d}`' for d in missing)} (not deployable, or run before "
+            line += (f" No figures there for {', '.join(code(d) for d in missing)} (not deployable, or run before "
                      "its suite asked for them).")
         out.append(line)
     return out + ([""] if out else [])
@@ -189,7 +190,7 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _knob(r: Row) -> str:
-    return f"{r.knob}={r.knob_value:g}"
+    return f"{text(r.knob)}={r.knob_value:g}"
 
 
 def _knowledge_markdown(t: Track) -> list[str]:
@@ -202,12 +203,12 @@ def _knowledge_markdown(t: Track) -> list[str]:
              "only against a data-starved attacker shows it here.", ""]
     rows = []
     for r in sorted(t.selected(), key=lambda r: (r.defense != t.reference, r.defense)):
-        rows.append([f"`{r.defense}`", _knob(r), _est(r.privacy, 2)]
+        rows.append([code(r.defense), _knob(r), _est(r.privacy, 2)]
                     + [_est(t.knowledge[f].get((r.defense, r.knob_value), Estimate(math.nan)), 2) for f in shares])
     head = ["defense", "knob", "all of aux"] + [f"{f:.0%} of aux" for f in shares]
-    note = "; ".join(f"{f:.0%}: {', '.join(t.knowledge_attacks[f])}" for f in shares)
+    note = "; ".join(f"{f:.0%}: {', '.join(text(a) for a in t.knowledge_attacks[f])}" for f in shares)
     free = ("" if not t.data_free_attacks else " Data-free attacks, the zero-data end of this axis (they read no aux "
-            f"data, so they count the same at every share): {', '.join(t.data_free_attacks)}.")
+            f"data, so they count the same at every share): {', '.join(text(a) for a in t.data_free_attacks)}.")
     return lines + _table(head, rows) + [f"Attacks run with a share of aux: {note}.{free}", ""]
 
 
@@ -220,7 +221,7 @@ def _matched_markdown(t: Track) -> list[str]:
              f"Δutility against their privacy score) at Δutility = -{t.budget:.3f}, in every replicate. Where no "
              "setting spends that much utility, the most private setting's score stands (\"not reached\"); lower "
              "is better.", ""]
-    rows = [[_rank(m.rank, m.rank_point), f"`{m.defense}`", _est(m.privacy, 2),
+    rows = [[_rank(m.rank, m.rank_point), code(m.defense), _est(m.privacy, 2),
              "reached" if m.reached else "not reached", str(m.settings)] for m in ms]
     return lines + _table(["rank", "defense", "privacy at matched utility", "budget", "settings"], rows)
 
@@ -241,12 +242,12 @@ def _cost_markdown(t: Track, chosen: list[Row]) -> list[str]:
              f"Each ranked row's client cost as a ratio to the reference's (MACs and parameters {t.cost_basis}; "
              "bytes sent on this track). Pareto ✓: no other ranked row beats it on both privacy (its 95% interval "
              f"entirely below) and client MACs (a ratio lower by more than 1%).{budget}", ""]
-    body = [[_rank(r.rank, r.rank_point.get("rank")), f"`{r.defense}`", _knob(r), _est(r.privacy, 2),
+    body = [[_rank(r.rank, r.rank_point.get("rank")), code(r.defense), _knob(r), _est(r.privacy, 2),
              _ratio(r.cost_ratio.get("client_macs")), _ratio(r.cost_ratio.get("client_params")),
              _ratio(r.cost_ratio.get("payload_bytes")), "✓" if r.pareto else ""]
             for r in sorted(rows, key=lambda r: (not r.pareto, r.cost_ratio.get("client_macs", math.inf)))]
     over = sorted({(r.defense, r.note) for r in t.rows if "cost budget" in r.note})
-    tail = ([("Outside the cost budget: " + "; ".join(f"`{d}` ({note})" for d, note in over) + "."), ""]
+    tail = ([("Outside the cost budget: " + "; ".join(f"{code(d)} ({text(note)})" for d, note in over) + "."), ""]
             if over else [])
     return lines + _table(["rank", "defense", "knob", "privacy score", "client MACs", "client params", "bytes sent",
                            "Pareto"], body) + tail
@@ -261,11 +262,11 @@ def _admitted(r: Row, t: Track) -> str:
 
 
 def track_markdown(t: Track, replicates: int) -> list[str]:
-    lines = [f"## {t.scenario} · {t.backbone} @ {t.split}", ""]
+    lines = [f"## {text(t.scenario)} · {text(t.backbone)} @ {text(t.split)}", ""]
     ref = next((r for r in t.rows if r.defense == t.reference), None)
     seeds = f"{len(t.seeds)} seed{'s' if len(t.seeds) != 1 else ''}"
     admission = admission_text(t.admission, t.budget, len(t.seeds), len(t.admission_seeds), t.settle)
-    lines.append(f"Reference `{t.reference}`" + (f" (utility {_est(ref.utility)})" if ref else "") +
+    lines.append(f"Reference {code(t.reference)}" + (f" (utility {_est(ref.utility)})" if ref else "") +
                  f". {admission} Privacy score = the worse of the attribute "
                  "and reconstruction leakage, each that of its family's representative, the attack that leaks most "
                  "on the attacker's own hold-out (0 = no more than the floor, \"at floor\" below it; 1 = everything; "
@@ -275,7 +276,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
                  "estimate's, with its 95% interval over the replicates in brackets.")
     lines.append("")
     for f in t.flags:
-        lines += [f"**Not ranked:** {f}.", ""]
+        lines += [f"**Not ranked:** {text(f)}.", ""]
     chosen = sorted(t.selected(), key=lambda r: (r.rank is None, r.rank_point.get("rank", 0),
                                                  r.privacy.value if not math.isnan(r.privacy.value) else math.inf))
     head = ["rank", "defense", "knob", "privacy score", "attribute", "reconstruction", "utility", "Δutility",
@@ -284,7 +285,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
             "bytes/sample", "client params", "client MACs"]
     deployed = deployed_labels(chosen)
     for label in deployed:
-        head += [f"ms on {label} (b1 p50)", f"MACs on {label}"]
+        head += [f"ms on {text(label)} (b1 p50)", f"MACs on {text(label)}"]
     rows = []
     for r in chosen:
         rank = _rank(r.rank, r.rank_point.get("rank"))
@@ -292,36 +293,36 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
             rank = "bb only"
         elif not r.complete:
             rank = "incomplete"
-        rows.append([rank, f"`{r.defense}`", _knob(r), _est(r.privacy, 2), _family_cell(r, "attribute"),
+        rows.append([rank, code(r.defense), _knob(r), _est(r.privacy, 2), _family_cell(r, "attribute"),
                      _family_cell(r, "reconstruction"), _est(r.utility), _est(r.delta_utility),
                      _est(r.val_delta_utility), _admitted(r, t), _family_cell(r, "transfer"), _best_on_eval(r),
                      _fmt(r.relative, 2), r.tuned] + _cost_cells(r, deployed))
     lines += ["### Ranking", ""] + _table(head, rows) + _deployed_note(chosen, deployed)
     na = {r.defense: r.not_applicable for r in t.rows if r.not_applicable}
     if na:
-        lines += ["Not applicable on this track: " + "; ".join(f"`{d}` ({why})" for d, why in sorted(na.items()))
-                  + ".", ""]
+        lines += ["Not applicable on this track: "
+                  + "; ".join(f"{code(d)} ({text(why)})" for d, why in sorted(na.items())) + ".", ""]
     over_cost = {r.defense for r in t.rows if "cost budget" in r.note}
     unchosen = sorted({r.defense for r in t.rows} - {r.defense for r in chosen} - set(na) - over_cost)
     if over_cost - {r.defense for r in chosen}:
         lines += ["Not ranked (outside the cost budget): " + ", ".join(
-            f"`{d}`" for d in sorted(over_cost - {r.defense for r in chosen})) + ".", ""]
+            code(d) for d in sorted(over_cost - {r.defense for r in chosen})) + ".", ""]
     if unchosen:
         why = ("its preregistered setting is not clearly within the utility budget on validation data"
                if t.admission == "preregistered" else "no knob setting within the utility budget on validation data")
         near = {r.defense for r in t.rows if r.borderline and not r.selected}
-        lines += [f"Not ranked ({why}): " + ", ".join(f"`{d}`" + (" (borderline)" if d in near else "")
+        lines += [f"Not ranked ({why}): " + ", ".join(code(d) + (" (borderline)" if d in near else "")
                                                        for d in unchosen) + ".", ""]
     bb = sorted([r for r in chosen if r.rank_blackbox], key=lambda r: (r.rank_point.get("rank_blackbox", 0),
                                                                        r.privacy_blackbox.value))
     if bb:
         free = ("" if not t.data_free_attacks else " Of them, data-free (no aux data either, the zero-data end of "
-                f"attacker knowledge): {', '.join(t.data_free_attacks)}.")
+                f"attacker knowledge): {', '.join(text(a) for a in t.data_free_attacks)}.")
         lines += ["### Black-box view", "",
                   "Only attacks that need no client weights; defenses that deny attackers the client weights are "
                   f"ranked here only.{free}", ""]
         lines += _table(["rank", "defense", "knob", "black-box privacy score", "white-box access"],
-                        [[_rank(r.rank_blackbox, r.rank_point.get("rank_blackbox")), f"`{r.defense}`", _knob(r),
+                        [[_rank(r.rank_blackbox, r.rank_point.get("rank_blackbox")), code(r.defense), _knob(r),
                           _est(r.privacy_blackbox, 2),
                           "given" if r.white_box_client else "denied"] for r in bb])
     tr = sorted([r for r in chosen if r.rank_transfer], key=lambda r: (r.rank_point.get("rank_transfer", 0),
@@ -334,7 +335,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         rows = []
         for r in tr:
             s = r.attacks[r.family_attack["transfer"]].figures
-            rows.append([_rank(r.rank_transfer, r.rank_point.get("rank_transfer")), f"`{r.defense}`", _knob(r),
+            rows.append([_rank(r.rank_transfer, r.rank_point.get("rank_transfer")), code(r.defense), _knob(r),
                          _family_cell(r, "transfer"),
                          _fmt(s.get("transfer_advantage"), 2), _fmt(s.get("suppression_ratio_max"), 2),
                          _fmt(s.get("adaptive_suppression_ratio_corrected", s.get("suppression_ratio_corrected")), 2)])
@@ -349,15 +350,15 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
               "configuration was chosen per cell on the attacker's own aux data before it ran on eval.", ""]
     head = (["defense", "knob", "✓", "val utility", "val Δutility", "chosen in" if t.admission == "selection"
              else "within budget", "utility", "Δutility"]
-            + [f"{a} (tuned)" if t.tuned(a) else a for a in t.attacks] + ["privacy score"])
+            + [f"{text(a)} (tuned)" if t.tuned(a) else text(a) for a in t.attacks] + ["privacy score"])
     rows = []
     for r in sorted(t.rows, key=lambda r: (r.defense != t.reference, r.defense, r.knob_value)):
         mark = ("✓" if r.selected else "") + ("P" if r.preregistered else "")
-        rows.append([f"`{r.defense}`", _knob(r), mark, _est(r.val_utility), _est(r.val_delta_utility),
+        rows.append([code(r.defense), _knob(r), mark, _est(r.val_utility), _est(r.val_delta_utility),
                      _admitted(r, t), _est(r.utility), _est(r.delta_utility)]
                     + [_attack_cell(r, a) for a in t.attacks] + [_est(r.privacy, 2)])
     lines += _table(head, rows)
-    fewer = [f"`{r.label}` ({k} of {len(t.seeds)})" for r in t.rows if (k := t.fewer_seeds(r)) is not None]
+    fewer = [f"{code(r.label)} ({k} of {len(t.seeds)})" for r in t.rows if (k := t.fewer_seeds(r)) is not None]
     if fewer:
         lines += ["Settings attacked at fewer of the track's seeds (a suite's `curve_seeds` runs the points of a "
                   "privacy-utility curve that are never ranked at fewer seeds; a partial run has seeds to come): "
@@ -372,7 +373,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
             parts.append(f"mean-aux-image SSIM {_fmt(fl['ssim_baseline'])}, {fl['psnr_baseline']:.1f} dB")
         if "unintended_chance" in fl:
             parts.append(f"task majority rate {_fmt(fl['unintended_chance'])}")
-        notes.append(f"{a}: {'; '.join(parts)}")
+        notes.append(f"{text(a)}: {'; '.join(parts)}")
     if notes:
         lines += ["Floors (on the reference's eval samples): " + ". ".join(notes) + ".", ""]
     flagged = t.not_converged()
@@ -380,10 +381,10 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         from benchmark.measure.scoring.convergence import rule_text
 
         lines += [f"Not converged ({rule_text()}): "
-                  + "; ".join(f"{a} on `{label}` ({k}/{n} seeds)" for label, a, k, n in flagged) + ".", ""]
+                  + "; ".join(f"{text(a)} on {code(label)} ({k}/{n} seeds)" for label, a, k, n in flagged) + ".", ""]
     if t.weak_attacks:
         lines += ["Weak on this track (leakage interval on the reference reaches 0; not used for 'vs reference'): "
-                  + ", ".join(t.weak_attacks) + ".", ""]
+                  + ", ".join(text(a) for a in t.weak_attacks) + ".", ""]
     return lines
 
 
@@ -396,7 +397,7 @@ def unofficial_notice(suite: str, tracks: list[Track]) -> str:
     seeds = sorted({s for t in tracks for s in t.seeds})
     count = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
     what = "a smoke test and demo whose ranks are not official" if suite == "quick" else "not an official track"
-    return (f"**Not an official ranking:** suite `{suite}` ({count}) is {what}; the official ranking is the "
+    return (f"**Not an official ranking:** suite {code(suite)} ({count}) is {what}; the official ranking is the "
             "`standard-cpu` suite's (Fashion-MNIST, 5 seeds), in the entries under `entries/` "
             "(`splitbench site` renders them).")
 
@@ -406,9 +407,10 @@ def to_markdown(tracks: list[Track], title: str = "", manifest: dict[str, Any] |
     lines = [f"# {title}" if title else "# splitbench leaderboard", ""]
     if manifest:
         others = manifest.get("others") or []
-        lines += [f"Manifest `{manifest['manifest_id']}` ({len(manifest['cells'])} cells, written "
-                  f"{manifest.get('updated', '')[:19].replace('T', ' ')} UTC)"
-                  + (f"; other manifests in this folder: {', '.join(others)}" if others else "") + ".", ""]
+        lines += [f"Manifest {code(manifest['manifest_id'])} ({len(manifest['cells'])} cells, written "
+                  f"{text(str(manifest.get('updated', ''))[:19].replace('T', ' '))} UTC)"
+                  + (f"; other manifests in this folder: {', '.join(text(o) for o in others)}" if others else "")
+                  + ".", ""]
         notice = unofficial_notice(str(manifest.get("suite", "")), tracks)
         if notice:
             lines += [notice, ""]
@@ -502,16 +504,17 @@ def paper_rows(frame: pd.DataFrame, numbers: list[dict]) -> list[dict]:
 
 
 def paper_markdown(rows: list[dict], citation: str) -> str:
-    lines = ["## Paper vs splitbench", "", f"Source: {citation}".strip(), "",
+    lines = ["## Paper vs splitbench", "", f"Source: {text(citation)}".strip(), "",
              "| defense | knob | attack | backbone | metric | paper | ours | ours − paper | note |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ours = r["ours"]
         diff = "–" if math.isnan(ours) else f"{ours - r['paper']:+.3f}"
         knob = f"{r['knob']:g}" if isinstance(r["knob"], float) else str(r["knob"] or "–")
-        lines.append(f"| `{r['defense']}` | {knob} | {r['attack']} | {r['backbone'] or '–'} | {r['metric']} | "
+        lines.append(f"| {code(r['defense'])} | {text(knob)} | {text(r['attack'])} | {text(r['backbone'] or '–')} | "
+                     f"{text(r['metric'])} | "
                      f"{_fmt(r['paper'])} | {'not run' if math.isnan(ours) else _fmt(ours)} | {diff} | "
-                     f"{r['note']} |")
+                     f"{text(r['note'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -525,7 +528,7 @@ def render_run(run_dir: str | Path, fmt: str = "md", budget: float | None = None
     if replicates is not None and replicates < 1:
         raise SplitbenchError(f"--bootstrap must be at least 1, got {replicates}")
     tracks, man = build_tracks(run_dir, budget, reference, replicates, manifest, partial)
-    title = f"splitbench leaderboard — suite `{man.get('suite')}`"
+    title = f"splitbench leaderboard — suite {code(man.get('suite'))}"
     md = to_markdown(tracks, title, man, man["presentation"]["bootstrap"])
     csv = to_csv(tracks)
     paper = man.get("paper") or {}

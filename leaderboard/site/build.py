@@ -37,6 +37,7 @@ from benchmark.store.records import package_version
 from leaderboard.protocol import admission_text
 from leaderboard.site import plots
 from leaderboard.site.gather import ENTRIES_DIR, Source, default_sources, load_sources
+from leaderboard.site.tables import site_markdown
 from leaderboard.site.views import DefenseView, SiteRow, SiteTrack, defense_views, site_tracks, slug
 
 MARKER = ".splitbench-site"
@@ -80,7 +81,8 @@ def build_site(sources: Sequence[str | Path] | None, out: str | Path) -> Path:
 def cmd_site(args: Any) -> int:
     """``splitbench site [ENTRY_OR_RUN ...] --out DIR``: build the site and say where it is."""
     index = build_site(args.sources, args.out)
-    print(f"splitbench: site written to {index} (open it in a browser; every file it needs is in {index.parent})")
+    print(f"splitbench: site written to {index} (open it in a browser; every file it needs is in {index.parent}); "
+          f"its tables as markdown: {index.parent / 'leaderboard.md'}")
     return 0
 
 
@@ -276,6 +278,7 @@ class SiteWriter:
                     unofficial=[t for t in self.tracks if not t.official], defenses=self.defenses,
                     sources=self.sources, from_default=self.from_default,
                     entries_dir=f"{ENTRIES_DIR.name}/", nav="index")
+        (self.root / "leaderboard.md").write_text(site_markdown(self.tracks), encoding="utf-8")
         (self.root / MARKER).write_text("written by `splitbench site`; the folder is replaced on the next build\n")
 
     def palette_css(self) -> str:

@@ -272,13 +272,17 @@ def _matched(st: SiteTrack) -> list[SiteMatched]:
     """Every source's privacy at matched utility, one per defense and figure (a reference run shipped in several
     entries shows once), ranked together replicate by replicate where the draws line up."""
     out: list[SiteMatched] = []
-    seen: set[tuple] = set()
+    seen: dict[tuple, SiteMatched] = {}
     for s, t in st.parts:
         for m in t.matched.values():
             key = (m.defense, m.privacy, m.settings)
-            if key not in seen and not math.isnan(m.privacy.value):
-                seen.add(key)
-                out.append(SiteMatched(s, m))
+            if math.isnan(m.privacy.value):
+                continue
+            if key not in seen:
+                seen[key] = SiteMatched(s, m)
+                out.append(seen[key])
+            elif s.describes(m) and not seen[key].source.describes(m):
+                seen[key].source = s  # shown as the entry whose card describes the defense, not the first that ships it
     reps = [x.matched.reps for x in out]
     lined_up = bool(reps) and all(r is not None and len(r) > 1 for r in reps) and len({len(r) for r in reps}) == 1
     for x, (p, lo, hi) in zip(out, rank_intervals([x.matched.privacy.value for x in out],

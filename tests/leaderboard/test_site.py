@@ -33,7 +33,8 @@ from leaderboard.site import gather as site_gather
 from leaderboard.site.views import site_tracks
 
 # Each payload, if it ever ran, would mark the page's root element; the browser test looks for that mark.
-HOSTILE_DEFENSE = "<script>document.documentElement.dataset.pwned='defense'</script>"
+# (its backtick and pipe would end a markdown code span and table cell: see the markdown test)
+HOSTILE_DEFENSE = "<script>document.documentElement.dataset.pwned='defense'</script>`|"
 HOSTILE_AUTHOR = "<img src=x onerror=\"document.documentElement.dataset.pwned='author'\">"
 HOSTILE_NOTE = "<b onmouseover=\"document.documentElement.dataset.pwned='note'\">paper note</b>"
 HOSTILE_URL = "javascript:document.documentElement.dataset.pwned='url'"
@@ -218,6 +219,57 @@ def test_hostile_text_is_escaped_everywhere(built):
     assert all(seen[h] for h in (HOSTILE_DEFENSE, HOSTILE_AUTHOR, HOSTILE_NOTE, HOSTILE_HARDWARE)), seen
     lab_page = (site / "defenses").glob("*.html")
     assert any(str(escape(HOSTILE_URL)) in p.read_text() for p in lab_page)  # shown as text, not as a link
+
+
+def _markdown_cells(markdown: str) -> list[list]:
+    """Every table cell of a markdown text, as markdown-it's inline children; asserts no raw HTML anywhere."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    assert not [t for t in tokens if t.type == "html_block"]
+    inline = [t for t in tokens if t.type == "inline"]
+    assert not [c for t in inline for c in t.children if c.type == "html_inline"]
+    cells, inside = [], False
+    for t in tokens:
+        inside = {"td_open": True, "th_open": True, "td_close": False, "th_close": False}.get(t.type, inside)
+        if inside and t.type == "inline":
+            cells.append(t.children)
+    return cells
+
+
+def test_markdown_tables_keep_hostile_text_as_text(built):
+    """The run's leaderboard (with its paper section) and the site's leaderboard.md show a defense named with
+    markup, a backtick and a pipe as one code span in one cell, and a paper note made of HTML as text."""
+    from leaderboard.render import render_run
+
+    run_md = render_run(built["run"], write=False)
+    for markdown in (run_md, (built["site"] / "leaderboard.md").read_text()):
+        cells = _markdown_cells(markdown)
+        spans = [c.content for cell in cells for c in cell if c.type == "code_inline"]
+        assert HOSTILE_DEFENSE in spans
+    run_cells = _markdown_cells(run_md)
+    assert any("".join(c.content for c in cell if c.type == "text") == HOSTILE_NOTE for cell in run_cells)
+
+
+def test_site_markdown_ranks_as_the_site_does(built):
+    """leaderboard.md beside the site's index: one ranking row per ranked site row, in the site's order, with the
+    site's rank text and the row's source; linked from the index page."""
+    from leaderboard.render import rank_text
+
+    site = built["site"]
+    assert 'href="leaderboard.md"' in (site / "index.html").read_text()
+    text = (site / "leaderboard.md").read_text()
+    sources = [site_gather.load_source(p) for p in (built["lab"], built["twin"], built["run"])]
+    tracks = site_tracks(sources)
+    assert text.count("### Ranking") == len(tracks) >= 2
+    for st in tracks:
+        section = text.split(f"(suite `{st.suite}`, {'official' if st.official else 'unofficial'})", 1)[1]
+        table = section.split("### Ranking", 1)[1].split("\n\n", 2)[1].splitlines()[2:]
+        expected = [rank_text(r.rank, r.rank_point.get("rank")) if r.rank else (r.status or "–")
+                    for r in st.selected()]
+        assert [line.split(" | ")[0].removeprefix("| ") for line in table] == expected
+        assert all(line.rstrip(" |").endswith(("Markup Lab (the same records are in 1 other entry)", "run"))
+                   for line in table), table
 
 
 def test_no_remote_assets(built):
