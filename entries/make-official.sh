@@ -13,8 +13,12 @@
 #   bash entries/make-official.sh RUN seed ENTRY         # copy ENTRY's records (e.g. entries/standard-cpu-no-pruning)
 #                                                        # into RUN, so a later `baselines` step skips the reference
 #   bash entries/make-official.sh RUN verify NAME...     # `splitbench verify --cells 1` of each packed entry, report
-#                                                        # beside it as verify-NAME.json (then copy it into the entry
-#                                                        # as verification.json)
+#                                                        # beside it as verify-NAME.json
+#   bash entries/make-official.sh RUN install            # every official entry packed and verified: replace the
+#                                                        # entries in $ENTRIES_DIR (default: this folder) and their
+#                                                        # shared objects with $ENTRIES_OUT's, each with its report
+#                                                        # as verification.json; refuses while any is missing, so the
+#                                                        # site never mixes entries of two runs
 #
 # `submit` packs a run's latest manifest, so pack the built-ins before running baselines into the same RUN, and pack
 # each `baselines` step before the next one. Records name the commit that wrote them and an entry's records must all
@@ -52,7 +56,7 @@ dynamic-channel-pruning      dynamic_channel_pruning 0.5  0.75 scorer=server_cop
 
 die() { echo "make-official: $*" >&2; exit 2; }
 
-[ $# -ge 2 ] || die "usage: make-official.sh RUN builtins|baselines NAME...|pack NAME...|seed ENTRY|verify NAME..."
+[ $# -ge 2 ] || die "usage: make-official.sh RUN builtins|baselines NAME...|pack NAME...|seed ENTRY|verify NAME...|install"
 run="$1"; step="$2"; shift 2
 
 baseline_line() {
@@ -121,7 +125,26 @@ PY
       "$SPLITBENCH" verify "$ENTRIES_OUT/standard-cpu-$name" --cells 1 --report "$ENTRIES_OUT/verify-$name.json"
     done
     ;;
+  install)
+    [ $# -eq 0 ] || die "install takes no names (it installs every official entry, packed in $ENTRIES_OUT)"
+    dest="${ENTRIES_DIR:-$here}"
+    names="no-pruning random-pruning latent-masking patrol paoding $(printf '%s\n' "$BASELINES" | awk 'NF {printf "%s ", $1}')"
+    missing=""
+    for name in $names; do
+      [ -f "$ENTRIES_OUT/standard-cpu-$name/checksums.json" ] && [ -f "$ENTRIES_OUT/verify-$name.json" ] \
+        || missing="$missing $name"
+    done
+    [ -z "$missing" ] || die "not installing: not yet packed and verified in $ENTRIES_OUT:$missing (expected every official entry, from one run)"
+    [ -d "$ENTRIES_OUT/objects" ] || die "not installing: $ENTRIES_OUT has no objects/ folder (expected \`splitbench share\` of the pack step)"
+    for name in $names; do
+      cp "$ENTRIES_OUT/verify-$name.json" "$ENTRIES_OUT/standard-cpu-$name/verification.json"
+    done
+    rm -rf "$dest"/standard-cpu-* "$dest/objects"
+    for name in $names; do cp -R "$ENTRIES_OUT/standard-cpu-$name" "$dest/"; done
+    cp -R "$ENTRIES_OUT/objects" "$dest/objects"
+    echo "installed $(echo $names | wc -w) entries and their shared objects into $dest"
+    ;;
   *)
-    die "unknown step '$step' (expected builtins, baselines, pack, seed or verify)"
+    die "unknown step '$step' (expected builtins, baselines, pack, seed, verify or install)"
     ;;
 esac

@@ -75,6 +75,7 @@ def test_the_baselines_step_builds_a_run_the_cli_accepts_on_the_official_track(n
     (["/tmp/run", "baselines", "dynamic-channel-pruning", "dynamic-channel-pruning-light"],
      "dynamic_channel_pruning is already in this step"),
     (["/tmp/run", "seed", "/nonexistent"], "not an entry folder"),
+    (["/tmp/run", "install", "noise"], "install takes no names"),
 ])
 def test_bad_steps_and_names_are_one_line_and_exit_2(args, message):
     out = _script(*args)
@@ -115,3 +116,64 @@ def test_a_run_seeded_from_a_shared_entry_holds_its_records_and_reruns_none_of_t
     assert all((run / "records" / f).read_bytes() == (original / f).read_bytes() for f in files)
     summary = run_pinned(str(built["root"] / "entrytest.yaml"), out=run, progress=False, latency_repeats=2)
     assert (summary.skipped, summary.models_trained, summary.ok, summary.failed) == (4, 0, 0, 0)
+
+
+def _official_names() -> list[str]:
+    return ["no-pruning", "random-pruning", "latent-masking", "patrol", "paoding"] + [r[0] for r in _baselines()]
+
+
+def _packed(out: Path, names: list[str]) -> None:
+    """Stand-ins for packed and verified entries: a checksums file, a card and a report each, and shared objects."""
+    for name in names:
+        (out / f"standard-cpu-{name}").mkdir(parents=True)
+        (out / f"standard-cpu-{name}" / "checksums.json").write_text(f'{{"new": "{name}"}}')
+        (out / f"standard-cpu-{name}" / "entry.yaml").write_text(f"name: {name}\n")
+        (out / f"verify-{name}.json").write_text(f'{{"verified": "{name}"}}')
+    (out / "objects" / "ab").mkdir(parents=True)
+    (out / "objects" / "ab" / "abcdef").write_text("shared")
+
+
+def _installed_before(dest: Path) -> None:
+    for name in ("noise", "retired-entry"):
+        (dest / f"standard-cpu-{name}").mkdir(parents=True)
+        (dest / f"standard-cpu-{name}" / "checksums.json").write_text('{"old": 1}')
+        (dest / f"standard-cpu-{name}" / "verification.json").write_text('{"old machine": 1}')
+    (dest / "objects" / "zz").mkdir(parents=True)
+    (dest / "objects" / "zz" / "old").write_text("old")
+    (dest / "README.md").write_text("the folder's own files stay")
+
+
+def test_install_replaces_every_entry_and_the_shared_objects_with_the_verified_new_ones(tmp_path):
+    new, dest = tmp_path / "new", tmp_path / "entries"
+    names = _official_names()
+    _packed(new, names)
+    _installed_before(dest)
+    out = subprocess.run(["bash", str(SCRIPT), "/tmp/run", "install"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "ENTRIES_OUT": str(new), "ENTRIES_DIR": str(dest)})
+    assert out.returncode == 0, out.stderr
+    assert f"installed {len(names)} entries" in out.stdout
+    assert sorted(p.name for p in dest.iterdir()) == sorted(["README.md", "objects"]
+                                                            + [f"standard-cpu-{n}" for n in names])
+    for name in names:
+        entry = dest / f"standard-cpu-{name}"
+        assert (entry / "checksums.json").read_text() == f'{{"new": "{name}"}}'
+        assert (entry / "verification.json").read_text() == f'{{"verified": "{name}"}}'
+    assert [p.name for p in (dest / "objects").rglob("*") if p.is_file()] == ["abcdef"]
+    assert (dest / "README.md").read_text() == "the folder's own files stay"
+
+
+def test_install_refuses_while_an_entry_is_not_packed_or_not_verified_and_changes_nothing(tmp_path):
+    new, dest = tmp_path / "new", tmp_path / "entries"
+    names = _official_names()
+    _packed(new, names)
+    (new / "verify-shredder.json").unlink()
+    _installed_before(dest)
+    before = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
+    out = subprocess.run(["bash", str(SCRIPT), "/tmp/run", "install"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "ENTRIES_OUT": str(new), "ENTRIES_DIR": str(dest)})
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "not yet packed and verified" in out.stderr and out.stderr.strip().endswith(
+        "shredder (expected every official entry, from one run)")
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == before
+    assert (dest / "standard-cpu-noise" / "verification.json").read_text() == '{"old machine": 1}'
