@@ -361,8 +361,10 @@ def _cmd_share(args: argparse.Namespace) -> int:
     from leaderboard.entry.objects import share
 
     s = share(Path(args.collection))
+    unused = f", {s['objects_removed']} no entry lists any more removed" if s["objects_removed"] else ""
     print(f"splitbench: {s['entries']} entries in {args.collection}: {s['files_moved']} copies now stored once "
-          f"({s['objects']} shared files); {s['bytes_before'] / 1e6:.1f} MB -> {s['bytes_after'] / 1e6:.1f} MB")
+          f"({s['objects']} shared files{unused}); {s['bytes_before'] / 1e6:.1f} MB -> "
+          f"{s['bytes_after'] / 1e6:.1f} MB")
     return 0
 
 

@@ -15,10 +15,11 @@
 #   bash entries/make-official.sh RUN verify NAME...     # `splitbench verify --cells 1` of each packed entry, report
 #                                                        # beside it as verify-NAME.json
 #   bash entries/make-official.sh RUN install            # every official entry packed and verified: replace the
-#                                                        # entries in $ENTRIES_DIR (default: this folder) and their
-#                                                        # shared objects with $ENTRIES_OUT's, each with its report
-#                                                        # as verification.json; refuses while any is missing, so the
-#                                                        # site never mixes entries of two runs
+#                                                        # official entries in $ENTRIES_DIR (default: this folder)
+#                                                        # with $ENTRIES_OUT's, each with its report as
+#                                                        # verification.json, and share their files (the old ones'
+#                                                        # no entry lists are removed); refuses while any is missing,
+#                                                        # so the site never mixes entries of two runs
 #
 # `submit` packs a run's latest manifest, so pack the built-ins before running baselines into the same RUN, and pack
 # each `baselines` step before the next one. Records name the commit that wrote them and an entry's records must all
@@ -139,10 +140,16 @@ PY
     for name in $names; do
       cp "$ENTRIES_OUT/verify-$name.json" "$ENTRIES_OUT/standard-cpu-$name/verification.json"
     done
-    rm -rf "$dest"/standard-cpu-* "$dest/objects"
-    for name in $names; do cp -R "$ENTRIES_OUT/standard-cpu-$name" "$dest/"; done
-    cp -R "$ENTRIES_OUT/objects" "$dest/objects"
-    echo "installed $(echo $names | wc -w) entries and their shared objects into $dest"
+    # only the official entries are replaced (any other entry here stays); the shared files are merged (they are
+    # named by their sha256), and `share` then removes those no entry lists any more
+    for name in $names; do
+      rm -rf "${dest:?}/standard-cpu-$name"
+      cp -R "$ENTRIES_OUT/standard-cpu-$name" "$dest/"
+    done
+    mkdir -p "$dest/objects"
+    cp -R "$ENTRIES_OUT/objects/." "$dest/objects/"
+    "$SPLITBENCH" share "$dest"
+    echo "installed $(echo $names | wc -w) entries into $dest"
     ;;
   *)
     die "unknown step '$step' (expected builtins, baselines, pack, seed, verify or install)"

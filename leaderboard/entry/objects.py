@@ -91,8 +91,9 @@ def complete_entry(entry: str | Path) -> Iterator[Path]:
 
 def share(collection: str | Path) -> dict[str, Any]:
     """Store once, under ``collection/objects/``, every file that two or more entries of ``collection`` list with
-    the same sha256; remove the entries' copies. Every file is checked against its listed sha256 before it moves
-    (a damaged entry stops the whole operation before anything changes). Idempotent; returns counts and sizes."""
+    the same sha256; remove the entries' copies, and the stored files no entry lists any more (left by an entry
+    removed or replaced). Every file is checked against its listed sha256 before anything moves (a damaged entry
+    stops the whole operation before anything changes). Idempotent; returns counts and sizes."""
     collection = Path(collection)
     if not collection.is_dir():
         raise SplitbenchError(f"{collection}: no such folder (expected a folder of entry folders, e.g. entries/)")
@@ -124,7 +125,15 @@ def share(collection: str | Path) -> dict[str, Any]:
                 os.replace(here, target)
             moved += 1
         _prune_empty_dirs(e)
-    return {"entries": len(entries), "files_moved": moved, "objects": _count(collection / OBJECTS_DIR),
+    removed = 0
+    store = collection / OBJECTS_DIR
+    if store.is_dir():
+        for f in sorted(store.glob("*/*")):
+            if f.is_file() and f.name not in uses and f.parent.name == f.name[:2]:
+                f.unlink()
+                removed += 1
+        _prune_empty_dirs(store)
+    return {"entries": len(entries), "files_moved": moved, "objects": _count(store), "objects_removed": removed,
             "bytes_before": before, "bytes_after": _bytes(collection)}
 
 

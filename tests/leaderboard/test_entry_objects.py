@@ -51,6 +51,24 @@ def test_share_stores_each_common_file_once_and_entries_still_list_everything(co
     assert again["files_moved"] == 0 and again["bytes_after"] == again["bytes_before"]
 
 
+def test_share_removes_the_stored_files_no_entry_lists_any_more(collection, capsys):
+    """Replacing or removing an entry leaves its shared files behind; the next share removes exactly those."""
+    root, a, b = collection
+    share(root)
+    stored = {p.name for p in (root / "objects").rglob("*") if p.is_file()}
+    assert stored
+    shutil.rmtree(b)  # a lists every file b did: nothing is unused yet
+    orphan = object_path(root, "f" * 64)
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text("a file of an entry that was replaced")
+    assert main(["share", str(root)]) == 0
+    assert "1 no entry lists any more removed" in capsys.readouterr().out
+    assert not orphan.exists() and not orphan.parent.exists()
+    assert {p.name for p in (root / "objects").rglob("*") if p.is_file()} == stored
+    with complete_entry(a) as full:  # the remaining entry still reads whole
+        assert {rel: sha(full / rel) for rel in listed_files(a)} == listed_files(a)
+
+
 def test_a_complete_entry_is_read_in_place(entry):
     with complete_entry(entry) as full:
         assert full == entry

@@ -4,9 +4,12 @@ the official track, and a bad step or name is one line with exit 2."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shlex
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from benchmark.suites.parse import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "entries" / "make-official.sh"
+SPLITBENCH = str(Path(sysconfig.get_path("scripts")) / "splitbench")  # the CLI of the Python running the tests
 
 
 def _script(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -122,58 +126,84 @@ def _official_names() -> list[str]:
     return ["no-pruning", "random-pruning", "latent-masking", "patrol", "paoding"] + [r[0] for r in _baselines()]
 
 
+def _entry(folder: Path, name: str, files: dict[str, str]) -> None:
+    """A minimal entry in the layout `splitbench submit` writes: a card, files, and their sha256 list."""
+    folder.mkdir(parents=True)
+    files = {"entry.yaml": f"name: {name}\n", **files}
+    for rel, content in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(content)
+    sums = {rel: hashlib.sha256(content.encode()).hexdigest() for rel, content in files.items()}
+    (folder / "checksums.json").write_text(json.dumps({"algorithm": "sha256", "files": sums}))
+
+
 def _packed(out: Path, names: list[str]) -> None:
-    """Stand-ins for packed and verified entries: a checksums file, a card and a report each, and shared objects."""
+    """Stand-ins for packed, shared and verified entries: the reference's records in common, one record each."""
     for name in names:
-        (out / f"standard-cpu-{name}").mkdir(parents=True)
-        (out / f"standard-cpu-{name}" / "checksums.json").write_text(f'{{"new": "{name}"}}')
-        (out / f"standard-cpu-{name}" / "entry.yaml").write_text(f"name: {name}\n")
+        _entry(out / f"standard-cpu-{name}", name, {"run/records/reference.json": "new reference",
+                                                    "run/records/own.json": f"new {name}"})
         (out / f"verify-{name}.json").write_text(f'{{"verified": "{name}"}}')
-    (out / "objects" / "ab").mkdir(parents=True)
-    (out / "objects" / "ab" / "abcdef").write_text("shared")
+    subprocess.run([SPLITBENCH, "share", str(out)], check=True, capture_output=True, timeout=120)
 
 
 def _installed_before(dest: Path) -> None:
-    for name in ("noise", "retired-entry"):
-        (dest / f"standard-cpu-{name}").mkdir(parents=True)
-        (dest / f"standard-cpu-{name}" / "checksums.json").write_text('{"old": 1}')
+    """The entries as shipped before: the old official ones and a community entry, sharing the old reference."""
+    _entry(dest / "standard-cpu-noise", "noise", {"run/records/reference.json": "old reference",
+                                                  "run/records/old-shared.json": "old shared"})
+    _entry(dest / "standard-cpu-community-lab", "community-lab", {"run/records/reference.json": "old reference"})
+    _entry(dest / "standard-cpu-patrol", "patrol", {"run/records/old-shared.json": "old shared"})
+    for name in ("noise", "community-lab"):
         (dest / f"standard-cpu-{name}" / "verification.json").write_text('{"old machine": 1}')
-    (dest / "objects" / "zz").mkdir(parents=True)
-    (dest / "objects" / "zz" / "old").write_text("old")
+    subprocess.run([SPLITBENCH, "share", str(dest)], check=True, capture_output=True, timeout=120)
     (dest / "README.md").write_text("the folder's own files stay")
 
 
-def test_install_replaces_every_entry_and_the_shared_objects_with_the_verified_new_ones(tmp_path):
+def _install(new: Path, dest: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), "/tmp/run", "install"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ENTRIES_OUT": str(new), "ENTRIES_DIR": str(dest),
+                               "SPLITBENCH": SPLITBENCH})
+
+
+def test_install_replaces_every_official_entry_keeps_any_other_and_stores_what_they_share_once(tmp_path):
+    from leaderboard.entry.objects import complete_entry, listed_files
+
     new, dest = tmp_path / "new", tmp_path / "entries"
     names = _official_names()
     _packed(new, names)
     _installed_before(dest)
-    out = subprocess.run(["bash", str(SCRIPT), "/tmp/run", "install"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "ENTRIES_OUT": str(new), "ENTRIES_DIR": str(dest)})
+    out = _install(new, dest)
     assert out.returncode == 0, out.stderr
     assert f"installed {len(names)} entries" in out.stdout
-    assert sorted(p.name for p in dest.iterdir()) == sorted(["README.md", "objects"]
-                                                            + [f"standard-cpu-{n}" for n in names])
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        ["README.md", "objects", "standard-cpu-community-lab"] + [f"standard-cpu-{n}" for n in names])
     for name in names:
         entry = dest / f"standard-cpu-{name}"
-        assert (entry / "checksums.json").read_text() == f'{{"new": "{name}"}}'
         assert (entry / "verification.json").read_text() == f'{{"verified": "{name}"}}'
-    assert [p.name for p in (dest / "objects").rglob("*") if p.is_file()] == ["abcdef"]
+        with complete_entry(entry) as full:
+            assert (full / "run" / "records" / "own.json").read_text() == f"new {name}"
+            assert (full / "run" / "records" / "reference.json").read_text() == "new reference"
+    community = dest / "standard-cpu-community-lab"
+    with complete_entry(community) as full:  # its file was shared with the replaced noise entry: still there
+        assert (full / "run" / "records" / "reference.json").read_text() == "old reference"
+    assert (community / "verification.json").read_text() == '{"old machine": 1}'
+    # stored once: the new reference and the community's old one; the file only the replaced noise and PATROL
+    # entries shared, listed by no entry now, is gone
+    listed = {d for e in dest.glob("standard-cpu-*") for d in listed_files(e).values()}
+    stored = {p.name for p in (dest / "objects").rglob("*") if p.is_file()}
+    assert stored <= listed and len(stored) == 2
+    assert hashlib.sha256(b"old shared").hexdigest() not in stored
     assert (dest / "README.md").read_text() == "the folder's own files stay"
 
 
 def test_install_refuses_while_an_entry_is_not_packed_or_not_verified_and_changes_nothing(tmp_path):
     new, dest = tmp_path / "new", tmp_path / "entries"
-    names = _official_names()
-    _packed(new, names)
+    _packed(new, _official_names())
     (new / "verify-shredder.json").unlink()
     _installed_before(dest)
-    before = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
-    out = subprocess.run(["bash", str(SCRIPT), "/tmp/run", "install"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "ENTRIES_OUT": str(new), "ENTRIES_DIR": str(dest)})
+    before = {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    out = _install(new, dest)
     assert out.returncode == 2 and out.stdout == ""
     assert len(out.stderr.strip().splitlines()) == 1
     assert "not yet packed and verified" in out.stderr and out.stderr.strip().endswith(
         "shredder (expected every official entry, from one run)")
-    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == before
-    assert (dest / "standard-cpu-noise" / "verification.json").read_text() == '{"old machine": 1}'
+    assert {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
