@@ -2,7 +2,7 @@
 
 A run's ``leaderboard.md`` ranks one run; this file ranks what the site ranks: every entry of a track together,
 replicate by replicate (:mod:`leaderboard.site.views`), with the source of each row. ``splitbench site`` writes it
-beside ``index.html`` as ``leaderboard.md``, so the official tables of the README are regenerated with one command.
+beside ``index.html`` as ``leaderboard.md``, so a README's or a paper's tables can be regenerated with one command.
 Every name from a record or a card goes through :mod:`leaderboard.markdown`.
 """
 
