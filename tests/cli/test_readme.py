@@ -38,3 +38,33 @@ def test_ci_runs_the_readme_test_command():
     command = re.search(r"# 2\. set up and run the tests\n(.+)\n", readme).group(1).strip()
     assert command in ci
     assert 'pytest -m "not slow"' in command
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as GitHub writes it: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(doc: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_relative_links_of_the_docs_resolve():
+    """Every relative link of the README and the entries' documents names a file that exists, and every #anchor a
+    heading of the document it points into (so moving a section breaks this test, not the reader's click)."""
+    root = README.parent
+    docs = [README, *sorted((root / "entries").glob("*.md")), *sorted((root / "entries").glob("*/README.md"))]
+    checked = 0
+    for doc in docs:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            assert dest.exists(), f"{doc.relative_to(root)}: link to {target}: no such file"
+            if anchor:
+                assert anchor in _anchors(dest), f"{doc.relative_to(root)}: link to {target}: no such heading"
+            checked += 1
+    assert checked >= 10
