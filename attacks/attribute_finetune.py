@@ -19,9 +19,9 @@ import dataclasses
 from torch import nn
 
 from attacks.learning_based import (
-    _check_holdout,
-    _check_training,
     attribute_output,
+    check_holdout,
+    check_training,
     fit_choosing_epoch,
     split_holdout,
     with_new_classifier,
@@ -48,8 +48,8 @@ class AttributeFinetuneConfig:
                              "plateau; the epochs are then a cap); 0 = train every epoch", omit_default=True)
 
     def validate(self) -> None:
-        _check_training(self)
-        _check_holdout(self)
+        check_training(self)
+        check_holdout(self)
         if self.backbone_lr < 0:
             raise ValueError(f"backbone_lr must be >= 0, got {self.backbone_lr}")
 

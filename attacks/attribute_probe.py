@@ -19,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from attacks.learning_based import (
-    _check_holdout,
-    _check_training,
     attribute_output,
+    check_holdout,
+    check_training,
     fit_choosing_epoch,
     penultimate,
     split_holdout,
@@ -49,8 +49,8 @@ class AttributeProbeConfig:
                              "plateau; the epochs are then a cap); 0 = train every epoch", omit_default=True)
 
     def validate(self) -> None:
-        _check_training(self)
-        _check_holdout(self)
+        check_training(self)
+        check_holdout(self)
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 

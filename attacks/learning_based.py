@@ -40,7 +40,7 @@ from benchmark.models.backbones import seeded
 from benchmark.models.trainer import ParamGroup, Trainer
 
 
-def _check_training(cfg) -> None:
+def check_training(cfg) -> None:
     """Shared bounds of the learned attackers' settings (one line naming the field when violated)."""
     if cfg.epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {cfg.epochs}")
@@ -52,7 +52,7 @@ def _check_training(cfg) -> None:
         raise ValueError(f"max_aux must be >= 1 or null, got {cfg.max_aux}")
 
 
-def _check_holdout(cfg) -> None:
+def check_holdout(cfg) -> None:
     """Bounds of the epoch-choosing hold-out settings."""
     if not 0 <= cfg.holdout_fraction < 1:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {cfg.holdout_fraction}")
@@ -235,8 +235,8 @@ class AttributeInferenceConfig:
                              "plateau; the epochs are then a cap); 0 = train every epoch", omit_default=True)
 
     def validate(self) -> None:
-        _check_training(self)
-        _check_holdout(self)
+        check_training(self)
+        check_holdout(self)
 
 
 @register_attack("attribute_inference")
@@ -305,7 +305,7 @@ class InversionDecoderConfig:
                                       "constant guess) instead of the image from scratch")
 
     def validate(self) -> None:
-        _check_training(self)
+        check_training(self)
         if self.width < 1:
             raise ValueError(f"width must be >= 1, got {self.width}")
 

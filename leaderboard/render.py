@@ -36,7 +36,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-def _est(e: Estimate, digits: int = 3) -> str:
+def est_cell(e: Estimate, digits: int = 3) -> str:
     if math.isnan(e.value):
         return "–"
     if not e.has_interval:
@@ -99,10 +99,10 @@ def _leak(e: Estimate, raw: float | None) -> str:
     """A leakage on its scale; below the floor "at floor" with the signed figure beside it."""
     if e.value == 0.0 and raw is not None and raw < 0.0:
         return f"at floor (raw {raw:.2f})" + (f" [{_fmt(e.lo, 2)}, {_fmt(e.hi, 2)}]" if e.has_interval else "")
-    return _est(e, 2)
+    return est_cell(e, 2)
 
 
-def _family_cell(r: Row, fam: str) -> str:
+def family_cell(r: Row, fam: str) -> str:
     if fam not in r.family:
         return "n/a"
     e = r.family[fam]
@@ -123,7 +123,7 @@ def _best_on_eval(r: Row) -> str:
     for fam in ("attribute", "reconstruction"):
         best = r.family_best_eval_attack.get(fam)
         if best and best != r.family_attack.get(fam):
-            parts.append(f"{fam[:5]}. {_est(r.family_best_eval[fam], 2)} ({text(best)})")
+            parts.append(f"{fam[:5]}. {est_cell(r.family_best_eval[fam], 2)} ({text(best)})")
     return "; ".join(parts) or "same"
 
 
@@ -183,13 +183,13 @@ def _deployed_note(rows: list[Row], labels: list[str]) -> list[str]:
     return out + ([""] if out else [])
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+def md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     out += ["| " + " | ".join(cells) + " |" for cells in rows]
     return out + [""]
 
 
-def _knob(r: Row) -> str:
+def knob_cell(r: Row) -> str:
     return f"{text(r.knob)}={r.knob_value:g}"
 
 
@@ -203,13 +203,13 @@ def _knowledge_markdown(t: Track) -> list[str]:
              "only against a data-starved attacker shows it here.", ""]
     rows = []
     for r in sorted(t.selected(), key=lambda r: (r.defense != t.reference, r.defense)):
-        rows.append([code(r.defense), _knob(r), _est(r.privacy, 2)]
-                    + [_est(t.knowledge[f].get((r.defense, r.knob_value), Estimate(math.nan)), 2) for f in shares])
+        rows.append([code(r.defense), knob_cell(r), est_cell(r.privacy, 2)]
+                    + [est_cell(t.knowledge[f].get((r.defense, r.knob_value), Estimate(math.nan)), 2) for f in shares])
     head = ["defense", "knob", "all of aux"] + [f"{f:.0%} of aux" for f in shares]
     note = "; ".join(f"{f:.0%}: {', '.join(text(a) for a in t.knowledge_attacks[f])}" for f in shares)
     free = ("" if not t.data_free_attacks else " Data-free attacks, the zero-data end of this axis (they read no aux "
             f"data, so they count the same at every share): {', '.join(text(a) for a in t.data_free_attacks)}.")
-    return lines + _table(head, rows) + [f"Attacks run with a share of aux: {note}.{free}", ""]
+    return lines + md_table(head, rows) + [f"Attacks run with a share of aux: {note}.{free}", ""]
 
 
 def _matched_markdown(t: Track) -> list[str]:
@@ -221,12 +221,12 @@ def _matched_markdown(t: Track) -> list[str]:
              f"Δutility against their privacy score) at Δutility = -{t.budget:.3f}, in every replicate. Where no "
              "setting spends that much utility, the most private setting's score stands (\"not reached\"); lower "
              "is better.", ""]
-    rows = [[_rank(m.rank, m.rank_point), code(m.defense), _est(m.privacy, 2),
+    rows = [[_rank(m.rank, m.rank_point), code(m.defense), est_cell(m.privacy, 2),
              "reached" if m.reached else "not reached", str(m.settings)] for m in ms]
-    return lines + _table(["rank", "defense", "privacy at matched utility", "budget", "settings"], rows)
+    return lines + md_table(["rank", "defense", "privacy at matched utility", "budget", "settings"], rows)
 
 
-def _ratio(v: float) -> str:
+def ratio_cell(v: float) -> str:
     return "–" if v is None or math.isnan(v) else f"{v:.2f}x"
 
 
@@ -242,18 +242,18 @@ def _cost_markdown(t: Track, chosen: list[Row]) -> list[str]:
              f"Each ranked row's client cost as a ratio to the reference's (MACs and parameters {t.cost_basis}; "
              "bytes sent on this track). Pareto ✓: no other ranked row beats it on both privacy (its 95% interval "
              f"entirely below) and client MACs (a ratio lower by more than 1%).{budget}", ""]
-    body = [[_rank(r.rank, r.rank_point.get("rank")), code(r.defense), _knob(r), _est(r.privacy, 2),
-             _ratio(r.cost_ratio.get("client_macs")), _ratio(r.cost_ratio.get("client_params")),
-             _ratio(r.cost_ratio.get("payload_bytes")), "✓" if r.pareto else ""]
+    body = [[_rank(r.rank, r.rank_point.get("rank")), code(r.defense), knob_cell(r), est_cell(r.privacy, 2),
+             ratio_cell(r.cost_ratio.get("client_macs")), ratio_cell(r.cost_ratio.get("client_params")),
+             ratio_cell(r.cost_ratio.get("payload_bytes")), "✓" if r.pareto else ""]
             for r in sorted(rows, key=lambda r: (not r.pareto, r.cost_ratio.get("client_macs", math.inf)))]
     over = sorted({(r.defense, r.note) for r in t.rows if "cost budget" in r.note})
     tail = ([("Outside the cost budget: " + "; ".join(f"{code(d)} ({text(note)})" for d, note in over) + "."), ""]
             if over else [])
-    return lines + _table(["rank", "defense", "knob", "privacy score", "client MACs", "client params", "bytes sent",
+    return lines + md_table(["rank", "defense", "knob", "privacy score", "client MACs", "client params", "bytes sent",
                            "Pareto"], body) + tail
 
 
-def _admitted(r: Row, t: Track) -> str:
+def admitted_cell(r: Row, t: Track) -> str:
     """The admission column: how often the setting is chosen (selection) or within budget (preregistered)."""
     if math.isnan(r.selection):
         return "–"
@@ -266,7 +266,7 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     ref = next((r for r in t.rows if r.defense == t.reference), None)
     seeds = f"{len(t.seeds)} seed{'s' if len(t.seeds) != 1 else ''}"
     admission = admission_text(t.admission, t.budget, len(t.seeds), len(t.admission_seeds), t.settle)
-    lines.append(f"Reference {code(t.reference)}" + (f" (utility {_est(ref.utility)})" if ref else "") +
+    lines.append(f"Reference {code(t.reference)}" + (f" (utility {est_cell(ref.utility)})" if ref else "") +
                  f". {admission} Privacy score = the worse of the attribute "
                  "and reconstruction leakage, each that of its family's representative, the attack that leaks most "
                  "on the attacker's own hold-out (0 = no more than the floor, \"at floor\" below it; 1 = everything; "
@@ -293,11 +293,11 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
             rank = "bb only"
         elif not r.complete:
             rank = "incomplete"
-        rows.append([rank, code(r.defense), _knob(r), _est(r.privacy, 2), _family_cell(r, "attribute"),
-                     _family_cell(r, "reconstruction"), _est(r.utility), _est(r.delta_utility),
-                     _est(r.val_delta_utility), _admitted(r, t), _family_cell(r, "transfer"), _best_on_eval(r),
+        rows.append([rank, code(r.defense), knob_cell(r), est_cell(r.privacy, 2), family_cell(r, "attribute"),
+                     family_cell(r, "reconstruction"), est_cell(r.utility), est_cell(r.delta_utility),
+                     est_cell(r.val_delta_utility), admitted_cell(r, t), family_cell(r, "transfer"), _best_on_eval(r),
                      _fmt(r.relative, 2), r.tuned] + _cost_cells(r, deployed))
-    lines += ["### Ranking", ""] + _table(head, rows) + _deployed_note(chosen, deployed)
+    lines += ["### Ranking", ""] + md_table(head, rows) + _deployed_note(chosen, deployed)
     na = {r.defense: r.not_applicable for r in t.rows if r.not_applicable}
     if na:
         lines += ["Not applicable on this track: "
@@ -321,9 +321,9 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         lines += ["### Black-box view", "",
                   "Only attacks that need no client weights; defenses that deny attackers the client weights are "
                   f"ranked here only.{free}", ""]
-        lines += _table(["rank", "defense", "knob", "black-box privacy score", "white-box access"],
-                        [[_rank(r.rank_blackbox, r.rank_point.get("rank_blackbox")), code(r.defense), _knob(r),
-                          _est(r.privacy_blackbox, 2),
+        lines += md_table(["rank", "defense", "knob", "black-box privacy score", "white-box access"],
+                        [[_rank(r.rank_blackbox, r.rank_point.get("rank_blackbox")), code(r.defense), knob_cell(r),
+                          est_cell(r.privacy_blackbox, 2),
                           "given" if r.white_box_client else "denied"] for r in bb])
     tr = sorted([r for r in chosen if r.rank_transfer], key=lambda r: (r.rank_point.get("rank_transfer", 0),
                                                                        r.family["transfer"].value))
@@ -335,11 +335,11 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
         rows = []
         for r in tr:
             s = r.attacks[r.family_attack["transfer"]].figures
-            rows.append([_rank(r.rank_transfer, r.rank_point.get("rank_transfer")), code(r.defense), _knob(r),
-                         _family_cell(r, "transfer"),
+            rows.append([_rank(r.rank_transfer, r.rank_point.get("rank_transfer")), code(r.defense), knob_cell(r),
+                         family_cell(r, "transfer"),
                          _fmt(s.get("transfer_advantage"), 2), _fmt(s.get("suppression_ratio_max"), 2),
                          _fmt(s.get("adaptive_suppression_ratio_corrected", s.get("suppression_ratio_corrected")), 2)])
-        lines += _table(["rank", "defense", "knob", "transfer leakage", "plain advantage", "suppression ratio",
+        lines += md_table(["rank", "defense", "knob", "transfer leakage", "plain advantage", "suppression ratio",
                          "corrected SR"], rows)
     lines += _cost_markdown(t, chosen)
     lines += _matched_markdown(t)
@@ -354,10 +354,10 @@ def track_markdown(t: Track, replicates: int) -> list[str]:
     rows = []
     for r in sorted(t.rows, key=lambda r: (r.defense != t.reference, r.defense, r.knob_value)):
         mark = ("✓" if r.selected else "") + ("P" if r.preregistered else "")
-        rows.append([code(r.defense), _knob(r), mark, _est(r.val_utility), _est(r.val_delta_utility),
-                     _admitted(r, t), _est(r.utility), _est(r.delta_utility)]
-                    + [_attack_cell(r, a) for a in t.attacks] + [_est(r.privacy, 2)])
-    lines += _table(head, rows)
+        rows.append([code(r.defense), knob_cell(r), mark, est_cell(r.val_utility), est_cell(r.val_delta_utility),
+                     admitted_cell(r, t), est_cell(r.utility), est_cell(r.delta_utility)]
+                    + [_attack_cell(r, a) for a in t.attacks] + [est_cell(r.privacy, 2)])
+    lines += md_table(head, rows)
     fewer = [f"{code(r.label)} ({k} of {len(t.seeds)})" for r in t.rows if (k := t.fewer_seeds(r)) is not None]
     if fewer:
         lines += ["Settings attacked at fewer of the track's seeds (a suite's `curve_seeds` runs the points of a "
@@ -467,7 +467,7 @@ def to_frame(tracks: list[Track]) -> pd.DataFrame:
                 d[f"{a}_holdout"] = s.holdout
             d.update(r.cost)
             for k, v in r.cost_ratio.items():
-                d[f"{k}_ratio"] = v
+                d[f"{k}ratio_cell"] = v
             d["pareto"] = r.pareto
             d["note"] = r.note
             d["track_flags"] = "; ".join(t.flags)

@@ -35,7 +35,7 @@ from benchmark.core.errors import SplitbenchError
 from benchmark.core.fields import config_hash
 from benchmark.core.io import atomic_write_text
 from benchmark.kit.cost import latency_stats
-from benchmark.store.records import _cpu_name
+from benchmark.store.records import cpu_name
 
 PARTS = ("client", "server")
 KEYS = ("machine", "suite", "scenario", "backbone", "split", "defense", "knob", "knob_value", "part", "precision",
@@ -55,7 +55,7 @@ def _gpu_driver() -> str | None:
 
 def fingerprint(device: torch.device) -> dict[str, Any]:
     """The machine a measurement was taken on, and a short id of it."""
-    fp: dict[str, Any] = {"cpu": _cpu_name(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    fp: dict[str, Any] = {"cpu": cpu_name(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "torch": torch.__version__, "platform": platform.platform(), "device_type": device.type,
                           "gpu": None, "gpu_driver": None, "cuda": torch.version.cuda}
     if device.type == "cuda":

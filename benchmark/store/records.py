@@ -231,7 +231,7 @@ def _cpuinfo() -> list[str]:
         return []
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     for line in _cpuinfo():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
@@ -286,8 +286,8 @@ def environment(device: str) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "device": device,
-        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name(),
-        "cpu": _cpu_name(),
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name(),
+        "cpu": cpu_name(),
         "isa": cpu_isa(),
         "cpu_flags": cpu_flags(),
         "threads": torch.get_num_threads(),

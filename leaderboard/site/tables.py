@@ -9,7 +9,7 @@ Every name from a record or a card goes through :mod:`leaderboard.markdown`.
 from __future__ import annotations
 
 from leaderboard.markdown import code, text
-from leaderboard.render import _admitted, _est, _family_cell, _knob, _ratio, _table, rank_text
+from leaderboard.render import admitted_cell, est_cell, family_cell, knob_cell, md_table, rank_text, ratio_cell
 from leaderboard.site.views import SiteRow, SiteTrack
 
 
@@ -23,7 +23,7 @@ def _admission(r: SiteRow) -> str:
     if r.is_reference:
         return "reference"
     if row.selected:
-        return _admitted(row, r.track)
+        return admitted_cell(row, r.track)
     if row.note:
         return text(row.note)
     return "curve" + (f" ({r.seed_text})" if r.seed_text else "")
@@ -33,11 +33,11 @@ def _ranking(st: SiteTrack) -> list[str]:
     head = ["rank", "defense", "knob", "privacy score", "attribute", "reconstruction", "utility", "Δutility",
             "val Δutility", "within budget" if st.admission == "preregistered" else "chosen in", "client MACs",
             "source"]
-    rows = [[_rank(r), code(r.defense), _knob(r.row), _est(r.row.privacy, 2), _family_cell(r.row, "attribute"),
-             _family_cell(r.row, "reconstruction"), _est(r.row.utility), _est(r.row.delta_utility),
-             _est(r.row.val_delta_utility), _admitted(r.row, r.track), _ratio(r.row.cost_ratio.get("client_macs")),
-             text(r.source_text)] for r in st.selected()]
-    lines = ["### Ranking", ""] + _table(head, rows)
+    rows = [[_rank(r), code(r.defense), knob_cell(r.row), est_cell(r.row.privacy, 2), family_cell(r.row, "attribute"),
+             family_cell(r.row, "reconstruction"), est_cell(r.row.utility), est_cell(r.row.delta_utility),
+             est_cell(r.row.val_delta_utility), admitted_cell(r.row, r.track),
+             ratio_cell(r.row.cost_ratio.get("client_macs")), text(r.source_text)] for r in st.selected()]
+    lines = ["### Ranking", ""] + md_table(head, rows)
     unranked = st.unselected_defenses()
     if unranked:
         near = st.borderline_unranked()
@@ -48,22 +48,22 @@ def _ranking(st: SiteTrack) -> list[str]:
 
 def _settings(st: SiteTrack) -> list[str]:
     head = ["defense", "knob", "✓", "privacy score", "utility", "Δutility", "val Δutility", "admission", "source"]
-    rows = [[code(r.defense), _knob(r.row), ("✓" if r.row.selected else "") + ("P" if r.row.preregistered else ""),
-             _est(r.row.privacy, 2), _est(r.row.utility), _est(r.row.delta_utility), _est(r.row.val_delta_utility),
-             _admission(r), text(r.source_text)] for r in st.knob_rows()]
+    rows = [[code(r.defense), knob_cell(r.row), ("✓" if r.row.selected else "") + ("P" if r.row.preregistered else ""),
+             est_cell(r.row.privacy, 2), est_cell(r.row.utility), est_cell(r.row.delta_utility),
+             est_cell(r.row.val_delta_utility), _admission(r), text(r.source_text)] for r in st.knob_rows()]
     return ["### Every setting", "", "The privacy-utility curve of every source: ✓ ranked, P preregistered.", ""] \
-        + _table(head, rows)
+        + md_table(head, rows)
 
 
 def _matched(st: SiteTrack) -> list[str]:
     if not st.matched:
         return []
-    rows = [[rank_text(x.rank, x.rank_point), code(x.defense), _est(x.matched.privacy, 2),
+    rows = [[rank_text(x.rank, x.rank_point), code(x.defense), est_cell(x.matched.privacy, 2),
              "reached" if x.matched.reached else "not reached", str(x.matched.settings), text(x.source.label)]
             for x in st.matched]
     return (["### Privacy at matched utility", "",
              f"Privacy interpolated on each defense's curve at Δutility = -{st.budget:.3f} (lower is better).", ""]
-            + _table(["rank", "defense", "privacy at matched utility", "budget", "settings", "source"], rows))
+            + md_table(["rank", "defense", "privacy at matched utility", "budget", "settings", "source"], rows))
 
 
 def site_markdown(tracks: list[SiteTrack]) -> str:
