@@ -27,8 +27,8 @@
 # worktree of it). Runs resume: running a step again re-runs only what is not finished.
 #
 # NAME is an entry's name without the track prefix: no-pruning, random-pruning, latent-masking, patrol, paoding, or a
-# row of the table. The cards are the shipped entries' (submit accepts
-# their `suite` key when it names the run's suite, and refuses it otherwise).
+# row of the table. The cards are the shipped entries' with `hardware` describing the machine of the run's records
+# (submit accepts their `suite` key when it names the run's suite, and refuses it otherwise).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -94,7 +94,29 @@ case "$step" in
       card="$here/standard-cpu-$name/entry.yaml"
       [ -f "$card" ] || die "$card: no shipped card for $name"
       [ ! -e "$ENTRIES_OUT/standard-cpu-$name" ] || { echo "standard-cpu-$name: already packed"; continue; }
-      "$SPLITBENCH" submit "$run" --card "$card" --out "$ENTRIES_OUT/standard-cpu-$name"
+      # the shipped card, its `hardware` rewritten from the records of the run's latest manifest (the machine that
+      # made them, not the one that made the previous entries)
+      made="$ENTRIES_OUT/.card-$name.yaml"
+      "$PYTHON" - "$run" "$card" "$made" <<'PY' || die "$run: could not describe the machine of its records"
+import json, sys
+from pathlib import Path
+import yaml
+from benchmark.store.manifest import load_manifest
+from leaderboard.entry.card import write_card
+run, card, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+seen = set()
+for cell in load_manifest(run)["cells"]:
+    env = json.loads((run / "records" / cell).read_text())["env"]
+    if env["device"] == "cpu":
+        seen.add(f"{env['cpu']} CPU ({env['isa']}), {env['threads']} torch thread per worker process, no GPU")
+    else:
+        seen.add(f"{env['device_name']} GPU ({env['device']}), {env['threads']} torch thread per worker process")
+data = yaml.safe_load(card.read_text())
+data["hardware"] = "; ".join(sorted(seen))
+write_card(out, data)
+PY
+      "$SPLITBENCH" submit "$run" --card "$made" --out "$ENTRIES_OUT/standard-cpu-$name" || { rm -f "$made"; exit 1; }
+      rm -f "$made"
     done
     "$SPLITBENCH" share "$ENTRIES_OUT"
     ;;

@@ -88,14 +88,32 @@ def test_bad_steps_and_names_are_one_line_and_exit_2(args, message):
     assert out.stdout == ""
 
 
-def test_pack_takes_the_shipped_card(tmp_path):
-    out = _script("/tmp/run", "pack", "noise", cwd=tmp_path / "new")
+def test_pack_takes_the_shipped_card_with_the_hardware_of_the_runs_records(built, tmp_path):
+    """The card packed is the shipped one but for `hardware`, which says what machine made the run's records (so an
+    entry made again on another machine does not carry the previous machine's name)."""
+    import sys
+
+    import yaml
+
+    fake = tmp_path / "fake-splitbench"
+    fake.write_text('#!/bin/bash\necho "$@"\n[ "$1" != submit ] || cp "$4" "$CARD_COPY"\n')
+    fake.chmod(0o755)
+    out = subprocess.run(["bash", str(SCRIPT), str(built["run"]), "pack", "noise"], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "SPLITBENCH": str(fake), "ENTRIES_OUT": str(tmp_path / "new"),
+                                           "PYTHON": sys.executable, "PYTHONPATH": str(REPO),
+                                           "CARD_COPY": str(tmp_path / "card.yaml")})
     assert out.returncode == 0, out.stderr
     submit, share = out.stdout.strip().splitlines()
     argv = submit.split()
-    assert argv[:2] == ["submit", "/tmp/run"] and argv[-2:] == ["--out", str(tmp_path / "new" / "standard-cpu-noise")]
-    assert argv[2:4] == ["--card", str(REPO / "entries" / "standard-cpu-noise" / "entry.yaml")]
+    assert argv[:3] == ["submit", str(built["run"]), "--card"]
+    assert argv[-2:] == ["--out", str(tmp_path / "new" / "standard-cpu-noise")]
     assert share == f"share {tmp_path / 'new'}"
+    assert not list((tmp_path / "new").iterdir())  # the rewritten card is not left behind
+    shipped = yaml.safe_load((REPO / "entries" / "standard-cpu-noise" / "entry.yaml").read_text())
+    packed = yaml.safe_load((tmp_path / "card.yaml").read_text())
+    env = json.loads(next((built["run"] / "records").glob("*.json")).read_text())["env"]
+    assert packed == {**shipped, "hardware": f"{env['cpu']} CPU ({env['isa']}), {env['threads']} torch thread per "
+                                             "worker process, no GPU"}
 
 
 def test_a_run_seeded_from_a_shared_entry_holds_its_records_and_reruns_none_of_them(built, entry, tmp_path):
