@@ -467,7 +467,7 @@ def to_frame(tracks: list[Track]) -> pd.DataFrame:
                 d[f"{a}_holdout"] = s.holdout
             d.update(r.cost)
             for k, v in r.cost_ratio.items():
-                d[f"{k}ratio_cell"] = v
+                d[f"{k}_ratio"] = v
             d["pareto"] = r.pareto
             d["note"] = r.note
             d["track_flags"] = "; ".join(t.flags)
