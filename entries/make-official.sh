@@ -97,7 +97,7 @@ case "$step" in
       # the shipped card, its `hardware` rewritten from the records of the run's latest manifest (the machine that
       # made them, not the one that made the previous entries)
       made="$ENTRIES_OUT/.card-$name.yaml"
-      "$PYTHON" - "$run" "$card" "$made" <<'PY' || die "$run: could not describe the machine of its records"
+      "$PYTHON" - "$run" "$card" "$made" <<'PY' || exit 2
 import json, sys
 from pathlib import Path
 import yaml
@@ -105,12 +105,15 @@ from benchmark.store.manifest import load_manifest
 from leaderboard.entry.card import write_card
 run, card, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 seen = set()
-for cell in load_manifest(run)["cells"]:
-    env = json.loads((run / "records" / cell).read_text())["env"]
-    if env["device"] == "cpu":
-        seen.add(f"{env['cpu']} CPU ({env['isa']}), {env['threads']} torch thread per worker process, no GPU")
-    else:
-        seen.add(f"{env['device_name']} GPU ({env['device']}), {env['threads']} torch thread per worker process")
+try:
+    for cell in load_manifest(run)["cells"]:
+        env = json.loads((run / "records" / cell).read_text())["env"]
+        if env["device"] == "cpu":
+            seen.add(f"{env['cpu']} CPU ({env['isa']}), {env['threads']} torch thread per worker process, no GPU")
+        else:
+            seen.add(f"{env['device_name']} GPU ({env['device']}), {env['threads']} torch thread per worker process")
+except Exception as exc:  # one line, as every step of this script
+    sys.exit(f"make-official: {run}: cannot read the machine of its records ({exc}); expected a finished run folder")
 data = yaml.safe_load(card.read_text())
 data["hardware"] = "; ".join(sorted(seen))
 write_card(out, data)

@@ -225,3 +225,15 @@ def test_install_refuses_while_an_entry_is_not_packed_or_not_verified_and_change
     assert "not yet packed and verified" in out.stderr and out.stderr.strip().endswith(
         "shredder (expected every official entry, from one run)")
     assert {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
+
+
+def test_pack_of_a_folder_that_is_not_a_finished_run_is_one_line_and_packs_nothing(tmp_path):
+    import sys
+
+    (tmp_path / "run" / "records").mkdir(parents=True)
+    out = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "run"), "pack", "noise"], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "SPLITBENCH": "echo", "ENTRIES_OUT": str(tmp_path / "new"),
+                                           "PYTHON": sys.executable, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "no run manifest" in out.stderr
+    assert not list((tmp_path / "new").iterdir())
