@@ -347,6 +347,13 @@ def choose_configs(contents: RunContents, n: int, seed: int, defense: str | None
     return chosen
 
 
+def rerun_seed_pool(configs: list[tuple[str, list[tuple[Path, dict[str, Any]]], str]]) -> list[int]:
+    """The seeds a consistency check may re-run: those the drawn (``sampled``) cells were run at. A suite's seeds
+    trained for admission only, or a curve point's fewer seeds, have no such cell, so drawing them would re-run
+    nothing."""
+    return sorted({rec["config"]["seed"] for _, group, role in configs if role == "sampled" for _, rec in group})
+
+
 @dataclasses.dataclass
 class _Judged:
     cell: str
@@ -588,6 +595,7 @@ def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str
     predicted = {**machine_fingerprint(here), "threads": threads}
     exact = all(machine_fingerprint(rec["env"]) == predicted for _, rec in contents.records)
     entry_seeds = sorted({rec["config"]["seed"] for _, rec in contents.records})
+    spread_seeds: list[int] = []
     if exact:
         chosen = [(path, rec, role, [rec]) for path, rec, role in choose_cells(contents, cells, seed, card["defense"])]
         rerun_seeds = sorted({rec["config"]["seed"] for _, rec, _, _ in chosen})
@@ -597,11 +605,14 @@ def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str
             raise SplitbenchError(f"{entry}: its records were made on {made}, not on this machine, and it has one "
                                   "seed; a check on another machine needs the spread of 2 or more seeds (verify it on "
                                   "the machine that made it)")
-        if seeds is not None and seeds > len(entry_seeds):
-            raise SplitbenchError(f"--seeds {seeds}: the entry has {len(entry_seeds)} seeds ({entry_seeds})")
-        rerun_seeds = entry_seeds if seeds is None else sorted(random.Random(seed).sample(entry_seeds, seeds))
+        configs = choose_configs(contents, cells, seed, card["defense"])
+        spread_seeds = rerun_seed_pool(configs)
+        if seeds is not None and seeds > len(spread_seeds):
+            raise SplitbenchError(f"--seeds {seeds}: the drawn cells were run at {len(spread_seeds)} seeds "
+                                  f"({spread_seeds})")
+        rerun_seeds = spread_seeds if seeds is None else sorted(random.Random(seed).sample(spread_seeds, seeds))
         chosen = []
-        for _, group, role in choose_configs(contents, cells, seed, card["defense"]):
+        for _, group, role in configs:
             records = [rec for _, rec in group]
             chosen += [(path, rec, role, records) for path, rec in group if rec["config"]["seed"] in rerun_seeds]
     producible = {c.file_name for _, cs in expand(suite) for c in cs}
@@ -661,6 +672,7 @@ def _verify_complete(entry: Path, root: Path, cells: int, seed: int, device: str
         "seed": seed,
         "seeds": rerun_seeds,
         "entry_seeds": entry_seeds,
+        **({"spread_seeds": len(spread_seeds)} if not exact else {}),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": {"device": device, "name": fingerprint.get("device_name"), "threads": fingerprint.get("threads")},
         "versions": {**_versions(rerun_env or here), "submitted": {
@@ -742,7 +754,7 @@ def format_report(result: Mapping[str, Any], entry: str | Path, report: str | Pa
         lines = [f"{head}, {result['metrics_compared']} metrics and {result['arrays_compared']} per-sample arrays "
                  f"compared exactly ({rule['why']}); {result['seconds']} s"]
     else:
-        k = len(result["entry_seeds"])
+        k = result.get("spread_seeds", len(result["entry_seeds"]))
         lines = [f"{head} at seeds {result['seeds']}, {result['figures_judged']} figures judged against the entry's "
                  f"predictive interval for a new seed from its own {k}-seed spread (alpha {rule['alpha']} family-wise, "
                  f"Bonferroni: {rule['alpha_each']:.2g} per figure), {result['exact_figures_compared']} fixed figures "

@@ -255,7 +255,7 @@ def test_bad_seeds_and_report_paths_are_refused(built, tmp_path):
     entry = copy_entry(built, tmp_path / "entry", env=ELSEWHERE)
     with pytest.raises(SplitbenchError, match=r"--seeds 1: expected 2 or more seeds"):
         verify_entry(entry, seeds=1)
-    with pytest.raises(SplitbenchError, match=r"--seeds 4: the entry has 3 seeds \(\[0, 1, 2\]\)"):
+    with pytest.raises(SplitbenchError, match=r"--seeds 4: the drawn cells were run at 3 seeds \(\[0, 1, 2\]\)"):
         verify_entry(entry, seeds=4)
     with pytest.raises(SplitbenchError, match=r"--threads 0: expected a positive number of torch threads"):
         verify_entry(entry, threads=0)
@@ -394,3 +394,17 @@ def test_an_entry_with_admission_seeds_is_submitted_and_its_model_cells_verify_e
     assert main(["verify", str(entry), "--cells", "3"]) == 0
     printed = capsys.readouterr().out
     assert f"{entry}: verified: 6 cell(s) re-run (3 sampled, 3 reference)" in printed
+
+
+def test_a_consistency_check_draws_its_seeds_from_those_the_drawn_cells_were_run_at():
+    """An entry whose suite fits seeds for admission only (no attack cell there) or a curve point at fewer seeds:
+    the re-run seeds come from the sampled cells' seeds, not from every seed of the entry."""
+    from leaderboard.verification import rerun_seed_pool
+
+    def group(seeds):
+        return [(Path(f"c_s{s}.json"), {"config": {"seed": s}}) for s in seeds]
+
+    configs = [("curve", group([0, 1, 2]), "sampled"), ("ref", group([0, 1, 2, 3, 4]), "reference")]
+    assert rerun_seed_pool(configs) == [0, 1, 2]
+    both = [("a", group([0, 1, 2, 3, 4]), "sampled"), ("b", group([3, 4]), "sampled")]
+    assert rerun_seed_pool(both) == [0, 1, 2, 3, 4]
