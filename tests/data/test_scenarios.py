@@ -43,6 +43,32 @@ def test_digits_is_embedded_and_labelled():
         assert torch.equal(sp.task, sp.sensitive % 2)
 
 
+def test_digits_are_read_from_the_bundled_file_as_load_digits_gives_them(monkeypatch):
+    """The scenario reads scikit-learn's data file without importing scikit-learn (its import costs a run's
+    processes more than a model's fit); the arrays are load_digits' exactly, and so are they when the file is
+    missing and load_digits itself is called."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from benchmark.data.scenarios import digits
+
+    bunch = load_digits()
+    assert digits.bundled_file() is not None
+    from_file = digits.digits_arrays()
+    monkeypatch.setattr(digits, "bundled_file", lambda: None)
+    for pixels, labels in (from_file, digits.digits_arrays()):
+        assert pixels.dtype == np.float64 and np.array_equal(pixels, bunch.images)
+        assert labels.dtype == np.int64 and np.array_equal(labels, bunch.target)
+    code = ("import sys; from benchmark.core.registry import SCENARIOS; from benchmark.data.types import DataOptions;"
+            "import benchmark.data.scenarios; cls = SCENARIOS.get('digits');"
+            "data = cls(cls.Config()).load(DataOptions(None));"
+            "print(len(data.split('train')), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) > 0 and out[1] == "False"
+
+
 def test_digits_splits_are_seeded_and_disjoint():
     a, b, c = load("digits"), load("digits"), load("digits", split_seed=1)
     assert torch.equal(a.eval.images, b.eval.images)
