@@ -77,6 +77,11 @@ class Verification:
         # consistency too names the thread count: on the entry's own CPU, another one is what differs
         return f"{self.status} on {where}"
 
+    @property
+    def line(self) -> str:
+        """The verdict, its cell count and its date ("exact on AMD EPYC (1 thread), 1 cell, 2026-12-07")."""
+        return f"{self.text}, {self.cells} cell{'' if self.cells == 1 else 's'}, {self.date[:10] or '?'}"
+
 
 def _verifications(report: Path, data: Any) -> list[Verification]:
     """Every machine's result in a verification report (either form), oldest first."""
@@ -142,7 +147,7 @@ class Source:
     @property
     def verification_text(self) -> str:
         """Every machine's verification as one line ("exact on AMD EPYC (1 thread), 3 cells, 2026-12-04; ...")."""
-        return "; ".join(f"{v.text}, {v.cells} cells, {v.date[:10] or '?'}" for v in self.verifications)
+        return "; ".join(v.line for v in self.verifications)
 
     def card_defenses(self) -> set[str]:
         """The defenses the card describes: the one it names, else every defense of the run but the reference."""

@@ -760,3 +760,14 @@ def test_the_borderline_band_of_a_track_of_several_entries_pools_every_entry_s_s
     index = build_site([tmp_path / "one", tmp_path / "two"], tmp_path / "site")
     (page,) = (index.parent / "tracks").glob("*.html")
     assert "pooled seed deviations of every entry" in page.read_text()
+
+
+def test_a_verification_line_counts_its_cells_in_words():
+    from leaderboard.site.gather import Verification
+
+    def line(cells, threads=1, mode="exact", status="verified"):
+        return Verification(status, mode, "AMD EPYC", "cpu", threads, cells, "2026-12-07T07:04:36+00:00").line
+
+    assert line(1) == "exact on AMD EPYC (1 thread), 1 cell, 2026-12-07"
+    assert line(6, 2, "consistency", "consistent") == "consistent on AMD EPYC (2 threads), 6 cells, 2026-12-07"
+    assert line("?") == "exact on AMD EPYC (1 thread), ? cells, 2026-12-07"  # a report that does not say
