@@ -44,9 +44,9 @@ def test_digits_is_embedded_and_labelled():
 
 
 def test_digits_are_read_from_the_bundled_file_as_load_digits_gives_them(monkeypatch):
-    """The scenario reads scikit-learn's data file without importing scikit-learn (its import costs a run's
-    processes more than a model's fit); the arrays are load_digits' exactly, and so are they when the file is
-    missing and load_digits itself is called."""
+    """The scenario reads scikit-learn's data file without importing scikit-learn (seconds of every run process's
+    start); the arrays are load_digits' exactly, and so are they when the file is missing and load_digits itself
+    is called."""
     import subprocess
     import sys
 

@@ -4,9 +4,9 @@
 sensitive attribute = the digit itself (10 classes). Needs no download: the data ships with scikit-learn.
 
 The images are read from scikit-learn's bundled data file (``sklearn/datasets/data/digits.csv.gz``, what
-``sklearn.datasets.load_digits`` parses) without importing scikit-learn, whose import takes longer than the
-quick suite's fit of a model (about 1.4 s, paid by the run's main process and again by each worker); where that
-file is not found, ``load_digits`` is called. Both give the same arrays (tested).
+``sklearn.datasets.load_digits`` parses) without importing scikit-learn, whose import takes 1.4-2 s, paid by a
+run's main process and again by each worker before its first model; where that file is not found,
+``load_digits`` is called. Both give the same arrays (tested).
 """
 
 from __future__ import annotations
