@@ -20,48 +20,80 @@ Example:
     >>> frame = benchmark.load_frame("runs/quick")           # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from benchmark import _moved
-from benchmark.api.cards import MethodCard
-from benchmark.api.contract import (
-    Access,
-    Attack,
-    AttackKind,
-    AttackOutput,
-    Defense,
-    DefenseConfig,
-    NotApplicable,
-    ReleaseKind,
-    Target,
-    train_task,
-)
-from benchmark.core.errors import AccessError, SplitbenchError
-from benchmark.core.fields import build_config, config_hash, field
-from benchmark.core.registry import (
-    ATTACKS,
-    DEFENSES,
-    SCENARIOS,
-    SUITES,
-    load_plugin,
-    register_attack,
-    register_defense,
-    register_scenario,
-)
-from benchmark.data.types import DataOptions, ScenarioData, ScenarioInfo, Split
-from benchmark.engine.runner import run
-from benchmark.models.backbones import BackboneSpec, SplitModel, build_split, split_points
-from benchmark.models.trainer import ParamGroup, TrainConfig, Trainer
-from benchmark.store.records import load_frame
+
+#: the public names and the modules that hold them, imported on first use: ``import benchmark`` (and so every
+#: ``splitbench`` command) starts without importing torch, which the run command uses to start its worker
+#: processes' imports on another core first (see :func:`benchmark.engine.executors.start_worker_server`)
+_PUBLIC = {
+    "MethodCard": "benchmark.api.cards",
+    **dict.fromkeys(("Access", "Attack", "AttackKind", "AttackOutput", "Defense", "DefenseConfig", "NotApplicable",
+                     "ReleaseKind", "Target", "train_task"), "benchmark.api.contract"),
+    **dict.fromkeys(("AccessError", "SplitbenchError"), "benchmark.core.errors"),
+    **dict.fromkeys(("build_config", "config_hash", "field"), "benchmark.core.fields"),
+    **dict.fromkeys(("ATTACKS", "DEFENSES", "SCENARIOS", "SUITES", "load_plugin", "register_attack",
+                     "register_defense", "register_scenario"), "benchmark.core.registry"),
+    **dict.fromkeys(("DataOptions", "ScenarioData", "ScenarioInfo", "Split"), "benchmark.data.types"),
+    "run": "benchmark.engine.runner",
+    **dict.fromkeys(("BackboneSpec", "SplitModel", "build_split", "split_points"), "benchmark.models.backbones"),
+    **dict.fromkeys(("ParamGroup", "TrainConfig", "Trainer"), "benchmark.models.trainer"),
+    "load_frame": "benchmark.store.records",
+}
+
+if TYPE_CHECKING:
+    from benchmark.api.cards import MethodCard
+    from benchmark.api.contract import (
+        Access,
+        Attack,
+        AttackKind,
+        AttackOutput,
+        Defense,
+        DefenseConfig,
+        NotApplicable,
+        ReleaseKind,
+        Target,
+        train_task,
+    )
+    from benchmark.core.errors import AccessError, SplitbenchError
+    from benchmark.core.fields import build_config, config_hash, field
+    from benchmark.core.registry import (
+        ATTACKS,
+        DEFENSES,
+        SCENARIOS,
+        SUITES,
+        load_plugin,
+        register_attack,
+        register_defense,
+        register_scenario,
+    )
+    from benchmark.data.types import DataOptions, ScenarioData, ScenarioInfo, Split
+    from benchmark.engine.runner import run
+    from benchmark.models.backbones import BackboneSpec, SplitModel, build_split, split_points
+    from benchmark.models.trainer import ParamGroup, TrainConfig, Trainer
+    from benchmark.store.records import load_frame
 
 _moved.install()
 
 
 def __getattr__(name: str):
-    """``benchmark.registry`` and the other modules of the flat layout, as attributes (with the import's warning)."""
+    """A public name, imported from its module on first use; ``benchmark.registry`` and the other modules of the
+    flat layout, as attributes (with the import's warning)."""
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
     if f"benchmark.{name}" in _moved.MOVED:
-        import importlib
-
         return importlib.import_module(f"benchmark.{name}")
     raise AttributeError(f"module 'benchmark' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
 
 
 __all__ = [

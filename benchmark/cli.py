@@ -271,6 +271,10 @@ def _print_fields(fields) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.engine.executors import start_worker_server
+
+    # first, so that the worker processes' imports run on another core while this process imports and checks the run
+    start_worker_server(args.executor, args.workers, args.threads, args.device)
     from benchmark.core import registry
     from benchmark.engine.runner import run
 

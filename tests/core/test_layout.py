@@ -130,3 +130,19 @@ def test_no_module_imports_another_modules_private_names():
                     found += [f"{p.relative_to(ROOT)}:{node.lineno}: {node.module}.{a.name}" for a in node.names
                               if a.name.startswith("_") and not a.name.startswith("__") and a.name != "_moved"]
     assert not found, "private names imported from another module:\n" + "\n".join(found)
+
+
+def test_importing_the_package_imports_no_torch_and_every_public_name_resolves():
+    """``import benchmark`` (every ``splitbench`` command's first step) stays light: the public names are imported on
+    first use, so the run command can start its worker processes' imports before this process imports torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, benchmark, benchmark.cli; assert 'torch' not in sys.modules, 'torch imported'; "
+            "missing = [n for n in benchmark.__all__ if getattr(benchmark, n, None) is None]; "
+            "assert not missing, missing; assert sorted(benchmark.__all__) == sorted(benchmark._PUBLIC); "
+            "assert set(benchmark.__all__) <= set(dir(benchmark)); "
+            "from benchmark import Trainer, run; from benchmark.models.trainer import Trainer as T; "
+            "assert Trainer is T")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

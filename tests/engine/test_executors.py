@@ -212,10 +212,13 @@ def _sleeping_worker(path: str) -> None:
     time.sleep(120)
 
 
-def _parent_of_a_worker(path: str) -> None:
+def _parent_of_a_worker(path: str, method: str) -> None:
     import multiprocessing as mp
 
-    p = mp.get_context("spawn").Process(target=_sleeping_worker, args=(path,))
+    from benchmark.engine.executors import worker_context
+
+    ctx = worker_context() if method == "executor's" else mp.get_context(method)
+    p = ctx.Process(target=_sleeping_worker, args=(path,))
     p.start()
     p.join()
 
@@ -228,14 +231,15 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in state  # exited, waiting to be reaped
 
 
-def test_a_worker_ends_when_the_run_that_started_it_is_killed(tmp_path):
+@pytest.mark.parametrize("method", ["spawn", "executor's"])
+def test_a_worker_ends_when_the_run_that_started_it_is_killed(tmp_path, method):
     import multiprocessing as mp
     import signal
 
     if not Path("/proc").is_dir():
         pytest.skip("needs /proc to see whether the worker process is gone")
     marker = tmp_path / "pid"
-    parent = mp.get_context("spawn").Process(target=_parent_of_a_worker, args=(str(marker),))
+    parent = mp.get_context("spawn").Process(target=_parent_of_a_worker, args=(str(marker), method))
     parent.start()
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline:
@@ -322,7 +326,9 @@ def test_models_with_more_release_draws_are_handed_out_first(tmp_path):
 
 class _SlowToExit:
     """A stand-in for the runner whose worker process takes a moment to shut down after its last model (as a worker
-    does while torch and its libraries tear down), and leaves a file once its exit handlers have run."""
+    does while torch and its libraries tear down), and leaves a file once its exit handlers have run: multiprocessing's
+    finalizers, which release a worker's named semaphores and run at the end of every worker, spawned or forked (a
+    worker forked from the fork server ends with ``os._exit`` and so runs no ``atexit`` handler)."""
 
     def __init__(self, out: Path):
         self.out = out
@@ -332,7 +338,7 @@ class _SlowToExit:
 
     @classmethod
     def from_spec(cls, spec: dict, device: str, threads: int | None) -> _SlowToExit:
-        import atexit
+        from multiprocessing import util
 
         runner = cls(Path(spec["out"]))
 
@@ -340,7 +346,7 @@ class _SlowToExit:
             time.sleep(1.0)
             (runner.out / f"exited-{os.getpid()}").write_text("clean")
 
-        atexit.register(exit_slowly)
+        util.Finalize(None, exit_slowly, exitpriority=0)
         return runner
 
     def plan(self) -> None:
@@ -362,3 +368,48 @@ def test_a_finished_run_lets_its_workers_exit_on_their_own(tmp_path):
     parts = list(ProcessExecutor(["cpu", "cpu"], threads=1).run(_SlowToExit(tmp_path), [0, 1, 2]))
     assert sum(p.ok for p in parts) == 3
     assert len(list(tmp_path.glob("exited-*"))) == 2  # both workers ran their exit handlers
+
+
+class _EnvReader(_SlowToExit):
+    """A stand-in runner whose worker writes down the value of one environment variable it sees."""
+
+    @classmethod
+    def from_spec(cls, spec: dict, device: str, threads: int | None) -> _EnvReader:
+        runner = cls(Path(spec["out"]))
+        (runner.out / f"env-{os.getpid()}").write_text(os.environ.get("SPLITBENCH_TEST_MARK", "<unset>"))
+        return runner
+
+
+def test_workers_see_the_environment_of_the_run_not_that_of_their_fork_server(tmp_path, monkeypatch):
+    import multiprocessing as mp
+
+    from benchmark.engine.executors import ProcessExecutor, start_worker_server
+
+    if "forkserver" not in mp.get_all_start_methods():
+        pytest.skip("this platform has no fork server: workers are spawned with the run's environment")
+    monkeypatch.delenv("SPLITBENCH_TEST_MARK", raising=False)
+    assert start_worker_server("processes", 2, 1, "cpu")  # started (or already running) without the variable
+    monkeypatch.setenv("SPLITBENCH_TEST_MARK", "set by the run")
+    parts = list(ProcessExecutor(["cpu", "cpu"], threads=1).run(_EnvReader(tmp_path), [0, 1]))
+    assert sum(p.ok for p in parts) == 2
+    seen = {p.read_text() for p in tmp_path.glob("env-*")}
+    assert seen == {"set by the run"}
+
+
+@pytest.mark.parametrize("executor, workers, threads, device, starts", [
+    ("processes", 2, 1, "cpu", True),
+    ("auto", 2, 1, "cpu", True),
+    ("auto", 1, None, "cpu", False),      # one worker: the run stays in this process
+    ("auto", None, 64, "cpu", False),     # threads for more cores than any test machine has: one worker
+    ("local", None, None, "cpu", False),
+    ("ray", None, None, "cpu", False),
+    ("auto", None, None, "cuda", False),  # GPU workers are counted by torch, in the executor itself
+])
+def test_the_fork_server_is_started_early_only_for_cpu_worker_processes(executor, workers, threads, device, starts):
+    import multiprocessing as mp
+
+    from benchmark.engine.executors import start_worker_server
+
+    if "forkserver" not in mp.get_all_start_methods():
+        pytest.skip("this platform has no fork server")
+    assert start_worker_server(executor, workers, threads, device) is starts
