@@ -101,8 +101,9 @@ def start_worker_server(executor: str, workers: int | None, threads: int | None,
     """Start the fork server of the worker processes now, when the run will most likely use CPU workers (the
     ``auto`` executor on a machine with cores for two or more, or ``processes``): its imports then run on another
     core while this process imports and checks the run, and the workers start about as soon as the run is checked
-    (on a 2-core machine about 4 s earlier than spawned ones). Returns whether it started one. A run left with one
-    model to train runs it in this process, and the server, idle, exits with it."""
+    (on a 2-core machine about 3 s earlier than spawned ones). Returns whether a fork server now runs for the run's
+    workers (started by this call or an earlier one). A run left with one model to train runs it in this process, and
+    the server, idle, exits with it."""
     if device != "cpu" or executor not in ("auto", "processes"):
         return False
     if executor == "auto" and (workers or (os.cpu_count() or 1) // max(1, threads or 1)) < 2:
