@@ -84,6 +84,12 @@ def _exit_with_parent() -> None:
 WORKER_PRELOAD = ("torch", "timm", "benchmark.engine.runner")
 
 
+def auto_cpu_workers(workers: int | None, threads: int | None) -> int:
+    """How many CPU worker processes ``auto`` runs when it has models for them: ``workers`` when given, else as many
+    as the machine's cores hold at ``threads`` torch threads each (one by default)."""
+    return workers or max(1, (os.cpu_count() or 1) // (threads or 1))
+
+
 def worker_context() -> Any:
     """The multiprocessing context of worker processes: a fork server that preloads :data:`WORKER_PRELOAD` where the
     platform has one (Linux, macOS), else spawn. Both start a worker from a process that has never run torch, so no
@@ -106,7 +112,7 @@ def start_worker_server(executor: str, workers: int | None, threads: int | None,
     the server, idle, exits with it."""
     if device != "cpu" or executor not in ("auto", "processes"):
         return False
-    if executor == "auto" and (workers or (os.cpu_count() or 1) // max(1, threads or 1)) < 2:
+    if executor == "auto" and auto_cpu_workers(workers, threads) < 2:
         return False
     if executor == "processes" and workers is not None and workers < 1:
         return False  # the executor's own check says why
@@ -246,7 +252,7 @@ class AutoExecutor:
                 return LocalExecutor(self.threads)
             return ProcessExecutor([f"cuda:{k}" for k in range(workers)], self.threads)
         threads = self.threads or 1
-        workers = min(self.workers or max(1, (os.cpu_count() or 1) // threads), models)
+        workers = min(auto_cpu_workers(self.workers, threads), models)
         if workers <= 1:
             return LocalExecutor(threads)
         return ProcessExecutor(["cpu"] * workers, threads)
