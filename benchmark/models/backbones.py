@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import types
 from collections.abc import Iterator
 
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.core.errors import NotApplicable, SplitbenchError, did_you_mean
@@ -83,6 +85,61 @@ def create_model(name: str, num_classes: int, image_size: int, pretrained: bool 
             if pretrained:
                 raise SplitbenchError(f"could not load pretrained weights for {name!r}: {exc}") from exc
             raise
+    return one_pixel_convs(model)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Convolutions on one pixel
+# ------------------------------------------------------------------------------------------------------------
+def one_pixel_tap(conv: nn.Conv2d) -> tuple[int, int] | None:
+    """The kernel tap that alone reads a 1x1 input of ``conv`` when its output is 1x1 too, else None.
+
+    On a 1x1 map every other tap of such a convolution reads zero padding, so the convolution is a matrix
+    product of the input's channels with that tap's weights (per group), plus the bias. Only zero-padded
+    convolutions with numeric padding qualify."""
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    tap = []
+    for k, s, p, d in zip(conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True):
+        if (2 * p - d * (k - 1)) // s + 1 != 1 or p % d or p // d >= k:
+            return None
+        tap.append(p // d)
+    return tap[0], tap[1]
+
+
+def _one_pixel_conv_forward(self: nn.Conv2d, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    tap: tuple[int, int] | None = self.__dict__["_one_pixel_tap"]
+    if tap is None or input.dim() != 4 or input.shape[-2:] != (1, 1):
+        return nn.Conv2d._conv_forward(self, input, weight, bias)
+    w = weight[:, :, tap[0], tap[1]]  # (out channels, in channels per group)
+    x = input.flatten(1)
+    if self.groups == 1:
+        return F.linear(x, w, bias)[:, :, None, None]
+    if w.shape[1] == 1 and w.shape[0] == x.shape[1]:  # depthwise: one weight per channel
+        y = x * w[:, 0]
+    else:
+        g = self.groups
+        y = torch.einsum("bgi,goi->bgo", x.reshape(len(x), g, -1), w.reshape(g, -1, w.shape[1])).flatten(1)
+    return (y if bias is None else y + bias)[:, :, None, None]
+
+
+def one_pixel_convs(model: nn.Module) -> nn.Module:
+    """Let every plain ``nn.Conv2d`` of ``model`` compute a 1x1 map's 1x1 output from its one live tap
+    (:func:`one_pixel_tap`) as a matrix product; any other input runs the convolution as before. Returns ``model``.
+
+    The function is the same (the other taps multiply zero padding, and their weight gradients are zero either
+    way); the result can differ in the last bits, as any change of summation order does. Deep stages of small
+    images meet 1x1 maps (test_resnet's layer2 to layer4 at 8x8 pixels, its layer4 at 28x28), where the CPU
+    convolution library computes the weight gradient of a 3x3 kernel on one pixel with a generic matrix kernel:
+    a training step of test_resnet on 8x8 images at batch 64 took about 0.6x the time with this path, one of
+    test_efficientnet (depthwise) about 0.55x, on a 2-core AMD EPYC. The module keeps its class (``nn.Conv2d``),
+    its parameters and its state dict; only its ``_conv_forward`` is replaced (a copy of the module keeps it)."""
+    for m in model.modules():
+        if type(m) is nn.Conv2d and "_one_pixel_tap" not in m.__dict__:
+            tap = one_pixel_tap(m)
+            m.__dict__["_one_pixel_tap"] = tap
+            if tap is not None:
+                m.__dict__["_conv_forward"] = types.MethodType(_one_pixel_conv_forward, m)
     return model
 
 

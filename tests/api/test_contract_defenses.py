@@ -140,7 +140,9 @@ def test_white_box_draws_are_separate_white_box_releases(name, fitted, tiny_data
         outs.append(torch.stack([r.detach() for r in rs]))
         grads.append(x.grad)
     torch.testing.assert_close(outs[1], outs[0])
-    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
+    # float rounding of sums in another order: the absolute tolerance scales with the gradient (about 10 here)
+    scale = max(1.0, float(grads[0].abs().max()))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6 * scale)
     if d.stochastic_release and not torch.equal(outs[0][0], outs[0][1]):
         assert not torch.equal(outs[1][0], outs[1][1]), "every draw must be its own"
 

@@ -1,0 +1,143 @@
+"""Convolutions on a 1x1 map computed from their one live tap: the same function and gradients as the convolution."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.models.backbones import BackboneSpec, build_split, create_model, one_pixel_convs, one_pixel_tap
+
+# (kernel, stride, padding, dilation): every combination, whether or not a 1x1 input gives a 1x1 output
+GEOMETRIES = list(itertools.product((1, 2, 3, 5), (1, 2, 3), (0, 1, 2), (1, 2)))
+# (in, out, groups): plain, grouped, depthwise, depthwise with a channel multiplier
+CHANNELS = [(6, 4, 1), (6, 4, 2), (6, 6, 6), (3, 6, 3)]
+
+
+def _plain(conv: nn.Conv2d) -> nn.Conv2d:
+    ref = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, conv.bias is not None)
+    ref.load_state_dict(conv.state_dict())
+    return ref
+
+
+def _run(conv: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    x = x.clone().requires_grad_(True)
+    y = conv(x)
+    y.backward(torch.linspace(-1, 1, y.numel()).reshape(y.shape))
+    return y.detach(), [x.grad] + [p.grad for p in conv.parameters()]
+
+
+def _output_size(k: int, s: int, p: int, d: int) -> int:
+    return (1 + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@pytest.mark.parametrize("k, s, p, d", GEOMETRIES)
+def test_tap_is_found_exactly_where_one_tap_reads_the_pixel(k, s, p, d):
+    conv = nn.Conv2d(2, 2, k, s, p, d)
+    reading = [t for t in range(k) if t * d - p == 0]  # taps of the one output that read input pixel 0
+    expected = (reading[0], reading[0]) if _output_size(k, s, p, d) == 1 and reading else None
+    assert one_pixel_tap(conv) == expected
+
+
+@pytest.mark.parametrize("channels", CHANNELS, ids=[f"in{a}-out{b}-g{g}" for a, b, g in CHANNELS])
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_pixel_path_matches_the_convolution(channels, bias):
+    c_in, c_out, groups = channels
+    checked = 0
+    for k, s, p, d in GEOMETRIES:
+        if _output_size(k, s, p, d) < 1:
+            continue  # the convolution itself refuses such an input
+        torch.manual_seed(k * 100 + s * 10 + p + d)
+        conv = nn.Conv2d(c_in, c_out, k, s, p, d, groups=groups, bias=bias)
+        ref = _plain(conv)
+        one_pixel_convs(conv)
+        x = torch.randn(5, c_in, 1, 1)
+        y, grads = _run(conv, x)
+        y_ref, grads_ref = _run(ref, x)
+        assert y.shape == y_ref.shape
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+        for g, g_ref in zip(grads, grads_ref, strict=True):
+            torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-6)
+        checked += one_pixel_tap(conv) is not None
+    assert checked >= 8  # the fast path itself was exercised, not only the fallback
+
+
+def test_larger_maps_run_the_convolution_unchanged():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3, 1, 1)
+    ref = _plain(conv)
+    one_pixel_convs(conv)
+    for size in (2, 3, 8):
+        x = torch.randn(3, 4, size, size)
+        y, grads = _run(conv, x)
+        y_ref, grads_ref = _run(ref, x)
+        assert torch.equal(y, y_ref)  # the very same kernel: bit for bit
+        for g, g_ref in zip(grads, grads_ref, strict=True):
+            assert torch.equal(g, g_ref)
+        conv.zero_grad(set_to_none=True)
+        ref.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(2, 2, 3, 1, 1, padding_mode="reflect"), nn.Conv2d(2, 2, 3, padding="same"),
+                                  nn.Conv2d(2, 2, 3, 1, 0)], ids=["reflect", "same", "no-padding"])
+def test_convolutions_without_a_single_live_tap_are_left_alone(conv):
+    assert one_pixel_tap(conv) is None
+    one_pixel_convs(conv)
+    assert "_conv_forward" not in conv.__dict__
+
+
+def test_subclasses_are_left_alone():
+    class Custom(nn.Conv2d):
+        pass
+
+    conv = Custom(2, 2, 3, 1, 1)
+    one_pixel_convs(conv)
+    assert "_conv_forward" not in conv.__dict__
+
+
+def test_created_models_use_it_and_train_the_same():
+    """test_resnet on the quick suite's 8x8 digits meets 1x1 maps from layer2 on: the model create_model returns
+    takes the path there, and its outputs and every gradient match the plain convolutions'."""
+    model = create_model("test_resnet", 10, 8, seed=1)
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        m.__dict__.pop("_conv_forward", None)
+    live = [m for m in model.modules() if "_conv_forward" in m.__dict__]
+    assert len(live) == sum(type(m) is nn.Conv2d for m in model.modules())  # every test_resnet conv qualifies
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    outs = []
+    for m in (model, plain):
+        m.train()
+        loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        outs.append((loss.detach(), [p.grad for p in m.parameters()]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+    for g, g_ref in zip(outs[0][1], outs[1][1], strict=True):
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_copies_keep_the_path_on_their_own_weights():
+    model = one_pixel_convs(nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1)))
+    twin = copy.deepcopy(model)
+    assert twin[0]._conv_forward.__self__ is twin[0]
+    with torch.no_grad():
+        twin[0].weight.mul_(2)
+        twin[0].bias.zero_()
+        model[0].bias.zero_()
+    x = torch.randn(2, 3, 1, 1)
+    torch.testing.assert_close(twin(x), 2 * model(x))
+    assert list(twin.state_dict()) == ["0.weight", "0.bias"]
+
+
+def test_split_models_keep_it_and_still_reproduce_the_model():
+    sm = build_split(BackboneSpec("test_resnet", "layer1"), num_classes=3, image_size=8, seed=2).eval()
+    full = create_model("test_resnet", 3, 8, seed=2).eval()
+    assert any("_conv_forward" in m.__dict__ for m in sm.server.modules())
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(sm.server(sm.client(x)), full(x))
