@@ -31,7 +31,6 @@ from typing import Any
 
 from benchmark.core.errors import SplitbenchError
 from benchmark.core.io import atomic_write_bytes, atomic_write_text, encode_number, json_number, sha256_file
-from benchmark.measure.metrics import higher_is_better
 
 SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "not_applicable")
@@ -50,6 +49,8 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, float | int | None]:
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
+    from benchmark.measure.metrics import higher_is_better  # imports torch: not needed to read records
+
     record = dict(record)
     record["schema_version"] = SCHEMA_VERSION
     record["metrics"] = clean_metrics(record.get("metrics", {}))
