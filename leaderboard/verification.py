@@ -8,8 +8,9 @@ cache), with the torch thread count of the entry's records. What the re-run is c
 
 **Which machine made the records.** Every record's ``env`` names what decides its arithmetic, read into a
 :func:`~benchmark.store.records.machine_fingerprint`: the device type and name, the CPU model, the instruction set torch
-dispatches to (``torch.backends.cpu.get_cpu_capability()``), the CPU's numeric flags, the torch thread count and the
-torch / timm versions (records older than these keys have an unknown ISA, so they never count as this machine's).
+dispatches to (``torch.backends.cpu.get_cpu_capability()``), the CPU's numeric flags, the torch thread count, the
+torch / timm versions and the harness's numerics version (records older than these keys have an unknown ISA or
+numerics, so they never count as this machine's).
 Training on a CPU is bit-exact only under one fingerprint; on another CPU model or ISA the same seed's numbers differ
 in the last bits and then chaotically (about as much as a change of seed moves them).
 
@@ -17,11 +18,11 @@ in the last bits and then chaotically (about as much as a change of seed moves t
   ``_seconds``, the ``client_ms*`` / ``server_ms*`` latencies), the status, the config hash, the sample counts, the
   attack's budget (timing keys left out) and every per-sample outcomes array must be identical. Verdict ``verified``
   or ``mismatch``.
-- **Consistency** (another CPU model, ISA, flags, thread count or device, the same torch and timm versions): the
-  drawn cells (distinct configurations) are re-run at every seed the entry has (``--seeds N``: N of them, drawn with
-  ``--seed``, at least 2), each with its reference cell, and each re-run figure is judged against the **entry's own
-  seed spread**. For a figure whose values at the entry's k seeds of the same configuration are x_1..x_k (mean m,
-  standard deviation s), the predictive interval for one new seed on another machine is
+- **Consistency** (another CPU model, ISA, flags, thread count, device or harness numerics, the same torch and timm
+  versions): the drawn cells (distinct configurations) are re-run at every seed the entry has (``--seeds N``: N of
+  them, drawn with ``--seed``, at least 2), each with its reference cell, and each re-run figure is judged against the
+  **entry's own seed spread**. For a figure whose values at the entry's k seeds of the same configuration are x_1..x_k
+  (mean m, standard deviation s), the predictive interval for one new seed on another machine is
   ``m ± t_{k-1, 1-α'/2} · max(s, floor) · sqrt(1 + 1/k)`` (Student t), where
 
   - ``floor`` = max(1, min(|m|, |y|)) / n, y the re-run figure, n the fewest samples any figure of the cell is
@@ -447,7 +448,8 @@ def _versions(env: Mapping[str, Any]) -> dict[str, Any]:
 def _fingerprint_text(fp: Mapping[str, Any]) -> str:
     threads = fp.get("threads")
     return (f"{fp.get('device_name') or fp.get('cpu')} ({fp.get('device')}, ISA {fp.get('isa') or 'unknown'}, "
-            f"{threads} thread{'' if threads == 1 else 's'}, torch {fp.get('torch')}, timm {fp.get('timm')})")
+            f"{threads} thread{'' if threads == 1 else 's'}, torch {fp.get('torch')}, timm {fp.get('timm')}, "
+            f"numerics {fp.get('numerics') or 'before version 2'})")
 
 
 # -- the report file ------------------------------------------------------------------------------------------------

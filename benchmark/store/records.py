@@ -5,7 +5,7 @@ fully resolved ``config`` and its ``config_hash``, ``model_hash``, ``metrics`` (
 ``higher_is_better`` per metric, ``budget``, ``samples`` (counts), ``outcomes`` (the name and sha256 of the
 cell's per-sample outcomes file) and ``env``: the versions, the git commit and dirty state of the code that wrote the
 record (read when it is written), and what decides its arithmetic (device, CPU model, the ISA torch dispatches to,
-the CPU's numeric flags, thread count: :func:`machine_fingerprint`).
+the CPU's numeric flags, thread count, the harness's own numerics version: :func:`machine_fingerprint`).
 
 Per-sample outcomes (the designated model's correctness per eval sample, the attack's per-sample scores) live in a
 sidecar ``<cell>.npz`` beside the JSON (numeric and string arrays only, read with ``allow_pickle=False``), so the
@@ -284,6 +284,7 @@ def environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "timm": timm.__version__,
+        "numerics": NUMERICS,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "device": device,
@@ -300,16 +301,23 @@ def environment(device: str) -> dict[str, Any]:
     return env
 
 
+#: The harness's own numerics, raised whenever a change computes the same seed's numbers differently on one machine
+#: (the same functions summed in another order, say): records of another value are never compared bit for bit.
+#: 1 (absent from older records): up to commit ebc5b86; 2: convolutions on a 1x1 map computed as a matrix product
+#: (:func:`benchmark.models.backbones.one_pixel_convs`).
+NUMERICS = 2
+
 #: What decides the numbers a run computes on one machine: two records made under the same fingerprint (same seed)
 #: are bit-identical; see :func:`machine_fingerprint`.
-FINGERPRINT_KEYS = ("device", "device_name", "cpu", "isa", "cpu_flags", "threads", "torch", "timm")
+FINGERPRINT_KEYS = ("device", "device_name", "cpu", "isa", "cpu_flags", "threads", "torch", "timm", "numerics")
 
 
 def machine_fingerprint(env: dict[str, Any]) -> dict[str, Any]:
     """The machine fingerprint of a record's (or a manifest's) ``env`` block: the device type (``cuda:1`` is
     ``cuda``), the device's name, the CPU model, the instruction set torch dispatches to, the CPU's numeric flags,
-    the torch thread count and the torch / timm versions. A key an older record lacks is None (an unknown ISA, unknown
-    flags), so an old record never matches a new machine's fingerprint by accident."""
+    the torch thread count, the torch / timm versions and the harness's numerics version (:data:`NUMERICS`). A key an
+    older record lacks is None (an unknown ISA, unknown flags, numerics before the version was recorded), so an old
+    record never matches a new machine's fingerprint by accident."""
     env = env if isinstance(env, dict) else {}
     device = env.get("device")
     flags = env.get("cpu_flags")
@@ -322,6 +330,7 @@ def machine_fingerprint(env: dict[str, Any]) -> dict[str, Any]:
         "threads": env.get("threads"),
         "torch": env.get("torch"),
         "timm": env.get("timm"),
+        "numerics": env.get("numerics"),
     }
 
 

@@ -16,7 +16,7 @@ from scipy.stats import t as student_t
 
 from benchmark.cli import main
 from benchmark.core.errors import SplitbenchError
-from benchmark.store.records import environment, fingerprint_key, machine_fingerprint
+from benchmark.store.records import NUMERICS, environment, fingerprint_key, machine_fingerprint
 from leaderboard import verification
 from leaderboard.entry import check_run, submit, write_checksums
 from leaderboard.site import build_site
@@ -62,10 +62,11 @@ def built(tmp_path_factory):
     return {"root": root, "run": root / "run", "entry": entry}
 
 
-def copy_entry(built, dst: Path, env: dict | None = None, push: dict | None = None, defense: str | None = None
-               ) -> Path:
-    """A copy of the entry, its records' env changed by ``env``, metric ``name`` of the card's defense's records
-    moved by ``push[name]``, the card's defense set to ``defense``; checksums rewritten, as a submitter could."""
+def copy_entry(built, dst: Path, env: dict | None = None, push: dict | None = None, defense: str | None = None,
+               drop: tuple[str, ...] = ()) -> Path:
+    """A copy of the entry, its records' env changed by ``env`` (keys in ``drop`` removed), metric ``name`` of the
+    card's defense's records moved by ``push[name]``, the card's defense set to ``defense``; checksums rewritten, as a
+    submitter could."""
     shutil.copytree(built["entry"], dst)
     card = yaml.safe_load((dst / "entry.yaml").read_text())
     if defense:
@@ -74,6 +75,8 @@ def copy_entry(built, dst: Path, env: dict | None = None, push: dict | None = No
     for path in sorted((dst / "run" / "records").glob("*.json")):
         rec = json.loads(path.read_text())
         rec["env"].update(env or {})
+        for key in drop:
+            del rec["env"][key]
         if rec["config"]["defense"]["name"] == card["defense"]:
             for name, delta in (push or {}).items():
                 rec["metrics"][name] += delta
@@ -249,6 +252,21 @@ def test_other_library_versions_are_refused_with_one_line(built, tmp_path, capsy
         f"splitbench: error: {entry}: exact or consistent verification needs the same library versions: records made "
         f"with torch 2.0.0+cpu / timm {here['timm']}, this is torch {here['torch']} / timm {here['timm']}")
     assert snapshot(entry) == before
+
+
+def test_records_of_older_harness_numerics_on_this_machine_are_a_consistency_check(built, tmp_path, capsys):
+    """Records written before the harness recorded its numerics version (the same machine, libraries and threads)
+    were computed another way (e.g. convolutions on 1x1 maps): re-run today they differ in the last bits, so they are
+    judged against the seed spread, never bit for bit."""
+    entry = copy_entry(built, tmp_path / "entry", drop=("numerics",))
+    report = tmp_path / "verification.json"
+    code = main(["verify", str(entry), "--cells", "1", "--seeds", "2", "--report", str(report)])
+    printed = capsys.readouterr().out
+    (result,) = json.loads(report.read_text())["machines"].values()
+    assert result["mode"] == "consistency" and result["fingerprint"] == machine_fingerprint(environment("cpu"))
+    assert result["fingerprint"]["numerics"] == NUMERICS
+    assert "numerics before version 2" in result["rule"]["why"]
+    assert code == 0 and result["status"] == "consistent", printed
 
 
 def test_bad_seeds_and_report_paths_are_refused(built, tmp_path):
