@@ -131,8 +131,9 @@ def one_pixel_convs(model: nn.Module) -> nn.Module:
     way); the result can differ in the last bits, as any change of summation order does. Deep stages of small
     images meet 1x1 maps (test_resnet's layer2 to layer4 at 8x8 pixels, its layer4 at 28x28), where the CPU
     convolution library computes the weight gradient of a 3x3 kernel on one pixel with a generic matrix kernel:
-    a training step of test_resnet on 8x8 images at batch 64 took about 0.6x the time with this path, one of
-    test_efficientnet (depthwise) about 0.55x, on a 2-core AMD EPYC. The module keeps its class (``nn.Conv2d``),
+    an Adam step of test_resnet on 8x8 images at batch 64 took 0.73x the time with this path (at 28x28, where only two
+    of its convolutions meet a 1x1 map, 0.99x), one of test_efficientnet (depthwise) at 8x8 about 0.55x, on one
+    thread of an AMD EPYC (``tests/benchmarks/test_bench_one_pixel.py``). The module keeps its class (``nn.Conv2d``),
     its parameters and its state dict; only its ``_conv_forward`` is replaced (a copy of the module keeps it)."""
     for m in model.modules():
         if type(m) is nn.Conv2d and "_one_pixel_tap" not in m.__dict__:
