@@ -303,7 +303,8 @@ def environment(device: str) -> dict[str, Any]:
 
 #: The harness's own numerics, raised whenever a change computes the same seed's numbers differently on one machine
 #: (the same functions summed in another order, say): records of another value are never compared bit for bit.
-#: 1 (absent from older records): up to commit ebc5b86; 2: convolutions on a 1x1 map computed as a matrix product
+#: Records written before the version was recorded have none (read as None: the numerics of commit ebc5b86 and
+#: before); 2: convolutions on a 1x1 map computed as a matrix product
 #: (:func:`benchmark.models.backbones.one_pixel_convs`).
 NUMERICS = 2
 
