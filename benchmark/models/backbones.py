@@ -108,8 +108,8 @@ def one_pixel_tap(conv: nn.Conv2d) -> tuple[int, int] | None:
 
 
 def _one_pixel_conv_forward(self: nn.Conv2d, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    tap: tuple[int, int] | None = self.__dict__["_one_pixel_tap"]
-    if tap is None or input.dim() != 4 or input.shape[-2:] != (1, 1):
+    tap: tuple[int, int] = self.__dict__["_one_pixel_tap"]
+    if input.dim() != 4 or input.shape[-2:] != (1, 1):
         return nn.Conv2d._conv_forward(self, input, weight, bias)
     w = weight[:, :, tap[0], tap[1]]  # (out channels, in channels per group)
     x = input.flatten(1)
@@ -136,11 +136,10 @@ def one_pixel_convs(model: nn.Module) -> nn.Module:
     thread of an AMD EPYC (``tests/benchmarks/test_bench_one_pixel.py``). The module keeps its class (``nn.Conv2d``),
     its parameters and its state dict; only its ``_conv_forward`` is replaced (a copy of the module keeps it)."""
     for m in model.modules():
-        if type(m) is nn.Conv2d and "_one_pixel_tap" not in m.__dict__:
-            tap = one_pixel_tap(m)
+        tap = one_pixel_tap(m) if type(m) is nn.Conv2d and "_conv_forward" not in m.__dict__ else None
+        if tap is not None:
             m.__dict__["_one_pixel_tap"] = tap
-            if tap is not None:
-                m.__dict__["_conv_forward"] = types.MethodType(_one_pixel_conv_forward, m)
+            m.__dict__["_conv_forward"] = types.MethodType(_one_pixel_conv_forward, m)
     return model
 
 
