@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import types
 from collections.abc import Iterator
 
@@ -91,54 +92,67 @@ def create_model(name: str, num_classes: int, image_size: int, pretrained: bool 
 # ------------------------------------------------------------------------------------------------------------
 # Convolutions on one pixel
 # ------------------------------------------------------------------------------------------------------------
-def one_pixel_tap(conv: nn.Conv2d) -> tuple[int, int] | None:
-    """The kernel tap that alone reads a 1x1 input of ``conv`` when its output is 1x1 too, else None.
+@functools.lru_cache(maxsize=4096)
+def _window(size: int, k: int, s: int, p: int, d: int) -> tuple[slice, slice] | None:
+    """Along one side: (input slice, kernel slice) of the taps that read the input when the output is one pixel
+    long, else None (several outputs, or none, or no tap reads the input)."""
+    if (size + 2 * p - d * (k - 1) - 1) // s + 1 != 1:
+        return None
+    first = -(-p // d)  # the first tap at or past the padding
+    last = min(k - 1, (size - 1 + p) // d)  # the last tap before the far padding
+    if first > last:
+        return None
+    return slice(first * d - p, last * d - p + 1, d), slice(first, last + 1)
 
-    On a 1x1 map every other tap of such a convolution reads zero padding, so the convolution is a matrix
-    product of the input's channels with that tap's weights (per group), plus the bias. Only zero-padded
-    convolutions with numeric padding qualify."""
+
+def one_pixel_window(conv: nn.Conv2d, size: tuple[int, ...]) -> tuple[slice, slice, slice, slice] | None:
+    """Where ``conv``'s output is one pixel on an input map of ``size`` (height, width): the input rows and columns
+    that output reads and the kernel rows and columns that read them, ``(rows, cols, kernel_rows, kernel_cols)``;
+    else None. Every other tap of that output reads zero padding, so the convolution is a matrix product of the
+    window with those taps' weights (per group), plus the bias. Only zero-padded convolutions with numeric padding
+    qualify."""
     if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return None
-    tap = []
-    for k, s, p, d in zip(conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True):
-        if (2 * p - d * (k - 1)) // s + 1 != 1 or p % d or p // d >= k:
-            return None
-        tap.append(p // d)
-    return tap[0], tap[1]
+    h = _window(size[0], conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0])
+    w = _window(size[1], conv.kernel_size[1], conv.stride[1], conv.padding[1], conv.dilation[1]) if h else None
+    return None if w is None else (h[0], w[0], h[1], w[1])
 
 
 def _one_pixel_conv_forward(self: nn.Conv2d, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    tap: tuple[int, int] = self.__dict__["_one_pixel_tap"]
-    if input.dim() != 4 or input.shape[-2:] != (1, 1):
+    window = one_pixel_window(self, input.shape[-2:]) if input.dim() == 4 else None
+    if window is None:
         return nn.Conv2d._conv_forward(self, input, weight, bias)
-    w = weight[:, :, tap[0], tap[1]]  # (out channels, in channels per group)
-    x = input.flatten(1)
-    if self.groups == 1:
-        return F.linear(x, w, bias)[:, :, None, None]
-    if w.shape[1] == 1 and w.shape[0] == x.shape[1]:  # depthwise: one weight per channel
-        y = x * w[:, 0]
+    rows, cols, kernel_rows, kernel_cols = window
+    x = input[:, :, rows, cols]
+    w = weight[:, :, kernel_rows, kernel_cols]
+    n = len(x)
+    if self.groups == 1:  # channels innermost on both sides: a view of a channels-last input and weight
+        y = F.linear(x.permute(0, 2, 3, 1).reshape(n, -1), w.permute(0, 2, 3, 1).reshape(len(w), -1), bias)
+        return y[:, :, None, None]
+    if w.shape[1] == 1 and w.shape[0] == x.shape[1]:  # depthwise: one filter per channel
+        y = (x.flatten(2) * w.flatten(2)[:, 0]).sum(2)
     else:
         g = self.groups
-        y = torch.einsum("bgi,goi->bgo", x.reshape(len(x), g, -1), w.reshape(g, -1, w.shape[1])).flatten(1)
+        y = torch.einsum("bgi,goi->bgo", x.reshape(n, g, -1), w.reshape(g, len(w) // g, -1)).flatten(1)
     return (y if bias is None else y + bias)[:, :, None, None]
 
 
 def one_pixel_convs(model: nn.Module) -> nn.Module:
-    """Let every plain ``nn.Conv2d`` of ``model`` compute a 1x1 map's 1x1 output from its one live tap
-    (:func:`one_pixel_tap`) as a matrix product; any other input runs the convolution as before. Returns ``model``.
+    """Let every plain zero-padded ``nn.Conv2d`` of ``model`` compute an output of one pixel as a matrix product of
+    the input window it reads with the taps that read it (:func:`one_pixel_window`); any other input runs the
+    convolution as before. Returns ``model``.
 
     The function is the same (the other taps multiply zero padding, and their weight gradients are zero either
     way); the result can differ in the last bits, as any change of summation order does. Deep stages of small
-    images meet 1x1 maps (test_resnet's layer2 to layer4 at 8x8 pixels, its layer4 at 28x28), where the CPU
-    convolution library computes the weight gradient of a 3x3 kernel on one pixel with a generic matrix kernel:
-    an Adam step of test_resnet on 8x8 images at batch 64 took 0.73x the time with this path (at 28x28, where only two
-    of its convolutions meet a 1x1 map, 0.99x), one of test_efficientnet (depthwise) at 8x8 about 0.55x, on one
-    thread of an AMD EPYC (``tests/benchmarks/test_bench_one_pixel.py``). The module keeps its class (``nn.Conv2d``),
-    its parameters and its state dict; only its ``_conv_forward`` is replaced (a copy of the module keeps it)."""
+    images have outputs of one pixel (test_resnet's layer2 to layer4 at 8x8 pixels, its layer4 at 28x28), where
+    the CPU convolution library computes the weight gradient with a generic matrix kernel: an Adam step of
+    test_resnet in the harness's channels-last layout at batch 64 on one thread of an AMD EPYC took 0.56x the time
+    of plain convolutions at 8x8 pixels and 0.70x at 28x28 (``tests/benchmarks/test_bench_one_pixel.py``). The
+    module keeps its class (``nn.Conv2d``), its parameters and its state dict; only its ``_conv_forward`` is
+    replaced (a copy of the module keeps it)."""
     for m in model.modules():
-        tap = one_pixel_tap(m) if type(m) is nn.Conv2d and "_conv_forward" not in m.__dict__ else None
-        if tap is not None:
-            m.__dict__["_one_pixel_tap"] = tap
+        if (type(m) is nn.Conv2d and "_conv_forward" not in m.__dict__ and m.padding_mode == "zeros"
+                and not isinstance(m.padding, str)):
             m.__dict__["_conv_forward"] = types.MethodType(_one_pixel_conv_forward, m)
     return model
 

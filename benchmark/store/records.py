@@ -305,8 +305,9 @@ def environment(device: str) -> dict[str, Any]:
 #: (the same functions summed in another order, say): records of another value are never compared bit for bit.
 #: Records written before the version was recorded have none (read as None: the numerics of commit ebc5b86 and
 #: before); 2: convolutions on a 1x1 map computed as a matrix product
-#: (:func:`benchmark.models.backbones.one_pixel_convs`).
-NUMERICS = 2
+#: (:func:`benchmark.models.backbones.one_pixel_convs`); 3: every convolution whose output is one pixel so computed,
+#: from the window it reads (test_resnet's layer4 at 28x28, its layer2 at 8x8).
+NUMERICS = 3
 
 #: What decides the numbers a run computes on one machine: two records made under the same fingerprint (same seed)
 #: are bit-identical; see :func:`machine_fingerprint`.

@@ -1,11 +1,13 @@
 """Training steps with and without the one-pixel convolution path, on the tracks' backbone at their image sizes.
 
 Slow lane only (``pytest -m slow -s tests/benchmarks/test_bench_one_pixel.py``). For each image size (8 px: the quick
-suite's digits, where test_resnet's layer2 to layer4 meet 1x1 maps; 28 px: the official track's Fashion-MNIST, where
-only layer4 does), two copies of the same seeded model, one as :func:`benchmark.models.backbones.create_model`
-returns it (convolutions on a 1x1 map computed from their one live tap) and one with plain convolutions, take
-alternating timed rounds of Adam steps on one torch thread at batch 64, after checking that both give the same loss
-and gradients; the printed ratio is the median seconds per step of the path over the plain convolution's.
+suite's digits, where test_resnet's layer2 to layer4 have one-pixel outputs; 28 px: the official track's
+Fashion-MNIST, where only layer4 does), two copies of the same seeded model, one as
+:func:`benchmark.models.backbones.create_model` returns it (convolutions whose output is one pixel computed as a
+matrix product of the window they read) and one with plain convolutions, both in the layout the harness trains in
+(:func:`benchmark.models.trainer.place`: channels-last on the CPU) with the harness's fused Adam, take alternating
+timed rounds of Adam steps on one torch thread at batch 64, after checking that both give the same loss and
+gradients; the printed ratio is the median seconds per step of the path over the plain convolution's.
 
 Environment:
     SPLITBENCH_BENCH_MODEL: timm model (default test_resnet).
@@ -24,7 +26,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.models.backbones import create_model
+from benchmark.models.backbones import create_model, one_pixel_window
+from benchmark.models.trainer import place
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +57,14 @@ def test_one_pixel_path_step_time(size, benchmark):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fast = create_model(MODEL, 10, size, seed=0).train()
+        fast = place(create_model(MODEL, 10, size, seed=0), "cpu").train()
         plain = _plain(fast).train()
         g = torch.Generator().manual_seed(0)
         x, y = torch.randn(64, 3, size, size, generator=g), torch.randint(0, 10, (64,), generator=g)
+        x = x.contiguous(memory_format=torch.channels_last)
         seen: list[bool] = []
         hooks = [m.register_forward_hook(lambda mod, inp, out: seen.append(
-            "_conv_forward" in mod.__dict__ and inp[0].shape[-2:] == (1, 1)))
+            "_conv_forward" in mod.__dict__ and one_pixel_window(mod, inp[0].shape[-2:]) is not None))
             for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
         with torch.no_grad():
             fast(x[:2])
@@ -76,7 +80,7 @@ def test_one_pixel_path_step_time(size, benchmark):
         torch.testing.assert_close(losses[0][0], losses[1][0], rtol=1e-5, atol=1e-6)
         for a, b in zip(losses[0][1], losses[1][1], strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-        opts = {id(m): torch.optim.Adam(m.parameters(), lr=1e-3) for m in (fast, plain)}
+        opts = {id(m): torch.optim.Adam(m.parameters(), lr=1e-3, fused=True) for m in (fast, plain)}
         times: dict[str, list[float]] = {"path": [], "plain": []}
         for m in (fast, plain):  # warm-up
             _round(m, opts[id(m)], x, y)

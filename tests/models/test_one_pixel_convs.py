@@ -1,4 +1,5 @@
-"""Convolutions on a 1x1 map computed from their one live tap: the same function and gradients as the convolution."""
+"""Convolutions whose output is one pixel computed as a matrix product of the window they read: the same function
+and gradients as the convolution."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.models.backbones import BackboneSpec, build_split, create_model, one_pixel_convs, one_pixel_tap
+from benchmark.models.backbones import BackboneSpec, build_split, create_model, one_pixel_convs, one_pixel_window
+from benchmark.models.trainer import place
 
-# (kernel, stride, padding, dilation): every combination, whether or not a 1x1 input gives a 1x1 output
+# (kernel, stride, padding, dilation): every combination, whether or not it gives a one-pixel output
 GEOMETRIES = list(itertools.product((1, 2, 3, 5), (1, 2, 3), (0, 1, 2), (1, 2)))
+SIZES = (1, 2, 3, 4, 5)  # input sides
 # (in, out, groups): plain, grouped, depthwise, depthwise with a channel multiplier
 CHANNELS = [(6, 4, 1), (6, 4, 2), (6, 6, 6), (3, 6, 3)]
 
@@ -32,16 +35,24 @@ def _run(conv: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Ten
     return y.detach(), [x.grad] + [p.grad for p in conv.parameters()]
 
 
-def _output_size(k: int, s: int, p: int, d: int) -> int:
-    return (1 + 2 * p - d * (k - 1) - 1) // s + 1
+def _output_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 @pytest.mark.parametrize("k, s, p, d", GEOMETRIES)
-def test_tap_is_found_exactly_where_one_tap_reads_the_pixel(k, s, p, d):
-    conv = nn.Conv2d(2, 2, k, s, p, d)
-    reading = [t for t in range(k) if t * d - p == 0]  # taps of the one output that read input pixel 0
-    expected = (reading[0], reading[0]) if _output_size(k, s, p, d) == 1 and reading else None
-    assert one_pixel_tap(conv) == expected
+def test_window_is_exactly_what_the_one_output_reads(k, s, p, d):
+    conv = nn.Conv2d(2, 2, (k, 1), (s, 1), (p, 0), (d, 1))  # the geometry along the rows; one column tap
+    for size in SIZES:
+        taps = [t for t in range(k) if 0 <= t * d - p < size]  # taps of output 0 that read the input
+        window = one_pixel_window(conv, (size, 1))
+        if _output_size(size, k, s, p, d) != 1 or not taps:
+            assert window is None, size
+            continue
+        assert window is not None, size
+        rows, cols, kernel_rows, kernel_cols = window
+        assert list(range(size))[rows] == [t * d - p for t in taps]
+        assert list(range(k))[kernel_rows] == taps
+        assert (cols, kernel_cols) == (slice(0, 1, 1), slice(0, 1))
 
 
 @pytest.mark.parametrize("channels", CHANNELS, ids=[f"in{a}-out{b}-g{g}" for a, b, g in CHANNELS])
@@ -49,22 +60,35 @@ def test_tap_is_found_exactly_where_one_tap_reads_the_pixel(k, s, p, d):
 def test_one_pixel_path_matches_the_convolution(channels, bias):
     c_in, c_out, groups = channels
     checked = 0
-    for k, s, p, d in GEOMETRIES:
-        if _output_size(k, s, p, d) < 1:
+    for (k, s, p, d), size in itertools.product(GEOMETRIES, SIZES):
+        if _output_size(size, k, s, p, d) < 1:
             continue  # the convolution itself refuses such an input
-        torch.manual_seed(k * 100 + s * 10 + p + d)
+        torch.manual_seed(k * 100 + s * 10 + p + d + 1000 * size)
         conv = nn.Conv2d(c_in, c_out, k, s, p, d, groups=groups, bias=bias)
         ref = _plain(conv)
         one_pixel_convs(conv)
-        x = torch.randn(5, c_in, 1, 1)
-        y, grads = _run(conv, x)
-        y_ref, grads_ref = _run(ref, x)
-        assert y.shape == y_ref.shape
-        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
-        for g, g_ref in zip(grads, grads_ref, strict=True):
-            torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-6)
-        checked += one_pixel_tap(conv) is not None
-    assert checked >= 8  # the fast path itself was exercised, not only the fallback
+        for layout in (torch.contiguous_format, torch.channels_last):
+            x = torch.randn(5, c_in, size, size).contiguous(memory_format=layout)
+            y, grads = _run(conv, x)
+            y_ref, grads_ref = _run(ref, x)
+            assert y.shape == y_ref.shape
+            torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+            for g, g_ref in zip(grads, grads_ref, strict=True):
+                torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-6)
+            conv.zero_grad(set_to_none=True)
+            ref.zero_grad(set_to_none=True)
+        checked += one_pixel_window(conv, (size, size)) is not None and size > 1
+    assert checked >= 20  # the path itself was exercised on windows wider than one pixel, not only the fallback
+
+
+def test_one_pixel_inputs_give_the_bits_of_the_one_tap_product():
+    """On a 1x1 map the window is the one live tap: the path is the product of the channels with that tap's
+    weights, bit for bit (what the records of numerics version 2 computed)."""
+    torch.manual_seed(0)
+    conv = one_pixel_convs(nn.Conv2d(8, 5, 3, 1, 1))
+    x = torch.randn(4, 8, 1, 1)
+    with torch.no_grad():
+        assert torch.equal(conv(x), F.linear(x.flatten(1), conv.weight[:, :, 1, 1], conv.bias)[:, :, None, None])
 
 
 def test_larger_maps_run_the_convolution_unchanged():
@@ -83,10 +107,10 @@ def test_larger_maps_run_the_convolution_unchanged():
         ref.zero_grad(set_to_none=True)
 
 
-@pytest.mark.parametrize("conv", [nn.Conv2d(2, 2, 3, 1, 1, padding_mode="reflect"), nn.Conv2d(2, 2, 3, padding="same"),
-                                  nn.Conv2d(2, 2, 3, 1, 0)], ids=["reflect", "same", "no-padding"])
-def test_convolutions_without_a_single_live_tap_are_left_alone(conv):
-    assert one_pixel_tap(conv) is None
+@pytest.mark.parametrize("conv", [nn.Conv2d(2, 2, 3, 1, 1, padding_mode="reflect"), nn.Conv2d(2, 2, 3, padding="same")],
+                         ids=["reflect", "same"])
+def test_convolutions_without_numeric_zero_padding_are_left_alone(conv):
+    assert one_pixel_window(conv, (1, 1)) is None
     one_pixel_convs(conv)
     assert "_conv_forward" not in conv.__dict__
 
@@ -100,22 +124,31 @@ def test_subclasses_are_left_alone():
     assert "_conv_forward" not in conv.__dict__
 
 
-def test_created_models_use_it_and_train_the_same():
-    """test_resnet on the quick suite's 8x8 digits meets 1x1 maps from layer2 on: the model create_model returns
-    takes the path there, and its outputs and every gradient match the plain convolutions'."""
-    model = create_model("test_resnet", 10, 8, seed=1)
+@pytest.mark.parametrize("size, wider", [(8, 1), (28, 1)])
+def test_created_models_use_it_and_train_the_same(size, wider):
+    """test_resnet has one-pixel outputs from layer2 on at the quick suite's 8x8 and in layer4 at the official
+    track's 28x28 (``wider`` of them read a window wider than one pixel): the model create_model returns takes the
+    path there, in the harness's channels-last layout, and its outputs and every gradient match the plain
+    convolutions'."""
+    model = place(create_model("test_resnet", 10, size, seed=1), "cpu")
     plain = copy.deepcopy(model)
     for m in plain.modules():
         m.__dict__.pop("_conv_forward", None)
     live = [m for m in model.modules() if "_conv_forward" in m.__dict__]
     assert len(live) == sum(type(m) is nn.Conv2d for m in model.modules())  # every test_resnet conv qualifies
-    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    x, y = torch.randn(16, 3, size, size).contiguous(memory_format=torch.channels_last), torch.randint(0, 10, (16,))
+    windows: list[tuple[int, int]] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: windows.append(tuple(inp[0].shape[-2:])) if
+                                         one_pixel_window(mod, inp[0].shape[-2:]) else None) for m in live]
     outs = []
     for m in (model, plain):
         m.train()
         loss = F.cross_entropy(m(x), y)
         loss.backward()
         outs.append((loss.detach(), [p.grad for p in m.parameters()]))
+    for h in hooks:
+        h.remove()
+    assert windows and sum(w != (1, 1) for w in windows) == wider
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
     for g, g_ref in zip(outs[0][1], outs[1][1], strict=True):
         torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
