@@ -105,21 +105,28 @@ def _window(size: int, k: int, s: int, p: int, d: int) -> tuple[slice, slice] | 
     return slice(first * d - p, last * d - p + 1, d), slice(first, last + 1)
 
 
+def _zero_padded(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` pads with zeros by a number of pixels (not 'same' / 'valid', not reflect or replicate)."""
+    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
+def _windows(conv: nn.Conv2d, size: tuple[int, ...]) -> tuple[slice, slice, slice, slice] | None:
+    h = _window(size[0], conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0])
+    w = _window(size[1], conv.kernel_size[1], conv.stride[1], conv.padding[1], conv.dilation[1]) if h else None
+    return None if w is None else (h[0], w[0], h[1], w[1])
+
+
 def one_pixel_window(conv: nn.Conv2d, size: tuple[int, ...]) -> tuple[slice, slice, slice, slice] | None:
     """Where ``conv``'s output is one pixel on an input map of ``size`` (height, width): the input rows and columns
     that output reads and the kernel rows and columns that read them, ``(rows, cols, kernel_rows, kernel_cols)``;
     else None. Every other tap of that output reads zero padding, so the convolution is a matrix product of the
     window with those taps' weights (per group), plus the bias. Only zero-padded convolutions with numeric padding
     qualify."""
-    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-        return None
-    h = _window(size[0], conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0])
-    w = _window(size[1], conv.kernel_size[1], conv.stride[1], conv.padding[1], conv.dilation[1]) if h else None
-    return None if w is None else (h[0], w[0], h[1], w[1])
+    return _windows(conv, size) if _zero_padded(conv) else None
 
 
 def _one_pixel_conv_forward(self: nn.Conv2d, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    window = one_pixel_window(self, input.shape[-2:]) if input.dim() == 4 else None
+    window = _windows(self, input.shape[-2:]) if input.dim() == 4 else None  # zero-padded: one_pixel_convs
     if window is None:
         return nn.Conv2d._conv_forward(self, input, weight, bias)
     rows, cols, kernel_rows, kernel_cols = window
@@ -151,8 +158,7 @@ def one_pixel_convs(model: nn.Module) -> nn.Module:
     module keeps its class (``nn.Conv2d``), its parameters and its state dict; only its ``_conv_forward`` is
     replaced (a copy of the module keeps it)."""
     for m in model.modules():
-        if (type(m) is nn.Conv2d and "_conv_forward" not in m.__dict__ and m.padding_mode == "zeros"
-                and not isinstance(m.padding, str)):
+        if type(m) is nn.Conv2d and "_conv_forward" not in m.__dict__ and _zero_padded(m):
             m.__dict__["_conv_forward"] = types.MethodType(_one_pixel_conv_forward, m)
     return model
 
