@@ -6,14 +6,18 @@ weights, never the client). This attack keeps that copy frozen, reads the featur
 pre_logits=True)``, pooled, after any head norm), standardises them with the mean and standard deviation of the
 fit part of the attacker's aux data, and trains one linear layer on them to predict the sensitive class (Alain
 and Bengio's linear probe). It measures how much of the attribute the server's own representation carries
-linearly, with nothing trained but the probe. Features of deterministic releases are computed once; a stochastic
-defense is released afresh for every batch. The epoch is chosen on a seeded hold-out of the aux data
+linearly, with nothing trained but the probe. Features of deterministic releases are computed once. For a
+stochastic defense, ``release_pool`` draws of every aux image are released and their features computed once; every
+row of a training batch takes one of its image's draws at random (seeded), the hold-out one draw per image
+(``release_pool = 0``: a fresh release of every batch, through the whole frozen model each time). The epoch is
+chosen on a seeded hold-out of the aux data
 (:func:`attacks.learning_based.fit_choosing_epoch`); eval is never read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,12 +51,18 @@ class AttributeProbeConfig:
     eval_every: int = field(1, "measure the hold-out accuracy every this many epochs (and after the last)")
     patience: int = field(0, "stop once the hold-out accuracy has not improved for this many measurements (its "
                              "plateau; the epochs are then a cap); 0 = train every epoch", omit_default=True)
+    release_pool: int = field(0, "stochastic defenses: release draws of every aux image whose features are computed "
+                                 "once, every training row taking one of its image's draws at random (the features "
+                                 "of a draw are fixed, so a pool costs a few epochs' worth of forward passes instead "
+                                 "of one per row per epoch); 0 = a fresh release of every batch", omit_default=True)
 
     def validate(self) -> None:
         check_training(self)
         check_holdout(self)
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.release_pool < 0:
+            raise ValueError(f"release_pool must be an integer >= 0, got {self.release_pool!r}")
 
 
 class Standardize(nn.Module):
@@ -88,8 +98,9 @@ class AttributeProbe(Attack):
         knob="budget: epochs x aux samples",
         inferred=("features: the input of the designated model's final linear classifier (the model with that "
                   "layer replaced by the identity, in eval mode), frozen",
-                  "standardised with the mean and standard deviation of the fit part of aux (one release draw for "
-                  "stochastic defenses); one linear layer, Adam lr 1e-2, no weight decay, batch 64",
+                  "standardised with the mean and standard deviation of the fit part of aux (for stochastic "
+                  "defenses: one release draw, or every draw of the pool); one linear layer, Adam lr 1e-2, no "
+                  "weight decay, batch 64",
                   "at most 300 epochs: on Fashion-MNIST (test_resnet@layer1; no_pruning, dynamic channel pruning and "
                   "latent masking at two settings each, seeds 0 and 1, 1,600 aux images) the epoch chosen on the "
                   "hold-out was often past 100, and 300 epochs reached a mean accuracy of 0.640 on the harness's "
@@ -108,6 +119,31 @@ class AttributeProbe(Attack):
             p.requires_grad_(False)
         return model.eval(), width
 
+    def pooled(self, trainer: Trainer, feats, release, fit: TensorSplit, hold: TensorSplit | None, draws: int
+               ) -> tuple[TensorSplit, TensorSplit | None, Any, Tensor]:
+        """The pool of a stochastic defense: ``draws`` releases of every fit and hold-out image and their features,
+        computed once. Returns the fit and hold-out splits with image indices as ``x``, the transform from a batch of
+        indices to features (one draw of each row's image, drawn with a generator seeded by the attack's seed, so
+        every run draws the same), and every fit draw's features (for the standardisation)."""
+        n = len(fit)
+        images = fit.x if hold is None else torch.cat([fit.x, hold.x])
+
+        def one_draw(b):
+            with torch.no_grad(), trainer.autocast():
+                return feats(release(b.x))
+
+        pool = torch.stack([trainer.map(one_draw, TensorSplit(images)) for _ in range(draws)])  # [draws, N, width]
+        gen = torch.Generator().manual_seed(self.seed + 3)
+
+        def transform(idx: Tensor) -> Tensor:
+            pick = torch.randint(draws, (len(idx),), generator=gen).to(idx.device)
+            return pool[pick, idx]
+
+        rows = torch.arange(len(images), device=pool.device)
+        fit = TensorSplit(rows[:n], fit.y)
+        hold = None if hold is None else TensorSplit(rows[n:], hold.y)
+        return fit, hold, transform, pool[:, :n].flatten(0, 1)
+
     def run(self, target: Target, trainer: Trainer) -> AttackOutput:
         cfg = self.config
         aux = target.aux()
@@ -118,10 +154,14 @@ class AttributeProbe(Attack):
         def feats(z: Tensor) -> Tensor:
             return extractor(z).float()
 
-        if target.stochastic:  # a fresh release (and its features) for every batch
+        if target.stochastic and cfg.release_pool:  # features of a pool of draws, computed once
+            fit, hold, transform, f_fit = self.pooled(trainer, feats, release, fit, hold, cfg.release_pool)
+        elif target.stochastic:  # a fresh release (and its features) for every batch
             def transform(x: Tensor) -> Tensor:
                 with torch.no_grad(), trainer.autocast():
                     return feats(release(x))
+
+            f_fit = trainer.map(lambda b: transform(b.x), TensorSplit(fit.x))
         else:  # the releases are fixed: their features once
             fit = TensorSplit(trainer.map(lambda b: feats(b.x), fit), fit.y)
             hold = None if hold is None else TensorSplit(trainer.map(lambda b: feats(b.x), hold), hold.y)
@@ -129,7 +169,7 @@ class AttributeProbe(Attack):
             def transform(x: Tensor) -> Tensor:
                 return x
 
-        f_fit = trainer.map(lambda b: transform(b.x), TensorSplit(fit.x))
+            f_fit = fit.x
         with seeded(self.seed + 2):
             linear = nn.Linear(width, target.info.num_sensitive_classes)
         std = f_fit.std(0)
@@ -141,4 +181,5 @@ class AttributeProbe(Attack):
                                     patience=cfg.patience)
         return attribute_output(target, trainer, lambda z: probe(feats(z)), choice, cfg, len(train),
                                 {"feature_width": width, "weight_decay": cfg.weight_decay,
-                                 "attacker_params": sum(p.numel() for p in linear.parameters())})
+                                 "attacker_params": sum(p.numel() for p in linear.parameters()),
+                                 **({"release_pool": cfg.release_pool} if target.stochastic else {})})

@@ -252,6 +252,7 @@ def test_patience_stops_on_the_hold_out_plateau_and_keeps_the_same_best_epoch():
     (AttributeFinetuneConfig, {"backbone_lr": -1e-3}, "backbone_lr"),
     (AttributeProbeConfig, {"weight_decay": -1.0}, "weight_decay"),
     (AttributeProbeConfig, {"holdout_fraction": -0.1}, "holdout_fraction"),
+    (AttributeProbeConfig, {"release_pool": -1}, "release_pool"),
 ])
 def test_bad_settings_are_one_line_naming_the_field(cls, values, field):
     with pytest.raises(Exception, match=field) as info:
@@ -336,6 +337,87 @@ def test_the_probe_trains_only_a_linear_layer_and_records_its_hold_out(served, t
     assert out.metrics["holdout_acc_best"] == max(a for _, a in out.budget["holdout_curve"])
     assert out.attributes.shape == (8,)
     assert all(torch.equal(before[k], v) for k, v in served.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def served_stochastic(tiny_data, tiny_backbone):
+    return fitted_frozen("random_pruning", tiny_backbone, tiny_data)
+
+
+def _counting_releases(target, monkeypatch) -> list[int]:
+    """Spy on the target's release of attacker-chosen inputs: the number of images of every call."""
+    calls: list[int] = []
+    release_of = target.release_of
+
+    def spy(x):
+        calls.append(len(x))
+        return release_of(x)
+
+    monkeypatch.setattr(target, "release_of", spy)
+    return calls
+
+
+@pytest.mark.parametrize("pool", [0, 3])
+def test_a_stochastic_defense_is_released_as_a_pool_computed_once_or_afresh_per_batch(
+        served_stochastic, tiny_data, trainer, monkeypatch, pool):
+    """With ``release_pool`` > 0 every aux image is released that many times, once, before training (fit and
+    hold-out together); with 0 every training batch is released afresh (and the fit part once more for the
+    standardisation, the hold-out once)."""
+    target = make_target(served_stochastic, tiny_data, SERVER, trainer, limit=8)
+    assert target.stochastic
+    calls = _counting_releases(target, monkeypatch)
+    epochs = 3
+    out = AttributeProbe(AttributeProbeConfig(epochs=epochs, batch_size=16, release_pool=pool), seed=0).run(
+        target, trainer)
+    n_aux = len(tiny_data.aux)
+    fit_n = out.budget["fit_samples"]
+    if pool:
+        assert sum(calls) == pool * n_aux
+        assert out.budget["release_pool"] == pool
+    else:
+        assert sum(calls) == fit_n + (n_aux - fit_n) + epochs * fit_n
+        assert out.budget["release_pool"] == 0
+    assert out.attributes.shape == (8,)
+
+
+def test_every_training_row_reads_a_pooled_draw_of_its_own_image(served_stochastic, tiny_data, trainer):
+    """The pool holds distinct draws of each image; a batch of image indices maps to one of those draws per row,
+    and the draws chosen vary (the pool is used, not one draw), reproducibly for the attack's seed."""
+    target = make_target(served_stochastic, tiny_data, SERVER, trainer, limit=8)
+    attack = AttributeProbe(AttributeProbeConfig(epochs=1, release_pool=4), seed=0)
+    aux = target.aux()
+    train, release = target.aux_training_set(aux.sensitive)
+    extractor, _ = attack.features(target)
+
+    def feats(z):
+        return extractor(z).float()
+
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)  # the releases' own draws (the defense's masks) come from the global generator
+        fit, hold, transform, f_fit = attack.pooled(trainer, feats, release, *split_holdout(train, 0.2, 1), 4)
+        idx = fit.x[:6]
+        rows = torch.stack([transform(idx) for _ in range(20)])  # [20, 6, width]
+        runs.append(rows)
+        assert f_fit.shape[0] == 4 * len(fit) and hold is not None and len(hold) == len(train) - len(fit)
+        assert torch.equal(fit.y, split_holdout(train, 0.2, 1)[0].y)
+    pool = f_fit.view(4, len(fit), -1)
+    assert not torch.equal(pool[0], pool[1])  # the draws differ (random masks)
+    for r in range(6):
+        seen = {int(d) for row in runs[0][:, r] for d in range(4) if torch.equal(row, pool[d, idx[r]])}
+        assert seen and all(any(torch.equal(row, pool[d, idx[r]]) for d in range(4)) for row in runs[0][:, r])
+    assert len({tuple(torch.stack([(runs[0][t, r] == pool[:, idx[r]]).all(1).int().argmax() for r in range(6)])
+                      .tolist()) for t in range(20)}) > 1
+    torch.testing.assert_close(runs[0], runs[1])
+
+
+def test_the_pool_leaves_a_deterministic_defense_as_it_was(served, tiny_data, trainer):
+    """A deterministic release has one draw: ``release_pool`` changes nothing, bit for bit."""
+    target = make_target(served, tiny_data, SERVER, trainer, limit=8)
+    outs = [AttributeProbe(AttributeProbeConfig(epochs=3, release_pool=pool), seed=0).run(target, trainer)
+            for pool in (0, 8)]
+    assert torch.equal(outs[0].attributes, outs[1].attributes)
+    assert outs[0].budget == outs[1].budget and "release_pool" not in outs[0].budget
 
 
 def test_server_reusing_attackers_beat_chance_on_digits(served, tiny_data, trainer):
