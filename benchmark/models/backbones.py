@@ -125,9 +125,34 @@ def one_pixel_window(conv: nn.Conv2d, size: tuple[int, ...]) -> tuple[slice, sli
     return _windows(conv, size) if _zero_padded(conv) else None
 
 
+#: input channels per group below which a strided 1x1 convolution runs at unit stride on the subsampled input: the
+#: CPU convolution library's 1x1 weight-gradient kernels (blocks of 8 channels with AVX2, 16 with AVX-512) write past
+#: their workspace for a strided channels-last input with fewer channels than a block, and their weight gradient
+#: has come out wrong on some machines
+STRIDED_1X1_MIN_CHANNELS = 16
+
+
+def strided_1x1_at_unit_stride(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` (zero-padded) is a strided 1x1 convolution with fewer than
+    :data:`STRIDED_1X1_MIN_CHANNELS` input channels per group, which the path computes at unit stride."""
+    return (conv.kernel_size == (1, 1) and conv.stride != (1, 1)
+            and conv.in_channels // conv.groups < STRIDED_1X1_MIN_CHANNELS)
+
+
+def _unit_stride_1x1(conv: nn.Conv2d, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """A strided zero-padded 1x1 convolution as a unit-stride one of the input positions it reads (the padded input
+    subsampled by the stride): the same function, without the library's strided 1x1 kernel."""
+    ph, pw = conv.padding  # numeric: the path is given to zero-padded convolutions only
+    x = F.pad(input, (pw, pw, ph, ph)) if ph or pw else input
+    x = x[:, :, ::conv.stride[0], ::conv.stride[1]]
+    return F.conv2d(x, weight, bias, 1, 0, 1, conv.groups)
+
+
 def _one_pixel_conv_forward(self: nn.Conv2d, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     window = _windows(self, input.shape[-2:]) if input.dim() == 4 else None  # zero-padded: one_pixel_convs
     if window is None:
+        if input.dim() == 4 and strided_1x1_at_unit_stride(self):
+            return _unit_stride_1x1(self, input, weight, bias)
         return nn.Conv2d._conv_forward(self, input, weight, bias)
     rows, cols, kernel_rows, kernel_cols = window
     x = input[:, :, rows, cols]
@@ -156,7 +181,12 @@ def one_pixel_convs(model: nn.Module) -> nn.Module:
     test_resnet in the harness's channels-last layout at batch 64 on one thread of an AMD EPYC took 0.56x the time
     of plain convolutions at 8x8 pixels and 0.70x at 28x28 (``tests/benchmarks/test_bench_one_pixel.py``). The
     module keeps its class (``nn.Conv2d``), its parameters and its state dict; only its ``_conv_forward`` is
-    replaced (a copy of the module keeps it)."""
+    replaced (a copy of the module keeps it).
+
+    The same replacement also runs a strided 1x1 convolution with fewer than 16 input channels per group at unit
+    stride on the input positions it reads (:func:`strided_1x1_at_unit_stride`), the same function: the CPU
+    library's strided 1x1 weight-gradient kernels write past their workspace on such a channels-last input, the
+    layout the harness trains in on the CPU. None of the built-in tracks' networks has such a convolution."""
     for m in model.modules():
         if type(m) is nn.Conv2d and "_conv_forward" not in m.__dict__ and _zero_padded(m):
             m.__dict__["_conv_forward"] = types.MethodType(_one_pixel_conv_forward, m)

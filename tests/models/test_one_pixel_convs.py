@@ -11,7 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.models.backbones import BackboneSpec, build_split, create_model, one_pixel_convs, one_pixel_window
+from benchmark.models.backbones import (
+    BackboneSpec,
+    build_split,
+    create_model,
+    one_pixel_convs,
+    one_pixel_window,
+    strided_1x1_at_unit_stride,
+)
 from benchmark.models.trainer import place
 
 # (kernel, stride, padding, dilation): every combination, whether or not it gives a one-pixel output
@@ -58,7 +65,8 @@ def test_window_is_exactly_what_the_one_output_reads(k, s, p, d):
 @pytest.mark.parametrize("channels", CHANNELS, ids=[f"in{a}-out{b}-g{g}" for a, b, g in CHANNELS])
 @pytest.mark.parametrize("bias", [True, False])
 def test_one_pixel_path_matches_the_convolution(channels, bias):
-    """Where a window exists, the path's output and every gradient match the convolution computed in float64 (the
+    """Where a window exists (or the path runs a strided 1x1 convolution at unit stride), the path's output and
+    every gradient match the convolution computed in float64 (the
     ground truth: a float32 CPU convolution is not one, as some library kernels have been wrong on some CPUs, e.g.
     the weight gradient of strided 1x1 channels-last convolutions with few input channels); anywhere else the path
     runs the convolution itself, bit for bit."""
@@ -72,10 +80,11 @@ def test_one_pixel_path_matches_the_convolution(channels, bias):
         truth = _plain(conv).double()
         one_pixel_convs(conv)
         window = one_pixel_window(conv, (size, size))
+        own = window is not None or strided_1x1_at_unit_stride(conv)  # computed by the path itself
         for layout in (torch.contiguous_format, torch.channels_last):
             x = torch.randn(5, c_in, size, size).contiguous(memory_format=layout)
             where = f"kernel {k} stride {s} padding {p} dilation {d}, input {size}x{size}, {layout}"
-            if window is None:
+            if not own:
                 with torch.no_grad():
                     assert torch.equal(conv(x), nn.Conv2d._conv_forward(conv, x, conv.weight, conv.bias)), where
                 continue
@@ -185,3 +194,40 @@ def test_split_models_keep_it_and_still_reproduce_the_model():
     x = torch.randn(4, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(sm.server(sm.client(x)), full(x))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("c_in, groups", [(4, 1), (6, 2), (8, 8), (15, 1)])
+def test_strided_1x1_with_few_channels_runs_at_unit_stride(monkeypatch, layout, c_in, groups):
+    """A strided 1x1 convolution with fewer than 16 input channels per group never reaches the library's strided
+    kernel (every convolution it calls has stride 1) and computes the convolution's function and gradients (float64
+    truth), padded or not; with 16 or more channels per group the strided convolution runs as it is."""
+    calls: list[tuple[int, int]] = []
+    conv2d = F.conv2d
+
+    def spy(x, w, b=None, stride=1, *args, **kwargs):
+        calls.append(tuple(stride) if isinstance(stride, (tuple, list)) else (stride, stride))
+        return conv2d(x, w, b, stride, *args, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", spy)
+    c_out = 2 * groups if groups > 1 else 6
+    for stride, padding, size in itertools.product((2, 3), (0, 1), (4, 5, 7)):
+        torch.manual_seed(stride * 10 + padding + size)
+        conv = nn.Conv2d(c_in, c_out, 1, stride, padding, groups=groups)
+        truth = _plain(conv).double()
+        one_pixel_convs(conv)
+        assert strided_1x1_at_unit_stride(conv)
+        x = torch.randn(3, c_in, size, size).contiguous(memory_format=layout)
+        calls.clear()
+        y, grads = _run(conv, x)
+        assert calls and set(calls) == {(1, 1)}, (stride, padding, size, calls)
+        y_ref, grads_ref = _run(truth, x.double())
+        assert y.shape == y_ref.shape
+        torch.testing.assert_close(y, y_ref.float(), rtol=1e-5, atol=1e-5)
+        for g, g_ref in zip(grads, grads_ref, strict=True):
+            torch.testing.assert_close(g, g_ref.float(), rtol=1e-5, atol=1e-5)
+    wide = one_pixel_convs(nn.Conv2d(16 * groups, c_out, 1, 2, groups=groups))
+    assert not strided_1x1_at_unit_stride(wide)
+    calls.clear()
+    wide(torch.randn(2, 16 * groups, 6, 6))
+    assert calls == [(2, 2)]
