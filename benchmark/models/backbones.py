@@ -149,9 +149,11 @@ def _unit_stride_1x1(conv: nn.Conv2d, input: Tensor, weight: Tensor, bias: Tenso
 
 
 def _one_pixel_conv_forward(self: nn.Conv2d, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    window = _windows(self, input.shape[-2:]) if input.dim() == 4 else None  # zero-padded: one_pixel_convs
+    if input.dim() != 4:
+        return nn.Conv2d._conv_forward(self, input, weight, bias)
+    window = _windows(self, input.shape[-2:])  # zero-padded: one_pixel_convs gives the path to no other
     if window is None:
-        if input.dim() == 4 and strided_1x1_at_unit_stride(self):
+        if strided_1x1_at_unit_stride(self):
             return _unit_stride_1x1(self, input, weight, bias)
         return nn.Conv2d._conv_forward(self, input, weight, bias)
     rows, cols, kernel_rows, kernel_cols = window
